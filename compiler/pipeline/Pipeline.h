@@ -1,0 +1,51 @@
+// Phases of a compile and the driver code that runs them: loading a model
+// (ONNX import or MLIR text/bytecode), running phase pipelines with IR
+// printing, and writing results atomically.
+#pragma once
+
+#include "mlir/IR/BuiltinOps.h"
+#include "mlir/IR/OwningOpRef.h"
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace lathe::pipeline {
+
+/// Phases in order. Later issues add calibrate, compress, lower, package.
+enum class Phase { Import = 0, Simplify = 1 };
+constexpr Phase kLastPhase = Phase::Simplify;
+
+std::optional<Phase> parsePhase(const std::string &name);
+const char *phaseName(Phase phase);
+std::string phaseNames(); // "import, simplify"
+
+/// The phase a module has completed (module attribute lathe.phase).
+std::optional<Phase> completedPhase(mlir::ModuleOp module);
+
+struct IrPrinting {
+  bool afterAll = false;
+  std::vector<std::string> afterPasses; // pass arguments, e.g. lathe-fuse-attention
+  std::string dumpDir;                  // numbered per-pass files, only when the IR changed
+};
+
+/// Loads .onnx (importing it), .mlir or .mlirbc. On failure returns null and
+/// fills `error` (for ONNX, with every node problem listed).
+mlir::OwningOpRef<mlir::ModuleOp> loadModel(mlir::MLIRContext &context, const std::string &path,
+                                            std::string &error);
+
+/// Runs the phases after `from` up to and including `to`.
+mlir::LogicalResult runPhases(mlir::ModuleOp module, Phase from, Phase to, const IrPrinting &printing,
+                              std::string &error);
+
+/// Writes text (.mlir, weights elided, locations kept) or bytecode (.mlirbc,
+/// with every resource) through a temporary file renamed into place.
+mlir::LogicalResult writeModule(mlir::ModuleOp module, const std::string &path, std::string &error);
+
+/// Prints IR for reading: weights elided, ONNX node names as locations.
+void printForReading(mlir::Operation *op, llvm::raw_ostream &os);
+
+/// Registers the dialects Lathe's IR uses.
+void registerDialects(mlir::MLIRContext &context);
+
+} // namespace lathe::pipeline

@@ -1,0 +1,83 @@
+//===- Passes.td - every Lathe pass with its options ----------------------===//
+#ifndef LATHE_PASSES
+#define LATHE_PASSES
+
+include "mlir/Pass/PassBase.td"
+
+//===----------------------------------------------------------------------===//
+// Simplification
+//===----------------------------------------------------------------------===//
+
+def FoldConstants : Pass<"lathe-fold-constants", "mlir::func::FuncOp"> {
+  let summary = "Fold ops on constants, refine result types, remove dead ops (DCE)";
+  let description = [{
+    Runs every lathe folder to a fixed point, re-infers result types so that
+    folded shapes become static, and erases ops whose results are unused.
+  }];
+  let dependentDialects = ["::lathe::ir::LatheDialect"];
+}
+
+def FoldShapes : Pass<"lathe-fold-shapes", "mlir::func::FuncOp"> {
+  let summary = "Fold shape-computation chains over partially known shapes";
+  let description = [{
+    Evaluates Shape→Gather/Slice→Unsqueeze→Concat chains symbolically: each
+    element is a constant or a dimension of some tensor (dimensions are traced
+    to their source through shape-preserving ops). Reshape and Expand targets
+    become constants (0 copies a dimension, -1 is inferred), Range over a
+    dimension and slices of position caches by sequence length become
+    `lathe.positions`.
+  }];
+  let dependentDialects = ["::lathe::ir::LatheDialect"];
+}
+
+def EliminateNoops : Pass<"lathe-eliminate-noops", "mlir::func::FuncOp"> {
+  let summary = "Remove Identity/Dropout, and Cast, Reshape, Transpose, Expand that change nothing";
+  let dependentDialects = ["::lathe::ir::LatheDialect"];
+}
+
+def FoldChains : Pass<"lathe-fold-chains", "mlir::func::FuncOp"> {
+  let summary = "Merge reshape→reshape and transpose→transpose chains";
+  let dependentDialects = ["::lathe::ir::LatheDialect"];
+}
+
+def FuseLinear : Pass<"lathe-fuse-linear", "mlir::func::FuncOp"> {
+  let summary = "MatMul/Gemm with a constant weight (+ bias Add) → lathe.linear";
+  let description = [{
+    Also folds the flatten → Gemm → unflatten form of Hugging Face Conv1D
+    layers. Weights are stored [out_features, in_features]: a MatMul weight
+    [in, out] is transposed once, here.
+  }];
+  let dependentDialects = ["::lathe::ir::LatheDialect"];
+}
+
+def FuseNorms : Pass<"lathe-fuse-norms", "mlir::func::FuncOp"> {
+  let summary = "Decomposed LayerNorm and RMSNorm → lathe.layer_norm / lathe.rms_norm";
+  let dependentDialects = ["::lathe::ir::LatheDialect"];
+}
+
+def FuseActivations : Pass<"lathe-fuse-activations", "mlir::func::FuncOp"> {
+  let summary = "GELU (erf and tanh forms) → lathe.gelu; x·sigmoid(x) → lathe.silu";
+  let dependentDialects = ["::lathe::ir::LatheDialect"];
+}
+
+def FuseAttention : Pass<"lathe-fuse-attention", "mlir::func::FuncOp"> {
+  let summary = "Scaled dot-product attention → lathe.attention";
+  let description = [{
+    softmax(Q·Kᵀ·scale + mask)·V with heads in dimension 1 becomes one op.
+    Grouped KV heads (repeat_kv) become num_kv_heads; a causal mask from a
+    sliced lower-triangular buffer or a Trilu/Range comparison chain becomes
+    `causal = true`, and an additive padding mask stays an operand.
+  }];
+  let dependentDialects = ["::lathe::ir::LatheDialect"];
+}
+
+def ExplainUnfused : Pass<"lathe-explain-unfused", "mlir::func::FuncOp"> {
+  let summary = "Remark on every Softmax, ReduceMean, Erf and Tanh that survived fusion";
+  let description = [{
+    Each remark names the op's ONNX node (its location) and the first
+    condition of the fusion that failed, so a user sees why a layer stayed
+    unfused.
+  }];
+}
+
+#endif // LATHE_PASSES

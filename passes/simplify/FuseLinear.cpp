@@ -1,0 +1,141 @@
+// MatMul/Gemm with a constant weight (+ a constant bias Add) → lathe.linear
+// with the weight stored [out_features, in_features]. Hugging Face Conv1D
+// (flatten → addmm → unflatten) becomes a linear on the unflattened input.
+#include "passes/Passes.h"
+#include "passes/simplify/SimplifyUtils.h"
+
+#include "dialects/lathe/ShapeHelpers.h"
+#include "mlir/Transforms/GreedyPatternRewriteDriver.h"
+
+using namespace mlir;
+using namespace lathe::ir;
+
+namespace lathe::passes {
+#define GEN_PASS_DEF_FUSELINEAR
+#include "passes/Passes.h.inc"
+
+namespace {
+
+std::string nameOf(Location loc) {
+  if (auto name = dyn_cast<NameLoc>(loc)) return name.getName().str();
+  if (auto fused = dyn_cast<FusedLoc>(loc))
+    for (Location inner : fused.getLocations())
+      if (auto name = dyn_cast<NameLoc>(inner)) return name.getName().str();
+  return "weight";
+}
+
+std::string blobKeyFor(Location loc, StringRef suffix) {
+  std::string key;
+  for (char c : nameOf(loc) + "." + suffix.str())
+    key += (std::isalnum((unsigned char)c) || c == '_' || c == '.') ? c : '_';
+  while (!key.empty() && (key[0] == '_' || key[0] == '.')) key.erase(0, 1);
+  if (key.empty() || std::isdigit((unsigned char)key[0])) key = "w_" + key;
+  return key;
+}
+
+/// A constant bias that broadcasts only along the last dimension: [N] or [1,…,1,N].
+Value biasVector(PatternRewriter &rewriter, Value bias, int64_t outFeatures, Location loc) {
+  auto c = bias.getDefiningOp<ConstantOp>();
+  if (!c) return {};
+  auto type = cast<RankedTensorType>(bias.getType());
+  if (!type.hasStaticShape() || type.getRank() < 1 || type.getShape().back() != outFeatures ||
+      type.getNumElements() != outFeatures)
+    return {};
+  if (type.getRank() == 1) return bias;
+  auto flat = RankedTensorType::get({outFeatures}, type.getElementType());
+  ElementsAttr value = c.getValue();
+  if (auto dense = dyn_cast<DenseElementsAttr>(value)) return rewriter.create<ConstantOp>(loc, dense.reshape(flat));
+  auto host = readHostTensor(value, int64_t(1) << 24);
+  if (!host) return {};
+  host->shape = {outFeatures};
+  return rewriter.create<ConstantOp>(loc, makeElementsAttr(flat, *host, blobKeyFor(loc, "bias")));
+}
+
+/// matmul(x, W) with W a constant [K, N] (or transpose(W') with W' [N, K]).
+struct MatMulToLinear : OpRewritePattern<MatMulOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(MatMulOp op, PatternRewriter &rewriter) const override {
+    Value x = op.getLhs();
+    if (cast<RankedTensorType>(x.getType()).getRank() < 2)
+      return rewriter.notifyMatchFailure(op, "input has rank < 2");
+    Value weight;
+    if (auto t = op.getRhs().getDefiningOp<TransposeOp>()) {
+      if (t.getPerm() == ArrayRef<int64_t>{1, 0} && t.getInput().getDefiningOp<ConstantOp>())
+        weight = t.getInput();
+    }
+    if (!weight) {
+      auto c = op.getRhs().getDefiningOp<ConstantOp>();
+      if (!c) return rewriter.notifyMatchFailure(op, "weight is not a constant");
+      if (cast<RankedTensorType>(c.getType()).getRank() != 2)
+        return rewriter.notifyMatchFailure(op, "weight is not 2-D");
+      auto transposed = transposeWeight(c.getValue(), blobKeyFor(op.getLoc(), "weight"));
+      if (!transposed) return rewriter.notifyMatchFailure(op, "weight cannot be transposed");
+      weight = rewriter.create<ConstantOp>(c.getLoc(), *transposed);
+    }
+    int64_t outFeatures = cast<RankedTensorType>(weight.getType()).getDimSize(0);
+    // A single constant Add after the matmul is the bias.
+    Operation *root = op;
+    Value bias;
+    if (op->hasOneUse()) {
+      if (auto add = dyn_cast<AddOp>(*op->user_begin())) {
+        Value other = add.getLhs() == op.getResult() ? add.getRhs() : add.getLhs();
+        if ((bias = biasVector(rewriter, other, outFeatures, add.getLoc()))) root = add;
+      }
+    }
+    rewriter.setInsertionPoint(root);
+    auto linear = rewriter.create<LinearOp>(op.getLoc(), x, weight, bias);
+    if (linear.getType() != root->getResult(0).getType() &&
+        !areCompatibleResultTypes(TypeRange{linear.getType()}, TypeRange{root->getResult(0).getType()})) {
+      rewriter.eraseOp(linear);
+      return rewriter.notifyMatchFailure(op, "result type would change");
+    }
+    rewriter.replaceOp(root, linear.getResult());
+    return success();
+  }
+};
+
+/// reshape(linear(reshape(x, [-1, K])), [d0(x), …, N]) → linear(x): the
+/// flatten/unflatten pair Hugging Face Conv1D and Gemm exports put around a layer.
+struct UnflattenLinear : OpRewritePattern<ReshapeOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(ReshapeOp op, PatternRewriter &rewriter) const override {
+    auto linear = op.getInput().getDefiningOp<LinearOp>();
+    if (!linear || !linear->hasOneUse()) return rewriter.notifyMatchFailure(op, "input is not a single-use linear");
+    auto flatten = linear.getInput().getDefiningOp<ReshapeOp>();
+    if (!flatten) return rewriter.notifyMatchFailure(op, "linear input is not a reshape");
+    Value x = flatten.getInput();
+    auto xType = cast<RankedTensorType>(x.getType());
+    if (xType.getRank() < 2 || cast<RankedTensorType>(flatten.getType()).getRank() != 2)
+      return rewriter.notifyMatchFailure(op, "not a flatten to 2-D");
+    int64_t inFeatures = cast<RankedTensorType>(linear.getWeight().getType()).getDimSize(1);
+    int64_t outFeatures = cast<RankedTensorType>(linear.getWeight().getType()).getDimSize(0);
+    if (xType.getShape().back() != inFeatures) return rewriter.notifyMatchFailure(op, "flatten changes the feature dim");
+    auto target = symbolicValue(op.getShape());
+    if (!target || int64_t(target->size()) != xType.getRank())
+      return rewriter.notifyMatchFailure(op, "target is not x's leading dims + [out_features]");
+    for (int64_t i = 0; i + 1 < xType.getRank(); ++i) {
+      const SymbolicElement &e = (*target)[i];
+      bool ok = (e.isConstant() && *e.constant == xType.getDimSize(i)) ||
+                (e.isDim() && e.dim == canonicalDim(x, i));
+      if (!ok) return rewriter.notifyMatchFailure(op, "target does not restate x's leading dims");
+    }
+    const SymbolicElement &last = target->back();
+    if (!last.isConstant() || (*last.constant != outFeatures && *last.constant != -1))
+      return rewriter.notifyMatchFailure(op, "target's last dim is not out_features");
+    auto fused = rewriter.create<LinearOp>(linear.getLoc(), x, linear.getWeight(), linear.getBias());
+    rewriter.replaceOp(op, fused.getResult());
+    rewriter.eraseOp(linear);
+    return success();
+  }
+};
+
+struct FuseLinearPass : impl::FuseLinearBase<FuseLinearPass> {
+  void runOnOperation() override {
+    RewritePatternSet patterns(&getContext());
+    patterns.add<MatMulToLinear, UnflattenLinear>(&getContext());
+    (void)applyPatternsAndFoldGreedily(getOperation(), std::move(patterns));
+    refineTypes(getOperation());
+  }
+};
+} // namespace
+} // namespace lathe::passes
