@@ -55,10 +55,8 @@ int runInspect(const InspectOptions &o) {
   }
   std::cout << o.input << "\n";
   auto phase = pipeline::completedPhase(*module).value_or(pipeline::Phase::Import);
-  // Silence the unfused-op remarks here; `compile` shows them.
-  mlir::ScopedDiagnosticHandler quiet(&context, [](mlir::Diagnostic &d) {
-    return mlir::success(d.getSeverity() == mlir::DiagnosticSeverity::Remark);
-  });
+  // The unfused-op remarks belong to `compile`; inspect shows errors only.
+  pipeline::DiagnosticPrinter diagnostics(context, /*showRemarks=*/false);
   printTable(pipeline::phaseName(phase), analysis::computeStats(*module, o.batch, o.seq), o.batch, o.seq);
   for (int p = int(phase) + 1; p <= int(pipeline::kLastPhase); ++p) {
     if (mlir::failed(pipeline::runPhases(*module, pipeline::Phase(p - 1), pipeline::Phase(p), {}, error))) {

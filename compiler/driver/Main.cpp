@@ -27,6 +27,7 @@ struct CompileOptions {
 int runCompile(const CompileOptions &o) {
   mlir::MLIRContext context;
   pipeline::registerDialects(context);
+  pipeline::DiagnosticPrinter diagnostics(context);
   std::string error;
 
   pipeline::Phase to = pipeline::kLastPhase;

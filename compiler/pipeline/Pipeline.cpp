@@ -54,6 +54,7 @@ void registerDialects(MLIRContext &context) {
   registry.insert<ir::LatheDialect, func::FuncDialect>();
   context.appendDialectRegistry(registry);
   context.loadAllAvailableDialects();
+  context.printOpOnDiagnostic(false);
 }
 
 static bool endsWith(const std::string &s, const std::string &suffix) {
@@ -110,6 +111,38 @@ OwningOpRef<ModuleOp> loadModel(MLIRContext &context, const std::string &path, s
   return nullptr;
 }
 
+static std::string describeLocation(Location loc) {
+  if (auto name = dyn_cast<NameLoc>(loc)) return "node '" + name.getName().str() + "'";
+  if (auto file = dyn_cast<FileLineColLoc>(loc)) {
+    if (file.getLine() == 0) return file.getFilename().str();
+    return file.getFilename().str() + ":" + std::to_string(file.getLine()) + ":" + std::to_string(file.getColumn());
+  }
+  if (auto fused = dyn_cast<FusedLoc>(loc))
+    for (Location inner : fused.getLocations()) return describeLocation(inner);
+  std::string s;
+  llvm::raw_string_ostream os(s);
+  loc.print(os);
+  return s;
+}
+
+DiagnosticPrinter::DiagnosticPrinter(MLIRContext &context, bool showRemarks) : context_(context) {
+  id_ = context.getDiagEngine().registerHandler([this, showRemarks](Diagnostic &d) {
+    const char *kind = "error";
+    switch (d.getSeverity()) {
+    case DiagnosticSeverity::Remark: if (!showRemarks) return success(); kind = "remark"; break;
+    case DiagnosticSeverity::Warning: kind = "warning"; break;
+    case DiagnosticSeverity::Note: kind = "note"; break;
+    case DiagnosticSeverity::Error: ++errors_; break;
+    }
+    llvm::errs() << describeLocation(d.getLocation()) << ": " << kind << ": " << d.str() << "\n";
+    for (Diagnostic &note : d.getNotes())
+      llvm::errs() << "  " << describeLocation(note.getLocation()) << ": note: " << note.str() << "\n";
+    return success();
+  });
+}
+
+DiagnosticPrinter::~DiagnosticPrinter() { context_.getDiagEngine().eraseHandler(id_); }
+
 void printForReading(Operation *op, llvm::raw_ostream &os) {
   OpPrintingFlags flags;
   flags.elideLargeElementsAttrs(16);
@@ -129,6 +162,7 @@ public:
     before_.try_emplace(op, OperationFingerPrint(op));
   }
   void runAfterPass(Pass *pass, Operation *op) override {
+    if (pass->getArgument().empty()) return; // pass-manager adaptors, not passes
     auto it = before_.find(op);
     if (it != before_.end() && it->second == OperationFingerPrint(op)) return;
     std::ostringstream name;

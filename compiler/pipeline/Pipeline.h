@@ -45,6 +45,19 @@ mlir::LogicalResult writeModule(mlir::ModuleOp module, const std::string &path, 
 /// Prints IR for reading: weights elided, ONNX node names as locations.
 void printForReading(mlir::Operation *op, llvm::raw_ostream &os);
 
+/// Prints diagnostics as `<ONNX node>: remark|warning|error: message` while alive.
+class DiagnosticPrinter {
+public:
+  explicit DiagnosticPrinter(mlir::MLIRContext &context, bool showRemarks = true);
+  ~DiagnosticPrinter();
+  int errors() const { return errors_; }
+
+private:
+  mlir::MLIRContext &context_;
+  uint64_t id_;
+  int errors_ = 0;
+};
+
 /// Registers the dialects Lathe's IR uses.
 void registerDialects(mlir::MLIRContext &context);
 

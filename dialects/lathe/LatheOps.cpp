@@ -60,6 +60,8 @@ LogicalResult inferReduce(std::optional<Location> loc, Value input, ArrayRef<int
 /// Applies ONNX Reshape semantics (0 copies, -1 infers) to a known target.
 FailureOr<SmallVector<int64_t>> reshapeTarget(std::optional<Location> loc, ArrayRef<int64_t> in,
                                               ArrayRef<int64_t> target) {
+  // Dimensions copied with 0 cancel out of the element count, so a -1 can be
+  // inferred even when those copied dimensions are dynamic.
   SmallVector<int64_t> out;
   int64_t inferIndex = -1, knownProduct = 1;
   bool knownAll = true;
@@ -70,6 +72,7 @@ FailureOr<SmallVector<int64_t>> reshapeTarget(std::optional<Location> loc, Array
         return ((void)emitOptionalError(loc, "reshape target copies dimension ", i,
                                   " but the input has rank ", in.size()), failure());
       out.push_back(in[i]);
+      continue;
     } else if (t == -1) {
       if (inferIndex >= 0) return ((void)emitOptionalError(loc, "reshape target has two -1 entries"), failure());
       inferIndex = i;
@@ -85,9 +88,10 @@ FailureOr<SmallVector<int64_t>> reshapeTarget(std::optional<Location> loc, Array
   }
   int64_t inProduct = 1;
   bool inStatic = true;
-  for (int64_t d : in) {
-    if (d == kDynamic) inStatic = false;
-    else inProduct *= d;
+  for (size_t i = 0; i < in.size(); ++i) {
+    if (i < target.size() && target[i] == 0) continue;
+    if (in[i] == kDynamic) inStatic = false;
+    else inProduct *= in[i];
   }
   if (inferIndex >= 0 && inStatic && knownAll) {
     if (knownProduct == 0 || inProduct % knownProduct)
@@ -611,9 +615,9 @@ LogicalResult ConcatOp::verify() {
 }
 
 LogicalResult SliceOp::verify() {
-  for (auto [v, name] : llvm::zip(ValueRange{getStarts(), getEnds(), getAxes(), getSteps()},
-                                  ArrayRef<StringRef>{"starts", "ends", "axes", "steps"}))
-    if (failed(verifyIndexVector(*this, v, name))) return failure();
+  if (failed(verifyIndexVector(*this, getStarts(), "starts")) || failed(verifyIndexVector(*this, getEnds(), "ends")) ||
+      failed(verifyIndexVector(*this, getAxes(), "axes")) || failed(verifyIndexVector(*this, getSteps(), "steps")))
+    return failure();
   return success();
 }
 

@@ -7,6 +7,7 @@
 
 #include "dialects/lathe/ShapeHelpers.h"
 #include "mlir/IR/Matchers.h"
+#include "mlir/IR/OperationSupport.h"
 
 using namespace mlir;
 using namespace lathe::ir;
@@ -60,6 +61,7 @@ bool foldReshapeTargets(func::FuncOp func) {
     for (auto [i, e] : llvm::enumerate(*sym)) {
       if (e.isConstant()) {
         target.push_back(*e.constant);
+        if (*e.constant == -1) ++unknown;
       } else if (e.isDim() && int64_t(i) < inRank && e.dim == canonicalDim(op.getInput(), i)) {
         target.push_back(0);
       } else {
@@ -127,23 +129,47 @@ bool foldRanges(func::FuncOp func) {
   return changed;
 }
 
-/// cache[0:dim] along axis 0 of a constant table → gather(cache, positions(dim)).
+/// True if `host` counts 0, 1, 2, … along `axis` and every other dim is 1
+/// (a position_ids buffer).
+bool isArangeAlong(const HostTensor &host, int64_t axis) {
+  for (size_t d = 0; d < host.shape.size(); ++d)
+    if (int64_t(d) != axis && host.shape[d] != 1) return false;
+  for (int64_t i = 0, n = host.numElements(); i < n; ++i)
+    if (host.getInt(i) != i) return false;
+  return true;
+}
+
+/// table[…, 0:dim, …] of a constant → gather(table, positions(dim)) along
+/// that axis; a position_ids buffer sliced this way is positions itself.
 bool foldCacheSlices(func::FuncOp func) {
   bool changed = false;
   func.walk([&](SliceOp op) {
     auto starts = getConstantInts(op.getStarts()), axes = getConstantInts(op.getAxes());
     auto steps = getConstantInts(op.getSteps());
     if (!op.getInput().getDefiningOp<ConstantOp>() || !starts || !axes || !steps || axes->size() != 1 ||
-        (*axes)[0] != 0 || (*starts)[0] != 0 || (*steps)[0] != 1)
+        (*starts)[0] != 0 || (*steps)[0] != 1)
       return;
-    auto dim = scalarDim(op.getEnds());
-    if (!dim) return;
-    OpBuilder b(op);
-    Value pos = b.create<PositionsOp>(op.getLoc(), dim->value, b.getI64IntegerAttr(dim->dim));
     auto table = cast<RankedTensorType>(op.getInput().getType());
-    Value result = table.getRank() == 2 && isa<FloatType>(table.getElementType())
-                       ? b.create<EmbeddingOp>(op.getLoc(), op.getInput(), pos).getResult()
-                       : b.create<GatherOp>(op.getLoc(), op.getInput(), pos, b.getI64IntegerAttr(0)).getResult();
+    auto axis = normalizeAxis((*axes)[0], table.getRank());
+    auto dim = scalarDim(op.getEnds());
+    if (!axis || !dim) return;
+    OpBuilder b(op);
+    Location loc = op.getLoc();
+    Value pos = b.create<PositionsOp>(loc, dim->value, b.getI64IntegerAttr(dim->dim));
+    Value result;
+    auto host = readConstantValue(op.getInput(), 1 << 20);
+    if (host && !host->isFloat() && isArangeAlong(*host, *axis)) {
+      SmallVector<int64_t> unitAxes;
+      for (int64_t d = 0; d < table.getRank(); ++d)
+        if (d != *axis) unitAxes.push_back(d);
+      result = unitAxes.empty() ? pos : b.create<UnsqueezeOp>(loc, pos, b.getDenseI64ArrayAttr(unitAxes)).getResult();
+      Type et = table.getElementType();
+      if (!et.isInteger(64)) result = b.create<CastOp>(loc, result, TypeAttr::get(et));
+    } else if (*axis == 0 && table.getRank() == 2 && isa<FloatType>(table.getElementType())) {
+      result = b.create<EmbeddingOp>(loc, op.getInput(), pos);
+    } else {
+      result = b.create<GatherOp>(loc, op.getInput(), pos, b.getI64IntegerAttr(*axis));
+    }
     op.getResult().replaceAllUsesWith(result);
     op.erase();
     changed = true;
@@ -154,15 +180,18 @@ bool foldCacheSlices(func::FuncOp func) {
 struct FoldShapesPass : impl::FoldShapesBase<FoldShapesPass> {
   void runOnOperation() override {
     func::FuncOp func = getOperation();
-    for (int round = 0; round < 8; ++round) {
-      bool changed = foldConstantVectors(func);
-      changed |= foldReshapeTargets(func);
-      changed |= foldExpandTargets(func);
-      changed |= foldRanges(func);
-      changed |= foldCacheSlices(func);
+    // Type refinement can make more shapes known, so a round that only
+    // refined types still counts as progress.
+    for (int round = 0; round < 16; ++round) {
+      OperationFingerPrint before(func);
+      foldConstantVectors(func);
+      foldReshapeTargets(func);
+      foldExpandTargets(func);
+      foldRanges(func);
+      foldCacheSlices(func);
       refineTypes(func);
       (void)foldAndClean(func);
-      if (!changed) break;
+      if (OperationFingerPrint(func) == before) break;
     }
   }
 };

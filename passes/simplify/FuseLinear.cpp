@@ -94,34 +94,47 @@ struct MatMulToLinear : OpRewritePattern<MatMulOp> {
   }
 };
 
-/// reshape(linear(reshape(x, [-1, K])), [d0(x), …, N]) → linear(x): the
-/// flatten/unflatten pair Hugging Face Conv1D and Gemm exports put around a layer.
+/// reshape(linear(reshape(x, [-1, K])), [d0(x), …, d(r-2)(x), N]) → linear
+/// on x with its leading dims kept: the flatten/unflatten pair Hugging Face
+/// Conv1D and Gemm exports put around a layer. x may carry the K features
+/// split over several trailing dims (merged heads); they are merged with a
+/// reshape that keeps the leading dims.
 struct UnflattenLinear : OpRewritePattern<ReshapeOp> {
   using OpRewritePattern::OpRewritePattern;
   LogicalResult matchAndRewrite(ReshapeOp op, PatternRewriter &rewriter) const override {
     auto linear = op.getInput().getDefiningOp<LinearOp>();
     if (!linear || !linear->hasOneUse()) return rewriter.notifyMatchFailure(op, "input is not a single-use linear");
     auto flatten = linear.getInput().getDefiningOp<ReshapeOp>();
-    if (!flatten) return rewriter.notifyMatchFailure(op, "linear input is not a reshape");
+    if (!flatten || cast<RankedTensorType>(flatten.getType()).getRank() != 2)
+      return rewriter.notifyMatchFailure(op, "linear input is not a flatten to 2-D");
     Value x = flatten.getInput();
     auto xType = cast<RankedTensorType>(x.getType());
-    if (xType.getRank() < 2 || cast<RankedTensorType>(flatten.getType()).getRank() != 2)
-      return rewriter.notifyMatchFailure(op, "not a flatten to 2-D");
     int64_t inFeatures = cast<RankedTensorType>(linear.getWeight().getType()).getDimSize(1);
     int64_t outFeatures = cast<RankedTensorType>(linear.getWeight().getType()).getDimSize(0);
-    if (xType.getShape().back() != inFeatures) return rewriter.notifyMatchFailure(op, "flatten changes the feature dim");
     auto target = symbolicValue(op.getShape());
-    if (!target || int64_t(target->size()) != xType.getRank())
+    if (!target || target->size() < 2 || int64_t(target->size()) > xType.getRank())
       return rewriter.notifyMatchFailure(op, "target is not x's leading dims + [out_features]");
-    for (int64_t i = 0; i + 1 < xType.getRank(); ++i) {
+    int64_t leading = target->size() - 1;
+    for (int64_t i = 0; i < leading; ++i) {
       const SymbolicElement &e = (*target)[i];
-      bool ok = (e.isConstant() && *e.constant == xType.getDimSize(i)) ||
+      bool ok = (e.isConstant() && *e.constant == xType.getDimSize(i) && *e.constant != kDynamic) ||
                 (e.isDim() && e.dim == canonicalDim(x, i));
       if (!ok) return rewriter.notifyMatchFailure(op, "target does not restate x's leading dims");
     }
+    int64_t trailing = 1;
+    for (int64_t i = leading; i < xType.getRank(); ++i) {
+      if (xType.getDimSize(i) == kDynamic) return rewriter.notifyMatchFailure(op, "x's feature dims are dynamic");
+      trailing *= xType.getDimSize(i);
+    }
+    if (trailing != inFeatures) return rewriter.notifyMatchFailure(op, "x's trailing dims are not in_features");
     const SymbolicElement &last = target->back();
     if (!last.isConstant() || (*last.constant != outFeatures && *last.constant != -1))
       return rewriter.notifyMatchFailure(op, "target's last dim is not out_features");
+    if (xType.getRank() != int64_t(target->size())) {
+      SmallVector<int64_t> merge(leading, 0);
+      merge.push_back(inFeatures);
+      x = rewriter.create<ReshapeOp>(flatten.getLoc(), x, makeI64Constant(rewriter, flatten.getLoc(), merge));
+    }
     auto fused = rewriter.create<LinearOp>(linear.getLoc(), x, linear.getWeight(), linear.getBias());
     rewriter.replaceOp(op, fused.getResult());
     rewriter.eraseOp(linear);
@@ -131,9 +144,13 @@ struct UnflattenLinear : OpRewritePattern<ReshapeOp> {
 
 struct FuseLinearPass : impl::FuseLinearBase<FuseLinearPass> {
   void runOnOperation() override {
-    RewritePatternSet patterns(&getContext());
-    patterns.add<MatMulToLinear, UnflattenLinear>(&getContext());
-    (void)applyPatternsAndFoldGreedily(getOperation(), std::move(patterns));
+    // Two rounds: unflattening needs the linear ops the first round makes.
+    RewritePatternSet toLinear(&getContext());
+    toLinear.add<MatMulToLinear>(&getContext());
+    (void)applyPatternsAndFoldGreedily(getOperation(), std::move(toLinear));
+    RewritePatternSet unflatten(&getContext());
+    unflatten.add<UnflattenLinear>(&getContext());
+    (void)applyPatternsAndFoldGreedily(getOperation(), std::move(unflatten));
     refineTypes(getOperation());
   }
 };

@@ -261,8 +261,25 @@ bool isLowerTriangularConstant(Value v) {
 /// along its last two dims from the start.
 bool isCausalCondition(Value cond) {
   Value v = cond;
+  int64_t rank = rankOf(cond);
   while (true) {
-    if (auto slice = v.getDefiningOp<SliceOp>()) { v = slice.getInput(); continue; }
+    if (auto slice = v.getDefiningOp<SliceOp>()) {
+      // Only slices of the last two dims starting at 0 keep the triangle aligned.
+      auto starts = getConstantInts(slice.getStarts()), axes = getConstantInts(slice.getAxes());
+      auto steps = getConstantInts(slice.getSteps());
+      if (!starts || !axes || !steps) return false;
+      for (size_t i = 0; i < axes->size(); ++i)
+        if ((*starts)[i] != 0 || (*steps)[i] != 1 || normalizeAxis((*axes)[i], rank) < rank - 2) return false;
+      v = slice.getInput();
+      continue;
+    }
+    if (auto gather = v.getDefiningOp<GatherOp>()) {
+      // Rows 0..S-1 (the positions op) of the buffer, along one of the last two dims.
+      if (!gather.getIndices().getDefiningOp<PositionsOp>() || normalizeAxis(gather.getAxis(), rank) < rank - 2)
+        return false;
+      v = gather.getInput();
+      continue;
+    }
     if (auto cast = v.getDefiningOp<CastOp>()) { v = cast.getInput(); continue; }
     break;
   }

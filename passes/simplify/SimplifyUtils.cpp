@@ -13,81 +13,130 @@ using namespace lathe::ir;
 namespace lathe::passes {
 
 namespace {
+/// Memo for one top-level query: canonicalDim and symbolicValue call each
+/// other across layers, which is exponential without it. The IR does not
+/// change during a query, so entries stay valid for its duration.
+struct ShapeMemo {
+  llvm::DenseMap<std::pair<void *, int64_t>, DimRef> dims;
+  llvm::DenseMap<void *, std::optional<SmallVector<SymbolicElement>>> values;
+};
+DimRef canonicalDimImpl(Value value, int64_t d, ShapeMemo &memo);
+std::optional<SmallVector<SymbolicElement>> symbolicValueImpl(Value value, ShapeMemo &memo);
+
 int64_t rankOf(Value v) { return cast<RankedTensorType>(v.getType()).getRank(); }
 int64_t dimOf(Value v, int64_t d) { return cast<RankedTensorType>(v.getType()).getDimSize(d); }
 
 /// For broadcasting ops: the operand whose dimension decides the result's.
-DimRef broadcastSource(Value result, int64_t d, ValueRange operands) {
+DimRef broadcastSource(Value result, int64_t d, ValueRange operands, ShapeMemo &memo) {
   int64_t rank = rankOf(result);
   for (Value operand : operands) {
     int64_t offset = rank - rankOf(operand);
     int64_t od = d - offset;
     if (od < 0) continue;
-    if (dimOf(operand, od) != 1) return canonicalDim(operand, od);
+    if (dimOf(operand, od) != 1) return canonicalDimImpl(operand, od, memo);
   }
   return {result, d};
 }
-} // namespace
 
-DimRef canonicalDim(Value value, int64_t d) {
+DimRef canonicalDimUncached(Value value, int64_t d, ShapeMemo &memo);
+
+DimRef canonicalDimImpl(Value value, int64_t d, ShapeMemo &memo) {
+  auto key = std::make_pair(value.getAsOpaquePointer(), d);
+  if (auto it = memo.dims.find(key); it != memo.dims.end()) return it->second;
+  DimRef result = canonicalDimUncached(value, d, memo);
+  memo.dims[key] = result;
+  return result;
+}
+
+std::optional<SmallVector<SymbolicElement>> symbolicValueUncached(Value value, ShapeMemo &memo);
+
+std::optional<SmallVector<SymbolicElement>> symbolicValueImpl(Value value, ShapeMemo &memo) {
+  void *key = value.getAsOpaquePointer();
+  if (auto it = memo.values.find(key); it != memo.values.end()) return it->second;
+  auto result = symbolicValueUncached(value, memo);
+  memo.values[key] = result;
+  return result;
+}
+
+/// Graph inputs whose ONNX dims share a dim_param name ("batch",
+/// "sequence") have the same size: the first such input dim stands for all.
+DimRef canonicalArgumentDim(BlockArgument arg, int64_t d) {
+  auto func = dyn_cast_or_null<func::FuncOp>(arg.getOwner()->getParentOp());
+  if (!func) return {arg, d};
+  auto namesOf = [&](unsigned i) { return func.getArgAttrOfType<ArrayAttr>(i, "lathe.dims"); };
+  ArrayAttr mine = namesOf(arg.getArgNumber());
+  if (!mine || d >= int64_t(mine.size())) return {arg, d};
+  auto name = dyn_cast<StringAttr>(mine[d]);
+  if (!name || name.getValue().empty()) return {arg, d};
+  for (unsigned i = 0; i < func.getNumArguments(); ++i) {
+    ArrayAttr names = namesOf(i);
+    if (!names) continue;
+    for (size_t k = 0; k < names.size(); ++k)
+      if (names[k] == name) return {func.getArgument(i), int64_t(k)};
+  }
+  return {arg, d};
+}
+
+DimRef canonicalDimUncached(Value value, int64_t d, ShapeMemo &memo) {
+  if (auto arg = dyn_cast<BlockArgument>(value)) return canonicalArgumentDim(arg, d);
   Operation *op = value.getDefiningOp();
   if (!op || d < 0 || d >= rankOf(value)) return {value, d};
   int64_t rank = rankOf(value);
   if (isa<IdentityOp, SqrtOp, ErfOp, TanhOp, ExpOp, LogOp, CosOp, SinOp, ReluOp, SigmoidOp, SiluOp,
           NegOp, AbsOp, ReciprocalOp, NotOp, CastOp, LayerNormOp, RmsNormOp, GeluOp, SoftmaxOp,
           TriluOp>(op))
-    return canonicalDim(op->getOperand(0), d);
+    return canonicalDimImpl(op->getOperand(0), d, memo);
   if (isa<AddOp, SubOp, MulOp, DivOp, PowOp, MaxOp, MinOp, AndOp, OrOp, EqualOp, LessOp,
           LessEqualOp, GreaterOp, GreaterEqualOp, WhereOp>(op))
-    return broadcastSource(value, d, op->getOperands());
+    return broadcastSource(value, d, op->getOperands(), memo);
   if (auto linear = dyn_cast<LinearOp>(op))
-    return d < rank - 1 ? canonicalDim(linear.getInput(), d) : DimRef{value, d};
+    return d < rank - 1 ? canonicalDimImpl(linear.getInput(), d, memo) : DimRef{value, d};
   if (auto mm = dyn_cast<MatMulOp>(op)) {
     if (rankOf(mm.getLhs()) >= 2 && rankOf(mm.getRhs()) >= 2) {
-      if (d == rank - 2) return canonicalDim(mm.getLhs(), rankOf(mm.getLhs()) - 2);
-      if (d == rank - 1) return canonicalDim(mm.getRhs(), rankOf(mm.getRhs()) - 1);
+      if (d == rank - 2) return canonicalDimImpl(mm.getLhs(), rankOf(mm.getLhs()) - 2, memo);
+      if (d == rank - 1) return canonicalDimImpl(mm.getRhs(), rankOf(mm.getRhs()) - 1, memo);
       // Batch dims broadcast like elementwise operands, minus the matrix dims.
       for (Value operand : {mm.getLhs(), mm.getRhs()}) {
         int64_t od = d - (rank - rankOf(operand));
-        if (od >= 0 && dimOf(operand, od) != 1) return canonicalDim(operand, od);
+        if (od >= 0 && dimOf(operand, od) != 1) return canonicalDimImpl(operand, od, memo);
       }
     }
     return {value, d};
   }
   if (auto emb = dyn_cast<EmbeddingOp>(op)) {
     int64_t idxRank = rankOf(emb.getIndices());
-    return d < idxRank ? canonicalDim(emb.getIndices(), d) : DimRef{value, d};
+    return d < idxRank ? canonicalDimImpl(emb.getIndices(), d, memo) : DimRef{value, d};
   }
   if (auto gather = dyn_cast<GatherOp>(op)) {
     int64_t axis = gather.getAxis(), idxRank = rankOf(gather.getIndices());
-    if (d < axis) return canonicalDim(gather.getInput(), d);
-    if (d < axis + idxRank) return canonicalDim(gather.getIndices(), d - axis);
-    return canonicalDim(gather.getInput(), d - idxRank + 1);
+    if (d < axis) return canonicalDimImpl(gather.getInput(), d, memo);
+    if (d < axis + idxRank) return canonicalDimImpl(gather.getIndices(), d - axis, memo);
+    return canonicalDimImpl(gather.getInput(), d - idxRank + 1, memo);
   }
-  if (auto t = dyn_cast<TransposeOp>(op)) return canonicalDim(t.getInput(), t.getPerm()[d]);
+  if (auto t = dyn_cast<TransposeOp>(op)) return canonicalDimImpl(t.getInput(), t.getPerm()[d], memo);
   if (auto r = dyn_cast<ReshapeOp>(op)) {
     if (auto target = getConstantInts(r.getShape())) {
-      if (d < int64_t(target->size()) && (*target)[d] == 0) return canonicalDim(r.getInput(), d);
-    } else if (auto sym = symbolicValue(r.getShape())) {
+      if (d < int64_t(target->size()) && (*target)[d] == 0) return canonicalDimImpl(r.getInput(), d, memo);
+    } else if (auto sym = symbolicValueImpl(r.getShape(), memo)) {
       if (d < int64_t(sym->size()) && (*sym)[d].isDim()) return (*sym)[d].dim;
     }
     return {value, d};
   }
   if (auto e = dyn_cast<ExpandOp>(op)) {
     int64_t od = d - (rank - rankOf(e.getInput()));
-    if (od >= 0 && dimOf(e.getInput(), od) != 1) return canonicalDim(e.getInput(), od);
-    if (auto sym = symbolicValue(e.getShape())) {
+    if (od >= 0 && dimOf(e.getInput(), od) != 1) return canonicalDimImpl(e.getInput(), od, memo);
+    if (auto sym = symbolicValueImpl(e.getShape(), memo)) {
       int64_t sd = d - (rank - int64_t(sym->size()));
       if (sd >= 0 && (*sym)[sd].isDim()) return (*sym)[sd].dim;
     }
     return {value, d};
   }
   if (auto a = dyn_cast<AttentionOp>(op))
-    return d < 3 ? canonicalDim(a.getQuery(), d) : canonicalDim(a.getValue(), 3);
+    return d < 3 ? canonicalDimImpl(a.getQuery(), d, memo) : canonicalDimImpl(a.getValue(), 3, memo);
   if (auto u = dyn_cast<UnsqueezeOp>(op)) {
     if (llvm::is_contained(u.getAxes(), d)) return {value, d};
     int64_t before = llvm::count_if(u.getAxes(), [&](int64_t a) { return a < d; });
-    return canonicalDim(u.getInput(), d - before);
+    return canonicalDimImpl(u.getInput(), d - before, memo);
   }
   if (auto s = dyn_cast<SqueezeOp>(op)) {
     int64_t inDim = d;
@@ -95,10 +144,10 @@ DimRef canonicalDim(Value value, int64_t d) {
     llvm::sort(axes);
     for (int64_t a : axes)
       if (a <= inDim) ++inDim;
-    return canonicalDim(s.getInput(), inDim);
+    return canonicalDimImpl(s.getInput(), inDim, memo);
   }
   if (auto c = dyn_cast<ConcatOp>(op))
-    return d == c.getAxis() ? DimRef{value, d} : canonicalDim(c.getInputs()[0], d);
+    return d == c.getAxis() ? DimRef{value, d} : canonicalDimImpl(c.getInputs()[0], d, memo);
   if (auto s = dyn_cast<SliceOp>(op)) {
     auto axes = getConstantInts(s.getAxes());
     if (!axes) return {value, d};
@@ -110,29 +159,29 @@ DimRef canonicalDim(Value value, int64_t d) {
         size_t i = llvm::find(*axes, a) - axes->begin();
         if (starts && ends && steps && (*starts)[i] == 0 && (*steps)[i] == 1 &&
             (*ends)[i] >= (int64_t(1) << 31))
-          return canonicalDim(s.getInput(), d);
+          return canonicalDimImpl(s.getInput(), d, memo);
         return {value, d};
       }
-    return canonicalDim(s.getInput(), d);
+    return canonicalDimImpl(s.getInput(), d, memo);
   }
-  if (auto p = dyn_cast<PositionsOp>(op)) return canonicalDim(p.getReference(), p.getAxis());
+  if (auto p = dyn_cast<PositionsOp>(op)) return canonicalDimImpl(p.getReference(), p.getAxis(), memo);
   if (isa<ReduceMeanOp, ReduceSumOp, ReduceMaxOp, ReduceMinOp>(op)) {
     bool keep = op->getAttrOfType<BoolAttr>("keepdims").getValue();
     auto axes = op->getAttrOfType<DenseI64ArrayAttr>("axes").asArrayRef();
-    if (keep && !llvm::is_contained(axes, d)) return canonicalDim(op->getOperand(0), d);
+    if (keep && !llvm::is_contained(axes, d)) return canonicalDimImpl(op->getOperand(0), d, memo);
     return {value, d};
   }
   if (auto s = dyn_cast<SplitOp>(op))
-    return d == s.getAxis() ? DimRef{value, d} : canonicalDim(s.getInput(), d);
+    return d == s.getAxis() ? DimRef{value, d} : canonicalDimImpl(s.getInput(), d, memo);
   if (auto f = dyn_cast<FillOp>(op)) {
-    if (auto sym = symbolicValue(f.getShape()))
+    if (auto sym = symbolicValueImpl(f.getShape(), memo))
       if (d < int64_t(sym->size()) && (*sym)[d].isDim()) return (*sym)[d].dim;
     return {value, d};
   }
   return {value, d};
 }
 
-std::optional<SmallVector<SymbolicElement>> symbolicValue(Value value) {
+std::optional<SmallVector<SymbolicElement>> symbolicValueUncached(Value value, ShapeMemo &memo) {
   auto type = dyn_cast<RankedTensorType>(value.getType());
   if (!type || type.getRank() > 1 || !type.getElementType().isInteger() || type.getElementType().isInteger(1))
     return std::nullopt;
@@ -148,17 +197,17 @@ std::optional<SmallVector<SymbolicElement>> symbolicValue(Value value) {
     for (int64_t i = 0; i < rankOf(s.getInput()); ++i) {
       int64_t d = dimOf(s.getInput(), i);
       if (d != kDynamic) out.push_back({d, {}});
-      else out.push_back({std::nullopt, canonicalDim(s.getInput(), i)});
+      else out.push_back({std::nullopt, canonicalDimImpl(s.getInput(), i, memo)});
     }
     return out;
   }
   if (isa<IdentityOp, CastOp, ReshapeOp, UnsqueezeOp, SqueezeOp>(op)) {
-    auto in = symbolicValue(op->getOperand(0));
+    auto in = symbolicValueImpl(op->getOperand(0), memo);
     if (in && int64_t(in->size()) == (type.getRank() == 0 ? 1 : type.getDimSize(0))) return in;
     return std::nullopt;
   }
   if (auto g = dyn_cast<GatherOp>(op)) {
-    auto in = symbolicValue(g.getInput());
+    auto in = symbolicValueImpl(g.getInput(), memo);
     auto idx = getConstantInts(g.getIndices());
     if (!in || !idx) return std::nullopt;
     SmallVector<SymbolicElement> out;
@@ -170,7 +219,7 @@ std::optional<SmallVector<SymbolicElement>> symbolicValue(Value value) {
     return out;
   }
   if (auto s = dyn_cast<SliceOp>(op)) {
-    auto in = symbolicValue(s.getInput());
+    auto in = symbolicValueImpl(s.getInput(), memo);
     auto starts = getConstantInts(s.getStarts()), ends = getConstantInts(s.getEnds());
     auto steps = getConstantInts(s.getSteps());
     if (!in || !starts || !ends || !steps || starts->size() != 1 || (*steps)[0] == 0) return std::nullopt;
@@ -192,14 +241,14 @@ std::optional<SmallVector<SymbolicElement>> symbolicValue(Value value) {
   if (auto c = dyn_cast<ConcatOp>(op)) {
     SmallVector<SymbolicElement> out;
     for (Value v : c.getInputs()) {
-      auto in = symbolicValue(v);
+      auto in = symbolicValueImpl(v, memo);
       if (!in) return std::nullopt;
       out.append(*in);
     }
     return out;
   }
   if (isa<AddOp, SubOp, MulOp, DivOp, MaxOp, MinOp>(op)) {
-    auto a = symbolicValue(op->getOperand(0)), b = symbolicValue(op->getOperand(1));
+    auto a = symbolicValueImpl(op->getOperand(0), memo), b = symbolicValueImpl(op->getOperand(1), memo);
     if (!a || !b) return std::nullopt;
     size_t n = std::max(a->size(), b->size());
     if ((a->size() != n && a->size() != 1) || (b->size() != n && b->size() != 1)) return std::nullopt;
@@ -207,7 +256,9 @@ std::optional<SmallVector<SymbolicElement>> symbolicValue(Value value) {
     for (size_t i = 0; i < n; ++i) {
       const SymbolicElement &x = (*a)[a->size() == 1 ? 0 : i], &y = (*b)[b->size() == 1 ? 0 : i];
       SymbolicElement r;
-      if (x.isConstant() && y.isConstant()) {
+      if (isa<SubOp>(op) && x.isDim() && y.isDim() && x.dim == y.dim) {
+        r.constant = 0; // k_len - q_len with the same dimension on both sides
+      } else if (x.isConstant() && y.isConstant()) {
         int64_t p = *x.constant, q = *y.constant;
         if (isa<AddOp>(op)) r.constant = p + q;
         else if (isa<SubOp>(op)) r.constant = p - q;
@@ -229,15 +280,43 @@ std::optional<SmallVector<SymbolicElement>> symbolicValue(Value value) {
   return std::nullopt;
 }
 
+} // namespace
+
+DimRef canonicalDim(Value value, int64_t dim) {
+  ShapeMemo memo;
+  return canonicalDimImpl(value, dim, memo);
+}
+
+std::optional<SmallVector<SymbolicElement>> symbolicValue(Value value) {
+  ShapeMemo memo;
+  return symbolicValueImpl(value, memo);
+}
+
 void refineTypes(func::FuncOp func) {
   func.walk([](Operation *op) {
     auto infer = dyn_cast<InferTypeOpInterface>(op);
     if (!infer || !isa<LatheDialect>(op->getDialect())) return;
     SmallVector<Type> inferred;
-    if (failed(infer.inferReturnTypes(op->getContext(), op->getLoc(), op->getOperands(),
+    if (failed(infer.inferReturnTypes(op->getContext(), std::nullopt, op->getOperands(),
                                       op->getRawDictionaryAttrs(), op->getPropertiesStorage(),
                                       op->getRegions(), inferred)))
       return;
+    // Targets computed from shapes: their constant entries are known sizes
+    // even while the rest of the target is symbolic.
+    if (isa<ReshapeOp, ExpandOp, FillOp>(op) && inferred.size() == 1) {
+      auto t = cast<RankedTensorType>(inferred[0]);
+      Value target = isa<FillOp>(op) ? op->getOperand(0) : op->getOperand(1);
+      auto sym = symbolicValue(target);
+      if (sym && !getConstantInts(target) && int64_t(sym->size()) <= t.getRank()) {
+        SmallVector<int64_t> shape(t.getShape());
+        int64_t offset = t.getRank() - sym->size();
+        for (auto [i, e] : llvm::enumerate(*sym)) {
+          bool usable = e.isConstant() && (isa<ExpandOp>(op) ? *e.constant > 1 : *e.constant > 0);
+          if (usable && shape[offset + i] == kDynamic) shape[offset + i] = *e.constant;
+        }
+        inferred[0] = RankedTensorType::get(shape, t.getElementType());
+      }
+    }
     for (auto [result, type] : llvm::zip(op->getResults(), inferred)) {
       auto now = dyn_cast<RankedTensorType>(result.getType());
       auto better = dyn_cast<RankedTensorType>(type);

@@ -681,6 +681,7 @@ OnnxImportResult Importer::run() {
   for (const auto &t : graph.initializer()) initializerNames.insert(t.name());
   SmallVector<Type> argTypes;
   SmallVector<std::string> argNames;
+  SmallVector<Attribute> argDims; // ONNX dim_param names: equal names are equal sizes
   for (const auto &in : graph.input()) {
     if (initializerNames.count(in.name())) continue;
     if (!in.type().has_tensor_type()) { result.fatalError = cat("graph input '", in.name(), "' is not a tensor"); return result; }
@@ -689,15 +690,21 @@ OnnxImportResult Importer::run() {
     if (!et) { result.fatalError = cat("graph input '", in.name(), "' has unsupported type ", dataTypeName(tt.elem_type())); return result; }
     if (!tt.has_shape()) { result.fatalError = cat("graph input '", in.name(), "' has no shape (its rank must be known)"); return result; }
     SmallVector<int64_t> shape;
-    for (const auto &d : tt.shape().dim()) shape.push_back(d.has_dim_value() ? d.dim_value() : lathe::ir::kDynamic);
+    SmallVector<Attribute> dimNames;
+    for (const auto &d : tt.shape().dim()) {
+      shape.push_back(d.has_dim_value() ? d.dim_value() : lathe::ir::kDynamic);
+      dimNames.push_back(builder_.getStringAttr(d.has_dim_value() ? "" : d.dim_param()));
+    }
     argTypes.push_back(RankedTensorType::get(shape, *et));
     argNames.push_back(in.name());
+    argDims.push_back(builder_.getArrayAttr(dimNames));
   }
   builder_.setInsertionPointToEnd(module.getBody());
   auto func = builder_.create<func::FuncOp>(module.getLoc(), "main", builder_.getFunctionType(argTypes, {}));
   Block *body = func.addEntryBlock();
   for (size_t i = 0; i < argNames.size(); ++i) {
     func.setArgAttr(i, "lathe.name", builder_.getStringAttr(argNames[i]));
+    func.setArgAttr(i, "lathe.dims", argDims[i]);
     values_[argNames[i]] = body->getArgument(i);
   }
   builder_.setInsertionPointToEnd(body);
