@@ -404,4 +404,38 @@ OpFoldResult GatherOp::fold(FoldAdaptor a) {
   return finish(*this, out);
 }
 
+OpFoldResult PositionsOp::fold(FoldAdaptor) {
+  auto type = staticResultType(*this);
+  if (!type) return {};
+  HostTensor out = emptyLike(type);
+  for (int64_t i = 0, n = out.numElements(); i < n; ++i) out.ints[i] = i;
+  return finish(*this, out);
+}
+
+OpFoldResult ScatterNdOp::fold(FoldAdaptor a) {
+  auto type = staticResultType(*this);
+  auto data = host(a.getData()), indices = host(a.getIndices()), updates = host(a.getUpdates());
+  if (!type || !data || !indices || !updates) return {};
+  int64_t k = indices->shape.back();
+  int64_t tuples = indices->numElements() / std::max<int64_t>(k, 1);
+  int64_t slice = 1;
+  for (size_t d = k; d < data->shape.size(); ++d) slice *= data->shape[d];
+  auto strides = stridesOf(data->shape);
+  HostTensor out = *data;
+  for (int64_t t = 0; t < tuples; ++t) {
+    int64_t offset = 0;
+    for (int64_t j = 0; j < k; ++j) {
+      int64_t index = indices->getInt(t * k + j), dim = data->shape[j];
+      if (index < 0) index += dim;
+      if (index < 0 || index >= dim) return {};
+      offset += index * strides[j];
+    }
+    for (int64_t e = 0; e < slice; ++e) {
+      if (out.isFloat()) out.floats[offset + e] = updates->getDouble(t * slice + e);
+      else out.ints[offset + e] = updates->getInt(t * slice + e);
+    }
+  }
+  return finish(*this, out);
+}
+
 } // namespace lathe::ir

@@ -183,6 +183,11 @@ LATHE_INFER_SAME(AbsOp)
 LATHE_INFER_SAME(ReciprocalOp)
 LATHE_INFER_SAME(NotOp)
 LATHE_INFER_SAME(TriluOp)
+
+LogicalResult ScatterNdOp::inferReturnTypes(MLIRContext *, std::optional<Location>, Adaptor adaptor,
+                                            SmallVectorImpl<Type> &types) {
+  return inferSame(adaptor.getData(), types);
+}
 #undef LATHE_INFER_SAME
 
 LogicalResult EmbeddingOp::inferReturnTypes(MLIRContext *, std::optional<Location> loc, Adaptor adaptor,
@@ -641,6 +646,18 @@ LogicalResult RangeOp::verify() {
 
 LogicalResult TriluOp::verify() {
   if (rankedType(getInput()).getRank() < 2) return emitOpError("input must have rank >= 2");
+  return success();
+}
+
+LogicalResult ScatterNdOp::verify() {
+  auto data = shapeOf(getData()), indices = shapeOf(getIndices()), updates = shapeOf(getUpdates());
+  if (!rankedType(getIndices()).getElementType().isInteger()) return emitOpError("indices must be integers");
+  if (indices.empty()) return emitOpError("indices must have rank >= 1");
+  int64_t k = indices.back();
+  if (k == kDynamic) return emitOpError("the last dimension of indices must be static");
+  if (k > int64_t(data.size())) return emitOpError("index tuples of length ") << k << " exceed the data rank " << data.size();
+  if (int64_t(updates.size()) != int64_t(indices.size()) - 1 + int64_t(data.size()) - k)
+    return emitOpError("updates must have rank ") << indices.size() - 1 + data.size() - k;
   return success();
 }
 

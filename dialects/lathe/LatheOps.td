@@ -138,6 +138,7 @@ def Lathe_PositionsOp : Lathe_InferOp<"positions"> {
   let arguments = (ins AnyRankedTensor:$reference, I64Attr:$axis);
   let results = (outs AnyRankedTensor:$result);
   let hasVerifier = 1;
+  let hasFolder = 1;
 }
 
 //===----------------------------------------------------------------------===//
@@ -323,6 +324,20 @@ def Lathe_TriluOp : Lathe_InferOp<"trilu"> {
 def Lathe_GatherOp : Lathe_InferOp<"gather"> {
   let summary = "take entries along an axis by integer indices (ONNX Gather)";
   let arguments = (ins AnyRankedTensor:$input, AnyRankedTensor:$indices, I64Attr:$axis);
+  let results = (outs AnyRankedTensor:$result);
+  let hasFolder = 1;
+  let hasVerifier = 1;
+}
+
+def Lathe_ScatterNdOp : Lathe_InferOp<"scatter_nd"> {
+  let summary = "copy of data with slices at integer index tuples replaced (ONNX ScatterND)";
+  let description = [{
+    indices is [..., k]; every index tuple names a slice data[i0, …, ik-1, :]
+    that is replaced by the matching slice of updates
+    (shape indices.shape[:-1] + data.shape[k:]). Exporters emit it for slice
+    assignment, e.g. in attention-mask construction.
+  }];
+  let arguments = (ins AnyRankedTensor:$data, AnyRankedTensor:$indices, AnyRankedTensor:$updates);
   let results = (outs AnyRankedTensor:$result);
   let hasFolder = 1;
   let hasVerifier = 1;

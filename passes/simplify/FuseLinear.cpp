@@ -142,11 +142,29 @@ struct UnflattenLinear : OpRewritePattern<ReshapeOp> {
   }
 };
 
+/// matmul(a [..., M, 1], b [..., 1, N]) is an outer product: a broadcast
+/// multiply (rotary embeddings compute inv_freq ⊗ positions this way).
+struct OuterProductToMul : OpRewritePattern<MatMulOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(MatMulOp op, PatternRewriter &rewriter) const override {
+    auto a = cast<RankedTensorType>(op.getLhs().getType()), b = cast<RankedTensorType>(op.getRhs().getType());
+    if (a.getRank() < 2 || b.getRank() < 2 || a.getShape().back() != 1 || b.getDimSize(b.getRank() - 2) != 1)
+      return rewriter.notifyMatchFailure(op, "contraction dimension is not 1");
+    auto mul = rewriter.create<MulOp>(op.getLoc(), op.getLhs(), op.getRhs());
+    if (!areCompatibleResultTypes(TypeRange{mul.getType()}, TypeRange{op.getType()})) {
+      rewriter.eraseOp(mul);
+      return rewriter.notifyMatchFailure(op, "broadcast shape differs");
+    }
+    rewriter.replaceOp(op, mul.getResult());
+    return success();
+  }
+};
+
 struct FuseLinearPass : impl::FuseLinearBase<FuseLinearPass> {
   void runOnOperation() override {
     // Two rounds: unflattening needs the linear ops the first round makes.
     RewritePatternSet toLinear(&getContext());
-    toLinear.add<MatMulToLinear>(&getContext());
+    toLinear.add<MatMulToLinear, OuterProductToMul>(&getContext());
     (void)applyPatternsAndFoldGreedily(getOperation(), std::move(toLinear));
     RewritePatternSet unflatten(&getContext());
     unflatten.add<UnflattenLinear>(&getContext());

@@ -183,8 +183,7 @@ DimRef canonicalDimUncached(Value value, int64_t d, ShapeMemo &memo) {
 
 std::optional<SmallVector<SymbolicElement>> symbolicValueUncached(Value value, ShapeMemo &memo) {
   auto type = dyn_cast<RankedTensorType>(value.getType());
-  if (!type || type.getRank() > 1 || !type.getElementType().isInteger() || type.getElementType().isInteger(1))
-    return std::nullopt;
+  if (!type || type.getRank() > 1 || !type.getElementType().isInteger()) return std::nullopt;
   if (auto ints = getConstantInts(value)) {
     SmallVector<SymbolicElement> out;
     for (int64_t v : *ints) out.push_back({v, {}});
@@ -244,6 +243,37 @@ std::optional<SmallVector<SymbolicElement>> symbolicValueUncached(Value value, S
       auto in = symbolicValueImpl(v, memo);
       if (!in) return std::nullopt;
       out.append(*in);
+    }
+    return out;
+  }
+  // Exporters turn expand(..., -1) into where(shape == -1, 1, shape): a
+  // dimension is never -1, so the comparison is known.
+  if (auto eq = dyn_cast<EqualOp>(op)) {
+    auto a = symbolicValueImpl(eq.getLhs(), memo), b = symbolicValueImpl(eq.getRhs(), memo);
+    if (!a || !b || a->size() != b->size()) return std::nullopt;
+    SmallVector<SymbolicElement> out;
+    for (size_t i = 0; i < a->size(); ++i) {
+      const SymbolicElement &x = (*a)[i], &y = (*b)[i];
+      SymbolicElement r;
+      if (x.isConstant() && y.isConstant()) r.constant = *x.constant == *y.constant;
+      else if ((x.isDim() && y.isConstant() && *y.constant < 0) || (y.isDim() && x.isConstant() && *x.constant < 0))
+        r.constant = 0;
+      else if (x.isDim() && y.isDim() && x.dim == y.dim) r.constant = 1;
+      out.push_back(r);
+    }
+    return out;
+  }
+  if (auto where = dyn_cast<WhereOp>(op)) {
+    auto c = symbolicValueImpl(where.getCondition(), memo);
+    auto a = symbolicValueImpl(where.getLhs(), memo), b = symbolicValueImpl(where.getRhs(), memo);
+    if (!c || !a || !b) return std::nullopt;
+    size_t n = std::max({c->size(), a->size(), b->size()});
+    auto at = [](const SmallVector<SymbolicElement> &v, size_t i) { return v[v.size() == 1 ? 0 : i]; };
+    SmallVector<SymbolicElement> out;
+    for (size_t i = 0; i < n; ++i) {
+      SymbolicElement cond = at(*c, i);
+      if (!cond.isConstant()) return std::nullopt;
+      out.push_back(*cond.constant ? at(*a, i) : at(*b, i));
     }
     return out;
   }

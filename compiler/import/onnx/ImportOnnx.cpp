@@ -609,6 +609,11 @@ void Importer::registerHandlers() {
     if (weightTable) return {make1<ir::EmbeddingOp>({data, indices})};
     return {make1<ir::GatherOp>({data, indices}, {attr("axis", builder_.getI64IntegerAttr(*axis))})};
   };
+  handlers_["ScatterND"] = [this](N node) -> std::vector<Value> {
+    std::string reduction = stringAttr(node, "reduction", "none");
+    if (reduction != "none") throw NodeError{cat("reduction='", reduction, "' is not supported")};
+    return {make1<ir::ScatterNdOp>({input(node, 0), input(node, 1), input(node, 2)})};
+  };
   handlers_["Gemm"] = [this](N node) -> std::vector<Value> {
     Value a = input(node, 0), b = input(node, 1), c = input(node, 2, false);
     if (intAttr(node, "transA", 0)) a = make1<ir::TransposeOp>({a}, {attr("perm", builder_.getDenseI64ArrayAttr({1, 0}))});
@@ -802,7 +807,7 @@ std::vector<std::string> supportedOnnxOps() {
           "Div", "Dropout", "Equal", "Erf", "Exp", "Expand", "Flatten", "Gather", "Gelu", "Gemm",
           "Greater", "GreaterOrEqual", "Identity", "LayerNormalization", "Less", "LessOrEqual", "Log",
           "MatMul", "Max", "Min", "Mul", "Neg", "Not", "Or", "Pow", "Range", "Reciprocal",
-          "ReduceMax", "ReduceMean", "ReduceMin", "ReduceSum", "Relu", "Reshape", "Shape", "Sigmoid",
+          "ReduceMax", "ReduceMean", "ReduceMin", "ReduceSum", "Relu", "Reshape", "ScatterND", "Shape", "Sigmoid",
           "Sin", "Slice", "Softmax", "Split", "Sqrt", "Squeeze", "Sub", "Sum", "Tanh", "Transpose",
           "Trilu", "Unsqueeze", "Where"};
 }

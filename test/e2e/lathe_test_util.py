@@ -1,0 +1,50 @@
+"""Shared helpers for the end-to-end tests (stdlib only: they run under any python3)."""
+import json
+import os
+import re
+import subprocess
+import sys
+
+SKIP = 77
+
+
+def models_or_skip(models_dir):
+    """The manifest, or skip (exit 77) / fail under CI=true when models are missing."""
+    manifest = os.path.join(models_dir, "manifest.json")
+    if not os.path.exists(manifest):
+        msg = f"models not prepared: {manifest} missing (run scripts/models/prepare.sh)"
+        if os.environ.get("CI") == "true":
+            print("FAIL: " + msg + " and CI=true")
+            sys.exit(1)
+        print("SKIP: " + msg)
+        sys.exit(SKIP)
+    with open(manifest) as f:
+        return json.load(f)
+
+
+def run(cmd, timeout=600):
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=timeout)
+    return p.returncode, p.stdout, p.stderr
+
+
+def op_counts(mlir_text):
+    counts = {}
+    for m in re.finditer(r"= (lathe\.[a-z_]+)", mlir_text):
+        counts[m.group(1)] = counts.get(m.group(1), 0) + 1
+    return counts
+
+
+class Checker:
+    def __init__(self):
+        self.failures = []
+        self.checks = 0
+
+    def expect(self, cond, what):
+        self.checks += 1
+        if not cond:
+            self.failures.append(what)
+            print("  FAIL: " + what)
+
+    def finish(self):
+        print(f"{self.checks} checks, {len(self.failures)} failed")
+        sys.exit(1 if self.failures else 0)
