@@ -81,6 +81,12 @@ std::optional<HostTensor> evaluateMask(func::FuncOp func, Value mask, const Prob
   llvm::StringMap<int64_t> sizeOfName;
   int64_t nextSize[] = {probe.batch, probe.seq, 3, 4};
   int named = 0;
+  // Named dims first, in order of appearance: "batch" then "sequence".
+  for (BlockArgument arg : func.getArguments())
+    if (auto names = func.getArgAttrOfType<ArrayAttr>(arg.getArgNumber(), "lathe.dims"))
+      for (Attribute name : names)
+        if (!cast<StringAttr>(name).getValue().empty() && sizeOfName.try_emplace(cast<StringAttr>(name).getValue(), 0).second)
+          sizeOfName[cast<StringAttr>(name).getValue()] = nextSize[std::min(named++, 3)];
   IRMapping mapping;
   for (BlockArgument arg : func.getArguments()) {
     auto type = cast<RankedTensorType>(arg.getType());
