@@ -16,8 +16,11 @@ LISTED_OPS, so such a test is counted only through its top-level nodes.
 
 Modes:
   import  `lathe compile MODEL --compile-to=import`; pass = exit 0 (the IR imported and
-          verified). Optionally --check-types compares the imported function's result
-          types with the reference outputs of test_data_set_0 (reported, not counted).
+          verified) AND, with --types fail (the default), the imported function's result
+          types agree with the model's declared output types (node-test models declare exact
+          shapes; a mismatch is a silent shape/dtype bug in the importer, so the test counts
+          as failed with reason "result type mismatch (lathe exit 0): ..."). --types warn only reports
+          mismatches; --types off skips the comparison.
   run     execution against test_data_set_*; needs `lathe run` (issue #3), not yet there.
 
 Result: every test in the denominator either passes or is listed in expected_failures.txt
@@ -25,8 +28,12 @@ Result: every test in the denominator either passes or is listed in expected_fai
 (a listed test that is not in the denominator of a source that was found) fails the run.
 `--update` rewrites the list from the current results (entries of a missing source are kept).
 
-Exit codes: 0 ok, 1 failure, 2 usage error, 77 skipped (a source, onnx or the lathe binary is
-missing and CI != "true"; with CI=true a missing source is an error).
+Summary columns: denominator = tests of the source that use a listed op; passed = imported
+(unexpected passes included); xfail = failed and listed; unexp.fail / unexp.pass as above.
+
+Exit codes: 0 ok, 1 failure (or a missing lathe binary), 2 usage error (and --mode run for now),
+77 skipped (a source or the onnx module is missing and CI != "true"; with CI=true that is an
+error, exit 1). A source that is present is still run and checked before the skip.
 """
 from __future__ import annotations
 
@@ -43,8 +50,9 @@ import time
 
 SKIP = 77
 
-# The ONNX op types Lathe's importer is meant to cover (keep in sync with
-# compiler/import/onnx/ImportOnnx.cpp: supportedOnnxOps()).
+# The ONNX op types under test (the importer's scope when this run was set up). When
+# compiler/import/onnx/ImportOnnx.cpp's supportedOnnxOps() grows, the run prints a note;
+# add the op here to bring its tests into the denominator, then run --update.
 LISTED_OPS = frozenset("""
 Abs Add And Cast CastLike Concat Constant ConstantOfShape Cos Div Dropout Equal Erf Exp Expand
 Flatten Gather Gelu Gemm Greater GreaterOrEqual Identity LayerNormalization Less LessOrEqual Log
@@ -69,6 +77,26 @@ def find_pip_node_dir(venv: str) -> str | None:
     pattern = os.path.join(venv, "lib", "python3*", "site-packages", "onnx", "backend", "test", "data", "node")
     hits = sorted(d for d in glob.glob(pattern) if os.path.isdir(d))
     return hits[-1] if hits else None
+
+
+def importer_op_drift() -> str:
+    """A note when supportedOnnxOps() in the importer source differs from LISTED_OPS."""
+    path = os.path.join(REPO, "compiler", "import", "onnx", "ImportOnnx.cpp")
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError:
+        return ""
+    m = re.search(r"supportedOnnxOps\(\)\s*\{\s*return\s*\{(.*?)\};", text, re.S)
+    if not m:
+        return ""
+    ops = set(re.findall(r'"(\w+)"', m.group(1)))
+    notes = []
+    if ops - LISTED_OPS:
+        notes.append(f"supported by the importer but outside the denominator: {' '.join(sorted(ops - LISTED_OPS))}")
+    if LISTED_OPS - ops:
+        notes.append(f"listed but no longer in supportedOnnxOps(): {' '.join(sorted(LISTED_OPS - ops))}")
+    return "; ".join(notes)
 
 
 def default_opset(model) -> int:
@@ -121,7 +149,7 @@ class Result:
 
     def __init__(self, test, passed, message="", detail="", seconds=0.0):
         self.test, self.passed, self.message, self.detail, self.seconds = test, passed, message, detail, seconds
-        self.note = ""  # --check-types finding (informational)
+        self.note = ""  # result-type mismatch (see --types)
 
 
 def one_line(text: str) -> str:
@@ -153,12 +181,18 @@ def run_import(lathe: str, test: Test, workdir: str, timeout: float, check_types
     out = os.path.join(workdir, f"{test.source}__{test.name}.mlir")
     cmd = [lathe, "compile", test.model, "--compile-to=import", "-o", out]
     start = time.monotonic()
+    # Own process group, so that a timeout ends lathe and anything it started.
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            errors="replace", start_new_session=True)
     try:
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout,
-                              text=True, errors="replace", start_new_session=True)
-    except subprocess.TimeoutExpired as e:
-        text = e.output if isinstance(e.output, str) else (e.output or b"").decode("utf-8", "replace")
-        return Result(test, False, f"timed out after {timeout:g} s", text, time.monotonic() - start)
+        output, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        output, _ = proc.communicate()
+        return Result(test, False, f"timed out after {timeout:g} s", output, time.monotonic() - start)
     seconds = time.monotonic() - start
     if proc.returncode == 0:
         result = Result(test, True, seconds=seconds)
@@ -175,11 +209,11 @@ def run_import(lathe: str, test: Test, workdir: str, timeout: float, check_types
         except ValueError:
             sig = f"signal {-proc.returncode}"
         message = f"lathe crashed ({sig})"
-        tail = summarize_error(proc.stdout, test) if proc.stdout.strip() else ""
+        tail = summarize_error(output, test) if output.strip() else ""
         if tail:
             message += ": " + tail
-        return Result(test, False, message, proc.stdout, seconds)
-    return Result(test, False, summarize_error(proc.stdout, test), proc.stdout, seconds)
+        return Result(test, False, message, output, seconds)
+    return Result(test, False, summarize_error(output, test), output, seconds)
 
 
 # Result types: the imported function's result types against the model's declared graph
@@ -258,12 +292,19 @@ def reason_for(result: Result) -> str:
     return reason
 
 
+# Messages that point at a bug in lathe rather than at a feature it does not support.
+SUSPICIOUS = re.compile(r"crashed|assert|cannot infer|does not verify|timed out|result type mismatch|"
+                        r"internal|unreachable|no output|without a message", re.I)
+
+
 def write_expected(path: str, entries: dict[str, str], mode: str) -> None:
     with open(path, "w") as f:
         f.write("# ONNX node tests (test/conformance/run_conformance.py) that Lathe is expected to fail.\n")
         f.write(f"# Mode: {mode}. Format: <source>/<test_name>  # reason (mandatory).\n")
         f.write("# Generated by `run_conformance.py --update` from lathe's own error messages; review\n")
         f.write("# the diff. A test that starts passing must be removed (an unexpected pass fails the run).\n")
+        f.write("# 'result type mismatch (lathe exit 0)' = imported, but with a result type that differs from\n")
+        f.write("# the model's declared output: an importer bug, not an unsupported feature.\n")
         for key in sorted(entries, key=lambda k: (SOURCES.index(k.split('/', 1)[0]), k)):
             f.write(f"{key}  # {entries[key]}\n")
 
@@ -286,8 +327,9 @@ def main() -> int:
     ap.add_argument("--timeout", type=float, default=30.0, help="seconds per model")
     ap.add_argument("--filter", help="regex on <source>/<test>; for debugging (no stale-entry check, no --update)")
     ap.add_argument("--update", action="store_true", help="rewrite the expected-failure list from this run")
-    ap.add_argument("--check-types", action="store_true",
-                    help="also compare imported result types with the reference outputs (informational)")
+    ap.add_argument("--types", choices=("off", "warn", "fail"), default="fail",
+                    help="compare imported result types with the declared outputs: a mismatch fails the "
+                         "test (fail, default), is only reported (warn), or is not checked (off)")
     ap.add_argument("--verbose", "-v", action="store_true", help="also list expected failures whose reason changed")
     args = ap.parse_args()
 
@@ -349,12 +391,16 @@ def main() -> int:
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="lathe-conformance-") as work:
         with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-            futures = [pool.submit(run_import, args.lathe, t, work, args.timeout, args.check_types) for t in tests]
+            futures = [pool.submit(run_import, args.lathe, t, work, args.timeout, args.types != "off") for t in tests]
             for fut in futures:
                 results.append(fut.result())
     elapsed = time.monotonic() - t0
 
     # ---- classify
+    if args.types == "fail":
+        for r in results:
+            if r.passed and r.note:
+                r.passed, r.message = False, f"result type mismatch (lathe exit 0): {r.note}"
     stats = {s: dict(denominator=0, passed=0, xfail=0, unexpected_fail=0, unexpected_pass=0) for s in present}
     unexpected_fail, unexpected_pass, changed = [], [], []
     for r in results:
@@ -383,6 +429,9 @@ def main() -> int:
         print(f"  {s:6s} {dirs[s]} ({totals[s]} node tests, {stats[s]['denominator']} use a listed op)")
     for a in absent:
         print(f"  MISSING {a}")
+    drift = importer_op_drift()
+    if drift:
+        print(f"  note: {drift} (edit LISTED_OPS in {os.path.basename(__file__)})")
     header = f"{'source':8s} {'denominator':>11s} {'passed':>7s} {'xfail':>6s} {'unexp.fail':>10s} {'unexp.pass':>10s}"
     print()
     print(header)
@@ -397,18 +446,17 @@ def main() -> int:
           f"{total['unexpected_fail']:10d} {total['unexpected_pass']:10d}")
     print(f"({elapsed:.1f} s, {max(1, args.jobs)} jobs)")
 
-    if args.check_types:
-        notes = [r for r in results if r.note]
-        print(f"\n--check-types: {len(notes)} imported test(s) whose result types differ from the reference")
-        for r in notes:
-            print(f"  {r.test.key}: {r.note}")
-
     if args.update:
         new = {k: v for k, v in expected.items() if k.split("/", 1)[0] not in present}  # keep missing sources
         for r in results:
             if not r.passed:
                 new[r.test.key] = reason_for(r)
         write_expected(args.expected, new, args.mode)
+        review = sorted(k for k, v in new.items() if SUSPICIOUS.search(v))
+        if review:
+            print(f"\nREVIEW ({len(review)}): these entries look like lathe bugs, not unsupported features")
+            for k in review:
+                print(f"  {k}  # {new[k]}")
         print(f"\nupdated {args.expected}: {len(new)} entries "
               f"({len(unexpected_fail)} added, {len(unexpected_pass) + len(stale)} removed, "
               f"{len(changed)} reasons refreshed)")
@@ -434,6 +482,13 @@ def main() -> int:
             print(f"  {r.test.key}:\n      listed: {expected[r.test.key]}\n      now:    {reason_for(r)}")
     elif changed and not args.update:
         print(f"\n{len(changed)} expected failure(s) now fail with a different message (see --verbose)")
+
+    mismatched = [r for r in results if r.note and r.passed]
+    if mismatched:
+        print(f"\nRESULT-TYPE MISMATCHES ({len(mismatched)}, --types warn: not counted): imported, but a result "
+              f"type differs from the model's declared output")
+        for r in mismatched:
+            print(f"  {r.test.key}: {r.note}")
 
     if unexpected_fail or unexpected_pass or stale:
         print("\nFAILED")

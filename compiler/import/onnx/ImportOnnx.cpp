@@ -496,8 +496,10 @@ void Importer::registerHandlers() {
   handlers_["Flatten"] = [this](N node) -> std::vector<Value> {
     Value x = input(node, 0);
     auto shape = rankedOf(x).getShape();
-    auto axis = lathe::ir::normalizeAxis(intAttr(node, "axis", 1), shape.size() + 1);
-    if (!axis) throw NodeError{"axis is out of range"};
+    // Flatten's axis lies in [-r, r]: a negative axis counts from the rank.
+    int64_t rank = shape.size(), requested = intAttr(node, "axis", 1);
+    std::optional<int64_t> axis = requested < 0 ? requested + rank : requested;
+    if (*axis < 0 || *axis > rank) throw NodeError{cat("axis ", requested, " is out of range [-", rank, ", ", rank, "]")};
     int64_t outer = 1, inner = 1;
     for (int64_t i = 0; i < int64_t(shape.size()); ++i) {
       int64_t &acc = i < *axis ? outer : inner;
