@@ -32,7 +32,7 @@ def info_files(root: str, subdirs: list[str] | None = None) -> list[str]:
 
 def expected_infos(root: str, sub: str) -> list[str]:
     names = {"real": ["all-minilm-l6-v2", "smollm2-135m-instruct"],
-             "generated": ["bert-tiny", "gpt2-tiny", "llama-tiny"]}.get(sub)
+             "generated": ["bert-tiny", "gpt2-tiny", "llama-tiny", "llama-tiny-cached"]}.get(sub)
     if names is None:
         return [os.path.join(root, sub, "info.json")]
     return [os.path.join(root, sub, n, "info.json") for n in names]
