@@ -25,6 +25,10 @@ void buildSimplifyPipeline(mlir::OpPassManager &pm) {
   fn.addPass(createExplainUnfused());
 }
 
+void buildLowerPipeline(mlir::OpPassManager &pm) {
+  pm.nest<mlir::func::FuncOp>().addPass(createVerifyLowerable());
+}
+
 void registerAllLathePasses() {
   registerLathePasses();
   mlir::PassPipelineRegistration<>("lathe-simplify",

@@ -19,6 +19,9 @@ namespace lathe::passes {
 /// stayed unfused.
 void buildSimplifyPipeline(mlir::OpPassManager &pm);
 
+/// The `lower` phase: checks that the module maps onto runtime kernels.
+void buildLowerPipeline(mlir::OpPassManager &pm);
+
 /// Registers passes and the named pipelines (`lathe-simplify`) for lathe-opt.
 void registerAllLathePasses();
 

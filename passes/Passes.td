@@ -80,4 +80,18 @@ def ExplainUnfused : Pass<"lathe-explain-unfused", "mlir::func::FuncOp"> {
   }];
 }
 
+//===----------------------------------------------------------------------===//
+// Lowering
+//===----------------------------------------------------------------------===//
+
+def VerifyLowerable : Pass<"lathe-verify-lowerable", "mlir::func::FuncOp"> {
+  let summary = "Check that every op and tensor type has a runtime counterpart";
+  let description = [{
+    Every op must be a lathe op, every value a ranked tensor of an element
+    type the runtime stores (f32, f16, bf16, f64, i64, i32, i16, i8, ui8, i1),
+    and every constant must carry its data (a text dump elides weights). Each
+    problem is reported at its ONNX node; the pass fails if there is any.
+  }];
+}
+
 #endif // LATHE_PASSES

@@ -16,4 +16,11 @@ struct InspectOptions {
 };
 int runInspect(const InspectOptions &options);
 
+struct BatchOptions {
+  std::string manifest;
+  int jobs = 1;
+  bool force = false;
+};
+int runBatch(const BatchOptions &options);
+
 } // namespace lathe::driver

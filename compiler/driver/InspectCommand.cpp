@@ -3,6 +3,7 @@
 #include "compiler/driver/Commands.h"
 #include "compiler/pipeline/Pipeline.h"
 #include "passes/analysis/ModelStats.h"
+#include "runtime/tools/Commands.h"
 
 #include "mlir/IR/MLIRContext.h"
 
@@ -45,6 +46,8 @@ void printTable(const std::string &phase, const analysis::ModelStats &s, int64_t
 } // namespace
 
 int runInspect(const InspectOptions &o) {
+  if (o.input.size() > 6 && o.input.compare(o.input.size() - 6, 6, ".lathe") == 0)
+    return tools::inspectArtifactCommand(o.input);
   mlir::MLIRContext context;
   pipeline::registerDialects(context);
   std::string error;

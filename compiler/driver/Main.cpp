@@ -1,6 +1,7 @@
 // lathe: the compiler's command line. Subcommands: check, compile, inspect.
 #include "compiler/driver/Commands.h"
 #include "compiler/pipeline/Pipeline.h"
+#include "runtime/tools/Commands.h"
 
 #include "mlir/IR/MLIRContext.h"
 #include "mlir/IR/Diagnostics.h"
@@ -13,6 +14,10 @@
 using namespace lathe;
 
 namespace {
+
+bool endsWith(const std::string &s, const std::string &suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
 
 struct CompileOptions {
   std::string input;
@@ -30,7 +35,8 @@ int runCompile(const CompileOptions &o) {
   pipeline::DiagnosticPrinter diagnostics(context);
   std::string error;
 
-  pipeline::Phase to = pipeline::kLastPhase;
+  bool artifactOutput = endsWith(o.output, ".lathe");
+  pipeline::Phase to = artifactOutput ? pipeline::Phase::Package : pipeline::kLastIrPhase;
   if (!o.compileTo.empty()) {
     auto p = pipeline::parsePhase(o.compileTo);
     if (!p) {
@@ -64,10 +70,25 @@ int runCompile(const CompileOptions &o) {
               << pipeline::phaseName(from) << ")\n";
     return 2;
   }
+  if (artifactOutput != (to == pipeline::Phase::Package)) {
+    std::cerr << "error: " << (artifactOutput ? "a .lathe artifact is written by the package phase; drop --compile-to or use -o x.mlir/.mlirbc"
+                                               : "the package phase writes a .lathe artifact: use -o model.lathe")
+              << "\n";
+    return 2;
+  }
   pipeline::IrPrinting printing{o.printIrAfterAll, o.printIrAfter, o.dumpDir};
   if (mlir::failed(pipeline::runPhases(*module, from, to, printing, error))) {
     std::cerr << "error: " << o.input << ": " << error << "\n";
     return 1;
+  }
+  if (artifactOutput) {
+    std::string pipelineText = pipeline::describePipeline(&context, from, to);
+    if (mlir::failed(pipeline::writeArtifactFile(*module, pipelineText, o.output, error))) {
+      std::cerr << "error: " << o.input << ": " << error << "\n";
+      return 1;
+    }
+    std::cerr << "wrote " << o.output << "\n";
+    return 0;
   }
   if (o.output.empty() || o.output == "-") {
     pipeline::printForReading(*module, llvm::outs());
@@ -94,7 +115,8 @@ int main(int argc, char **argv) {
   CompileOptions compile;
   auto *comp = app.add_subcommand("compile", "Compile a model through the phases");
   comp->add_option("input", compile.input, "model (.onnx, .mlir, .mlirbc)")->required();
-  comp->add_option("-o,--output", compile.output, "output: .mlir (text, weights elided) or .mlirbc (resumable bytecode)");
+  comp->add_option("-o,--output", compile.output,
+                   "output: .lathe (artifact, all phases), .mlir (text, weights elided) or .mlirbc (resumable bytecode)");
   comp->add_option("--compile-to", compile.compileTo, "stop after this phase (" + pipeline::phaseNames() + ")");
   comp->add_option("--compile-from", compile.compileFrom, "the phase the input has completed; resume with the next one");
   comp->add_flag("--print-ir-after-all", compile.printIrAfterAll, "print the IR after every pass (stderr)");
@@ -107,7 +129,46 @@ int main(int argc, char **argv) {
   insp->add_option("--batch", inspect.batch, "batch size for FLOPs")->check(CLI::PositiveNumber);
   insp->add_option("--seq", inspect.seq, "sequence length for FLOPs")->check(CLI::PositiveNumber);
 
+  lathe::tools::RunOptions runOptions;
+  std::vector<std::string> runInputs;
+  auto *runCmd = app.add_subcommand("run", "Run a .lathe artifact on .npy inputs");
+  runCmd->add_option("artifact", runOptions.artifact, "model.lathe")->required();
+  runCmd->add_option("--input", runInputs, "NAME=path.npy (repeat for every input)");
+  runCmd->add_option("--output-dir", runOptions.outputDir, "writes <output name>.npy here");
+  runCmd->add_option("--threads", runOptions.threads, "worker threads (default: physical cores)");
+  runCmd->add_option("--dump", runOptions.dumpPattern, "also write intermediate tensors whose ONNX node matches (glob)");
+
+  lathe::tools::BenchOptions benchOptions;
+  auto *benchCmd = app.add_subcommand("bench", "Time a .lathe artifact on synthesized inputs");
+  benchCmd->add_option("artifact", benchOptions.artifact, "model.lathe")->required();
+  benchCmd->add_option("--batch", benchOptions.batch, "batch size")->check(CLI::PositiveNumber);
+  benchCmd->add_option("--seq", benchOptions.seq, "sequence length")->check(CLI::PositiveNumber);
+  benchCmd->add_option("--threads", benchOptions.threads, "worker threads (default: physical cores)");
+  benchCmd->add_option("--warmup", benchOptions.warmup, "untimed runs first");
+  benchCmd->add_option("--iterations", benchOptions.iterations, "timed runs");
+
+  lathe::driver::BatchOptions batch;
+  auto *bat = app.add_subcommand("batch", "Compile many models, each in its own process (see --help)");
+  bat->add_option("manifest", batch.manifest,
+                  "JSON: [{\"input\": \"a.onnx\", \"output\": \"a.lathe\", \"options\": [\"--compile-to=simplify\"]}, ...]")
+      ->required();
+  bat->add_option("-j,--jobs", batch.jobs, "parallel workers")->check(CLI::PositiveNumber);
+  bat->add_flag("--force", batch.force, "recompile even when outputs are up to date");
+
   CLI11_PARSE(app, argc, argv);
+  if (bat->parsed()) return lathe::driver::runBatch(batch);
+  if (runCmd->parsed()) {
+    for (const auto &spec : runInputs) {
+      auto eq = spec.find('=');
+      if (eq == std::string::npos || eq == 0) {
+        std::cerr << "error: --input expects NAME=path.npy, got '" << spec << "'\n";
+        return 2;
+      }
+      runOptions.inputs.emplace_back(spec.substr(0, eq), spec.substr(eq + 1));
+    }
+    return lathe::tools::runArtifactCommand(runOptions);
+  }
+  if (benchCmd->parsed()) return lathe::tools::benchArtifactCommand(benchOptions);
   if (check->parsed()) return lathe::driver::runCheck(checkModel);
   if (comp->parsed()) return runCompile(compile);
   if (insp->parsed()) return lathe::driver::runInspect(inspect);

@@ -1,5 +1,6 @@
 #include "compiler/pipeline/Pipeline.h"
 
+#include "compiler/artifact/LowerToArtifact.h"
 #include "compiler/import/onnx/ImportOnnx.h"
 #include "dialects/lathe/LatheDialect.h"
 #include "passes/Passes.h"
@@ -27,7 +28,7 @@ using namespace mlir;
 
 namespace lathe::pipeline {
 
-static const char *kPhaseNames[] = {"import", "simplify"};
+static const char *kPhaseNames[] = {"import", "simplify", "lower", "package"};
 
 std::optional<Phase> parsePhase(const std::string &name) {
   for (int i = 0; i <= int(kLastPhase); ++i)
@@ -183,12 +184,18 @@ private:
 };
 } // namespace
 
+static void addPhasePasses(PassManager &pm, Phase phase) {
+  if (phase == Phase::Simplify) passes::buildSimplifyPipeline(pm);
+  if (phase == Phase::Lower) passes::buildLowerPipeline(pm);
+}
+
 LogicalResult runPhases(ModuleOp module, Phase from, Phase to, const IrPrinting &printing, std::string &error) {
   MLIRContext *context = module.getContext();
   for (int p = int(from) + 1; p <= int(to); ++p) {
     Phase phase = Phase(p);
     PassManager pm(context, ModuleOp::getOperationName());
-    if (phase == Phase::Simplify) passes::buildSimplifyPipeline(pm);
+    if (phase == Phase::Package) break; // not IR: see writeArtifactFile
+    addPhasePasses(pm, phase);
     if (printing.afterAll || !printing.afterPasses.empty()) {
       context->disableMultithreading();
       auto after = printing.afterPasses;
@@ -221,6 +228,29 @@ LogicalResult runPhases(ModuleOp module, Phase from, Phase to, const IrPrinting 
     module->setAttr("lathe.phase", StringAttr::get(context, phaseName(phase)));
   }
   return success();
+}
+
+std::string describePipeline(MLIRContext *context, Phase from, Phase to) {
+  std::string out;
+  llvm::raw_string_ostream os(out);
+  for (int p = int(from) + 1; p <= int(to); ++p) {
+    Phase phase = Phase(p);
+    os << (out.empty() ? "" : "; ") << phaseName(phase);
+    if (phase == Phase::Package || phase == Phase::Import) continue;
+    PassManager pm(context, ModuleOp::getOperationName());
+    addPhasePasses(pm, phase);
+    os << ": ";
+    pm.printAsTextualPipeline(os);
+  }
+  return out;
+}
+
+LogicalResult writeArtifactFile(ModuleOp module, const std::string &pipeline, const std::string &path,
+                                std::string &error) {
+  auto lowered = compiler::lowerToArtifact(module, pipeline, error);
+  if (!lowered) return failure();
+  error = artifact::writeArtifact(lowered->spec, path);
+  return success(error.empty());
 }
 
 LogicalResult writeModule(ModuleOp module, const std::string &path, std::string &error) {

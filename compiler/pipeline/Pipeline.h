@@ -12,9 +12,12 @@
 
 namespace lathe::pipeline {
 
-/// Phases in order. Later issues add calibrate, compress, lower, package.
-enum class Phase { Import = 0, Simplify = 1 };
-constexpr Phase kLastPhase = Phase::Simplify;
+/// Phases in order. calibrate and compress come with the compression issues.
+/// `package` is not a pass pipeline: it writes the .lathe artifact.
+enum class Phase { Import = 0, Simplify = 1, Lower = 2, Package = 3 };
+constexpr Phase kLastPhase = Phase::Package;
+/// The last phase whose result is still IR (what -o x.mlir/.mlirbc can hold).
+constexpr Phase kLastIrPhase = Phase::Lower;
 
 std::optional<Phase> parsePhase(const std::string &name);
 const char *phaseName(Phase phase);
@@ -37,6 +40,13 @@ mlir::OwningOpRef<mlir::ModuleOp> loadModel(mlir::MLIRContext &context, const st
 /// Runs the phases after `from` up to and including `to`.
 mlir::LogicalResult runPhases(mlir::ModuleOp module, Phase from, Phase to, const IrPrinting &printing,
                               std::string &error);
+
+/// The textual pipeline of the phases after `from` up to `to`, recorded in artifacts.
+std::string describePipeline(mlir::MLIRContext *context, Phase from, Phase to);
+
+/// Lowers a module that completed the `lower` phase and writes the artifact.
+mlir::LogicalResult writeArtifactFile(mlir::ModuleOp module, const std::string &pipeline,
+                                      const std::string &path, std::string &error);
 
 /// Writes text (.mlir, weights elided, locations kept) or bytecode (.mlirbc,
 /// with every resource) through a temporary file renamed into place.

@@ -89,6 +89,8 @@ std::optional<HostTensor> readHostTensor(Attribute attr, int64_t maxElements) {
   if (!elements) return std::nullopt;
   auto type = dyn_cast<RankedTensorType>(elements.getType());
   if (!type || !type.hasStaticShape()) return std::nullopt;
+  for (int64_t d : type.getShape())
+    if (d < 0) return std::nullopt;
   int64_t n = type.getNumElements();
   if (n > maxElements) return std::nullopt;
   HostTensor out;

@@ -5,6 +5,8 @@
 #include "passes/simplify/SimplifyUtils.h"
 
 #include "dialects/lathe/ShapeHelpers.h"
+#include "mlir/IR/AsmState.h"
+#include "mlir/IR/DialectResourceBlobManager.h"
 #include "mlir/Transforms/GreedyPatternRewriteDriver.h"
 
 using namespace mlir;
@@ -160,6 +162,62 @@ struct OuterProductToMul : OpRewritePattern<MatMulOp> {
   }
 };
 
+/// Rows [begin, begin + count) of a constant [rows, …] tensor, byte-wise.
+std::optional<ElementsAttr> sliceRows(ElementsAttr value, int64_t begin, int64_t count, StringRef blobName) {
+  auto type = cast<RankedTensorType>(value.getType());
+  Type et = type.getElementType();
+  if (!type.hasStaticShape() || !et.isIntOrFloat() || et.getIntOrFloatBitWidth() % 8) return std::nullopt;
+  SmallVector<int64_t> shape(type.getShape());
+  size_t rowBytes = et.getIntOrFloatBitWidth() / 8;
+  for (size_t d = 1; d < shape.size(); ++d) rowBytes *= shape[d];
+  ArrayRef<char> src;
+  if (auto resource = dyn_cast<DenseResourceElementsAttr>(value)) {
+    AsmResourceBlob *blob = resource.getRawHandle().getBlob();
+    if (!blob) return std::nullopt;
+    src = blob->getData();
+  } else if (auto dense = dyn_cast<DenseElementsAttr>(value); dense && !dense.isSplat() && !et.isInteger(1)) {
+    src = dense.getRawData();
+  } else {
+    return std::nullopt;
+  }
+  if (src.size() != rowBytes * shape[0]) return std::nullopt;
+  shape[0] = count;
+  return makeResourceAttr(RankedTensorType::get(shape, et), blobName,
+                          src.slice(begin * rowBytes, count * rowBytes));
+}
+
+/// split(linear(x, W, b), last axis) → one linear per piece with the matching
+/// rows of W and b (GPT-2's fused c_attn), so each projection is its own layer
+/// for compression.
+struct SplitLinear : OpRewritePattern<SplitOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(SplitOp split, PatternRewriter &rewriter) const override {
+    auto linear = split.getInput().getDefiningOp<LinearOp>();
+    if (!linear || !linear->hasOneUse()) return rewriter.notifyMatchFailure(split, "input is not a single-use linear");
+    int64_t rank = cast<RankedTensorType>(split.getInput().getType()).getRank();
+    if (normalizeAxis(split.getAxis(), rank) != rank - 1) return rewriter.notifyMatchFailure(split, "not split along features");
+    auto weight = linear.getWeight().getDefiningOp<ConstantOp>();
+    auto bias = linear.getBias() ? linear.getBias().getDefiningOp<ConstantOp>() : ConstantOp();
+    if (!weight || (linear.getBias() && !bias)) return rewriter.notifyMatchFailure(split, "weights are not constant");
+    SmallVector<Value> pieces;
+    int64_t begin = 0;
+    for (auto [i, size] : llvm::enumerate(split.getSizes())) {
+      std::string key = blobKeyFor(linear.getLoc(), "part" + std::to_string(i));
+      auto w = sliceRows(weight.getValue(), begin, size, key + ".weight");
+      std::optional<ElementsAttr> b;
+      if (bias) b = sliceRows(bias.getValue(), begin, size, key + ".bias");
+      if (!w || (bias && !b)) return rewriter.notifyMatchFailure(split, "weights cannot be sliced");
+      Value wv = rewriter.create<ConstantOp>(weight.getLoc(), *w);
+      Value bv = bias ? rewriter.create<ConstantOp>(bias.getLoc(), *b).getResult() : Value();
+      pieces.push_back(rewriter.create<LinearOp>(linear.getLoc(), linear.getInput(), wv, bv));
+      begin += size;
+    }
+    rewriter.replaceOp(split, pieces);
+    rewriter.eraseOp(linear);
+    return success();
+  }
+};
+
 struct FuseLinearPass : impl::FuseLinearBase<FuseLinearPass> {
   void runOnOperation() override {
     // Two rounds: unflattening needs the linear ops the first round makes.
@@ -167,7 +225,7 @@ struct FuseLinearPass : impl::FuseLinearBase<FuseLinearPass> {
     toLinear.add<MatMulToLinear, OuterProductToMul>(&getContext());
     (void)applyPatternsAndFoldGreedily(getOperation(), std::move(toLinear));
     RewritePatternSet unflatten(&getContext());
-    unflatten.add<UnflattenLinear>(&getContext());
+    unflatten.add<UnflattenLinear, SplitLinear>(&getContext());
     (void)applyPatternsAndFoldGreedily(getOperation(), std::move(unflatten));
     refineTypes(getOperation());
   }

@@ -14,14 +14,16 @@ from lathe_test_util import Checker, models_or_skip, op_counts, run
 # family: (layers, norm op, activation op, causal, kv heads or None, extra allowed tanh)
 FAMILIES = {
     "bert-tiny": dict(layers=2, norm="lathe.layer_norm", norms=5, act="lathe.gelu", causal=False, kv=None, tanh=1, linears=13),
-    "gpt2-tiny": dict(layers=2, norm="lathe.layer_norm", norms=5, act="lathe.gelu", causal=True, kv=None, tanh=0, linears=8),
+    "gpt2-tiny": dict(layers=2, norm="lathe.layer_norm", norms=5, act="lathe.gelu", causal=True, kv=None, tanh=0, linears=12),
     "llama-tiny": dict(layers=2, norm="lathe.rms_norm", norms=5, act="lathe.silu", causal=True, kv=2, tanh=0, linears=14),
+    # Older transformers (≈4.36): cos/sin caches sliced by sequence length, mask from full/arange/masked_fill.
+    "llama-tiny-cached": dict(layers=2, norm="lathe.rms_norm", norms=5, act="lathe.silu", causal=True, kv=2, tanh=0, linears=14),
     "all-minilm-l6-v2": dict(layers=6, norm="lathe.layer_norm", norms=13, act="lathe.gelu", causal=False, kv=None, tanh=1, linears=37),
 }
 # Ops that must not survive simplification: unfused pieces and shape computation.
 FORBIDDEN = ["lathe.matmul", "lathe.softmax", "lathe.reduce_mean", "lathe.erf", "lathe.sigmoid", "lathe.pow",
              "lathe.sqrt", "lathe.shape_of", "lathe.range", "lathe.fill", "lathe.trilu", "lathe.scatter_nd",
-             "lathe.where", "lathe.equal", "lathe.expand", "lathe.identity"]
+             "lathe.where", "lathe.equal", "lathe.expand", "lathe.identity", "lathe.split"]
 
 
 def main():

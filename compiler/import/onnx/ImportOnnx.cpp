@@ -311,6 +311,7 @@ Value Importer::constFromTensor(const onnx::TensorProto &t, const std::string &n
   int64_t count = 1;
   for (int64_t d : shape) {
     if (d < 0) throw NodeError{cat("tensor '", name, "' has a negative dimension")};
+    if (d > 0 && count > (int64_t(1) << 42) / d) throw NodeError{cat("tensor '", name, "' is implausibly large")};
     count *= d;
   }
   std::string why;
@@ -699,6 +700,10 @@ OnnxImportResult Importer::run() {
     SmallVector<int64_t> shape;
     SmallVector<Attribute> dimNames;
     for (const auto &d : tt.shape().dim()) {
+      if (d.has_dim_value() && d.dim_value() < 0) {
+        result.fatalError = cat("graph input '", in.name(), "' has a negative dimension ", d.dim_value());
+        return result;
+      }
       shape.push_back(d.has_dim_value() ? d.dim_value() : lathe::ir::kDynamic);
       dimNames.push_back(builder_.getStringAttr(d.has_dim_value() ? "" : d.dim_param()));
     }

@@ -72,6 +72,24 @@ func.func @position_buffer(%ids: tensor<?x?xi64>) -> tensor<1x?xi64> {
 
 // -----
 
+// A rotary cos cache sliced by the sequence length (older Llama exports)
+// becomes a lookup of rows 0..S-1.
+// CHECK-LABEL: func @cos_cache
+// CHECK: %[[P:.*]] = lathe.positions %arg0 {axis = 1 : i64}
+// CHECK: lathe.embedding %{{.*}}, %[[P]] : (tensor<8x4xf32>, tensor<?xi64>) -> tensor<?x4xf32>
+func.func @cos_cache(%ids: tensor<?x?xi64>) -> tensor<?x4xf32> {
+  %cache = lathe.constant dense<0.5> : tensor<8x4xf32>
+  %s = lathe.shape_of %ids : (tensor<?x?xi64>) -> tensor<2xi64>
+  %i1 = lathe.constant dense<[1]> : tensor<1xi64>
+  %n = lathe.gather %s, %i1 {axis = 0 : i64} : (tensor<2xi64>, tensor<1xi64>) -> tensor<1xi64>
+  %z = lathe.constant dense<[0]> : tensor<1xi64>
+  %st = lathe.constant dense<[1]> : tensor<1xi64>
+  %r = lathe.slice %cache, %z, %n, %z, %st : (tensor<8x4xf32>, tensor<1xi64>, tensor<1xi64>, tensor<1xi64>, tensor<1xi64>) -> tensor<?x4xf32>
+  return %r : tensor<?x4xf32>
+}
+
+// -----
+
 // Negative case: a target built from another tensor's two unrelated dynamic
 // dims cannot be made static; the reshape keeps its computed target.
 // CHECK-LABEL: func @unknown_dims

@@ -60,6 +60,20 @@ func.func @conv1d(%x: tensor<?x?x2xf32>) -> tensor<?x?x3xf32> {
 
 // -----
 
+// GPT-2's fused QKV projection split along features: one linear per piece.
+// CHECK-LABEL: func @split_qkv
+// CHECK-COUNT-3: lathe.linear %arg0, %{{.*}}, %{{.*}} : (tensor<?x2xf32>, tensor<1x2xf32>, tensor<1xf32>) -> tensor<?x1xf32>
+// CHECK-NOT: lathe.split
+func.func @split_qkv(%x: tensor<?x2xf32>) -> (tensor<?x1xf32>, tensor<?x1xf32>, tensor<?x1xf32>) {
+  %w = lathe.constant dense<[[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]> : tensor<3x2xf32>
+  %b = lathe.constant dense<[0.5, 0.25, 0.125]> : tensor<3xf32>
+  %0 = lathe.linear %x, %w, %b : (tensor<?x2xf32>, tensor<3x2xf32>, tensor<3xf32>) -> tensor<?x3xf32>
+  %1:3 = lathe.split %0 {axis = 1 : i64, sizes = array<i64: 1, 1, 1>} : (tensor<?x3xf32>) -> (tensor<?x1xf32>, tensor<?x1xf32>, tensor<?x1xf32>)
+  return %1#0, %1#1, %1#2 : tensor<?x1xf32>, tensor<?x1xf32>, tensor<?x1xf32>
+}
+
+// -----
+
 // Negative case: a matmul of two activations (Q·Kᵀ) is not a linear.
 // CHECK-LABEL: func @activations
 // CHECK: lathe.matmul

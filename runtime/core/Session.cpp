@@ -1,0 +1,379 @@
+#include "lathe/Session.h"
+
+#include "runtime/artifact/ArtifactReader.h"
+#include "runtime/core/ThreadPool.h"
+#include "runtime/cpu/Kernels.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+
+namespace lathe {
+
+using artifact::Dim;
+using artifact::DType;
+
+bool globMatch(const std::string &pattern, const std::string &text) {
+  size_t p = 0, t = 0, star = std::string::npos, mark = 0;
+  while (t < text.size()) {
+    if (p < pattern.size() && (pattern[p] == '?' || pattern[p] == text[t])) { ++p; ++t; }
+    else if (p < pattern.size() && pattern[p] == '*') { star = p++; mark = t; }
+    else if (star != std::string::npos) { p = star + 1; t = ++mark; }
+    else return false;
+  }
+  while (p < pattern.size() && pattern[p] == '*') ++p;
+  return p == pattern.size();
+}
+
+Expected<std::string> selectedIsa() {
+  std::string err;
+  const cpu::IsaTable *t = cpu::selectIsa("", err);
+  if (!t) return Status::error(err);
+  return std::string(t->name);
+}
+
+std::string TensorInfo::describe() const {
+  std::string s = name + ": " + dtypeName(dtype) + "[";
+  for (size_t i = 0; i < shape.size(); ++i)
+    s += (i ? "," : "") + (shape[i].isStatic() ? std::to_string(shape[i].value) : (shape[i].symbol.empty() ? std::string("?") : shape[i].symbol));
+  return s + "]";
+}
+
+namespace {
+
+struct AlignedFree { void operator()(uint8_t *p) const { std::free(p); } };
+using Buffer = std::unique_ptr<uint8_t, AlignedFree>;
+Buffer allocate(uint64_t bytes) {
+  size_t size = size_t((bytes + 63) / 64 * 64);
+  auto *p = static_cast<uint8_t *>(std::aligned_alloc(64, size ? size : 64));
+  return Buffer(p);
+}
+
+struct Plan {
+  std::vector<cpu::View> views;     // per tensor
+  std::vector<int64_t> offsets;     // arena offset, -1 when not in the arena
+  std::vector<Buffer> hostValues;   // values computed at plan time (shape arithmetic)
+  Buffer arena;
+  MemoryPlanSummary summary;
+};
+
+} // namespace
+
+struct Session::Impl {
+  artifact::LoadedArtifact art;
+  std::vector<const cpu::KernelEntry *> entries;
+  std::vector<char> planTime;        // per kernel: runs once while planning (shape-only values)
+  std::vector<char> hostKnown;       // per tensor: value known at plan time
+  std::unique_ptr<core::ThreadPool> pool;
+  const cpu::IsaTable *isa = nullptr;
+  std::vector<TensorInfo> inputs, outputs;
+  ArtifactInfo info;
+  std::vector<std::pair<std::string, TapCallback>> taps;
+  std::map<std::vector<std::vector<int64_t>>, std::unique_ptr<Plan>> plans;
+  uint64_t lastPlannedBytes = 0;
+
+  std::string checkInputs(const std::map<std::string, std::vector<int64_t>> &shapes, const std::map<std::string, DType> *dtypes,
+                          std::vector<std::vector<int64_t>> &key) const;
+  std::string buildPlan(const std::vector<std::vector<int64_t>> &inputShapes, Plan &plan);
+  std::string runKernel(size_t k, Plan &plan);
+  void fireTaps(size_t k, Plan &plan);
+};
+
+Session::Session(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Session::~Session() = default;
+const std::vector<TensorInfo> &Session::inputs() const { return impl_->inputs; }
+const std::vector<TensorInfo> &Session::outputs() const { return impl_->outputs; }
+const ArtifactInfo &Session::info() const { return impl_->info; }
+int Session::threads() const { return impl_->pool->size(); }
+const char *Session::isa() const { return impl_->isa->name; }
+uint64_t Session::plannedActivationBytes() const { return impl_->lastPlannedBytes; }
+void Session::addTap(const std::string &pattern, TapCallback callback) { impl_->taps.emplace_back(pattern, std::move(callback)); }
+void Session::clearTaps() { impl_->taps.clear(); }
+
+Expected<std::unique_ptr<Session>> Session::open(const std::string &path, const SessionOptions &options) {
+  auto impl = std::make_unique<Impl>();
+  if (std::string err = artifact::readArtifact(path, impl->art); !err.empty()) return Status::error(err);
+  const artifact::ArtifactSpec &spec = impl->art.spec;
+  if (options.threads < 0) return Status::error("threads must be >= 0 (0 = one per physical core), got " + std::to_string(options.threads));
+  std::string err;
+  impl->isa = cpu::selectIsa(options.isa, err);
+  if (!impl->isa) return Status::error(err);
+  if (!spec.cudaArchs.empty())
+    return Status::error("artifact '" + path + "' targets CUDA; this runtime has no CUDA backend");
+  if (!spec.isa.empty() && spec.isa != "baseline") {
+    auto levels = cpu::supportedIsas();
+    if (std::find(levels.begin(), levels.end(), spec.isa) == levels.end())
+      return Status::error("artifact '" + path + "' requires the '" + spec.isa + "' instruction set, which this CPU lacks");
+  }
+  // Kernel lookup and which kernels only compute shape arithmetic.
+  impl->hostKnown.assign(spec.tensors.size(), 0);
+  for (const auto &w : spec.weights) impl->hostKnown[size_t(w.tensor)] = 1;
+  for (const auto &k : spec.kernels) {
+    const cpu::KernelEntry *entry = cpu::findKernel(k.op, k.weightFormat, "cpu");
+    if (!entry)
+      return Status::error("artifact '" + path + "': node '" + k.source + "': no CPU kernel for op '" + k.op + "' with weight format '" + k.weightFormat + "'");
+    impl->entries.push_back(entry);
+    bool shapeOnly = k.op == "shape_of" || k.op == "positions";
+    bool allKnown = true;
+    for (int32_t in : k.inputs) if (in >= 0 && !impl->hostKnown[size_t(in)]) allKnown = false;
+    bool intResults = true;
+    for (int32_t out : k.outputs) {
+      DType t = spec.tensors[size_t(out)].dtype;
+      if (t == DType::F32 || t == DType::F16 || t == DType::BF16 || t == DType::F64) intResults = false;
+    }
+    bool planTime = intResults && (shapeOnly || allKnown);
+    impl->planTime.push_back(planTime);
+    if (planTime) for (int32_t out : k.outputs) impl->hostKnown[size_t(out)] = 1;
+  }
+  int threads = options.threads > 0 ? options.threads : core::ThreadPool::physicalCores();
+  impl->pool = std::make_unique<core::ThreadPool>(threads);
+  for (int32_t t : spec.inputs) impl->inputs.push_back({spec.tensors[size_t(t)].name, spec.tensors[size_t(t)].dtype, spec.tensors[size_t(t)].shape});
+  for (int32_t t : spec.outputs) impl->outputs.push_back({spec.tensors[size_t(t)].name, spec.tensors[size_t(t)].dtype, spec.tensors[size_t(t)].shape});
+  ArtifactInfo &info = impl->info;
+  info.formatMajor = impl->art.formatMajor;
+  info.formatMinor = impl->art.formatMinor;
+  info.compilerVersion = spec.compilerVersion;
+  info.sourceModel = spec.sourceModel;
+  info.pipeline = spec.pipeline;
+  info.isa = spec.isa;
+  info.cudaArchs = spec.cudaArchs;
+  info.fileBytes = impl->art.fileBytes;
+  for (const auto &w : spec.weights) info.weightBytes += w.bytes;
+  info.numKernels = spec.kernels.size();
+  info.numTensors = spec.tensors.size();
+  info.manifest = spec.manifest;
+  return std::unique_ptr<Session>(new Session(std::move(impl)));
+}
+
+std::string Session::Impl::checkInputs(const std::map<std::string, std::vector<int64_t>> &shapes,
+                                       const std::map<std::string, DType> *dtypes,
+                                       std::vector<std::vector<int64_t>> &key) const {
+  std::map<std::string, std::pair<int64_t, std::string>> symbols; // symbol -> (value, where seen)
+  for (const auto &[name, shape] : shapes) {
+    bool known = std::any_of(inputs.begin(), inputs.end(), [&](const TensorInfo &i) { return i.name == name; });
+    if (!known) {
+      std::string list;
+      for (const auto &i : inputs) list += (list.empty() ? "" : ", ") + i.name;
+      return "unknown input '" + name + "' (the model's inputs are: " + list + ")";
+    }
+  }
+  key.clear();
+  for (const TensorInfo &in : inputs) {
+    auto it = shapes.find(in.name);
+    if (it == shapes.end()) return "input '" + in.name + "' is missing (expected " + in.describe() + ")";
+    const auto &shape = it->second;
+    std::string found = shapeString(shape);
+    if (dtypes) {
+      DType given = dtypes->at(in.name);
+      if (given != in.dtype) return "input '" + in.name + "': expected dtype " + dtypeName(in.dtype) + ", found " + dtypeName(given) + found;
+    }
+    bool ok = shape.size() == in.shape.size();
+    std::string why;
+    for (size_t d = 0; ok && d < shape.size(); ++d) {
+      if (shape[d] < 0) { ok = false; break; }
+      const Dim &dim = in.shape[d];
+      if (dim.isStatic()) { if (dim.value != shape[d]) ok = false; }
+      else if (!dim.symbol.empty()) {
+        auto [pos, inserted] = symbols.emplace(dim.symbol, std::make_pair(shape[d], in.name));
+        if (!inserted && pos->second.first != shape[d]) {
+          ok = false;
+          why = " ('" + dim.symbol + "' is " + std::to_string(pos->second.first) + " in input '" + pos->second.second + "')";
+        }
+      }
+    }
+    if (!ok) return "input '" + in.name + "': expected shape " + in.describe().substr(in.name.size() + 2) + ", found " + found + why;
+    key.push_back(shape);
+  }
+  return "";
+}
+
+std::string Session::Impl::runKernel(size_t k, Plan &plan) {
+  const auto &kernel = art.spec.kernels[k];
+  cpu::KernelContext ctx;
+  ctx.spec = &kernel;
+  ctx.pool = pool.get();
+  ctx.isa = isa;
+  for (int32_t in : kernel.inputs) ctx.inputs.push_back(in >= 0 ? &plan.views[size_t(in)] : nullptr);
+  for (int32_t out : kernel.outputs) ctx.outputs.push_back(&plan.views[size_t(out)]);
+  return entries[k]->run(ctx);
+}
+
+std::string Session::Impl::buildPlan(const std::vector<std::vector<int64_t>> &inputShapes, Plan &plan) {
+  const auto &spec = art.spec;
+  const size_t numTensors = spec.tensors.size(), numKernels = spec.kernels.size();
+  plan.views.assign(numTensors, {});
+  plan.offsets.assign(numTensors, -1);
+  for (size_t t = 0; t < numTensors; ++t) plan.views[t].dtype = spec.tensors[t].dtype;
+  for (const auto &w : spec.weights) {
+    auto &v = plan.views[size_t(w.tensor)];
+    for (const Dim &d : spec.tensors[size_t(w.tensor)].shape) v.shape.push_back(d.value);
+    v.data = const_cast<void *>(w.data);
+  }
+  for (size_t i = 0; i < spec.inputs.size(); ++i) plan.views[size_t(spec.inputs[i])].shape = inputShapes[i];
+
+  std::vector<int64_t> def(numTensors, -1), lastUse(numTensors, -1);
+  for (size_t k = 0; k < numKernels; ++k) {
+    const auto &kernel = spec.kernels[k];
+    const cpu::KernelEntry *entry = entries[k];
+    cpu::KernelContext ctx;
+    ctx.spec = &kernel;
+    ctx.pool = pool.get();
+    ctx.isa = isa;
+    for (int32_t in : kernel.inputs) {
+      ctx.inputs.push_back(in >= 0 ? &plan.views[size_t(in)] : nullptr);
+      if (in >= 0) lastUse[size_t(in)] = int64_t(k);
+    }
+    for (int32_t out : kernel.outputs) {
+      ctx.outputs.push_back(&plan.views[size_t(out)]);
+      def[size_t(out)] = int64_t(k);
+    }
+    for (int operand : entry->valueOperands)
+      if (size_t(operand) < kernel.inputs.size() && kernel.inputs[size_t(operand)] >= 0 && !hostKnown[size_t(kernel.inputs[size_t(operand)])])
+        return "node '" + kernel.source + "' (" + kernel.op + "): operand '" + spec.tensors[size_t(kernel.inputs[size_t(operand)])].name +
+               "' decides a result shape but depends on input data; data-dependent shapes are not supported";
+    if (std::string err = entry->shape(ctx); !err.empty()) return err;
+    for (int32_t out : kernel.outputs) {
+      const auto &declared = spec.tensors[size_t(out)];
+      const auto &got = plan.views[size_t(out)].shape;
+      bool ok = declared.shape.size() == got.size();
+      for (size_t d = 0; ok && d < got.size(); ++d)
+        if (declared.shape[d].isStatic() && declared.shape[d].value != got[d]) ok = false;
+      if (!ok) {
+        TensorInfo info{declared.name, declared.dtype, declared.shape};
+        return "node '" + kernel.source + "' (" + kernel.op + "): computed result shape " + shapeString(got) +
+               " contradicts the artifact's declaration " + info.describe() + " (are the input shapes consistent?)";
+      }
+    }
+    if (planTime[k]) {
+      for (int32_t out : kernel.outputs) {
+        plan.hostValues.push_back(allocate(plan.views[size_t(out)].bytes()));
+        plan.views[size_t(out)].data = plan.hostValues.back().get();
+      }
+      if (std::string err = entry->run(ctx); !err.empty()) return err;
+    }
+  }
+  for (int32_t out : spec.outputs) lastUse[size_t(out)] = int64_t(numKernels);
+
+  // Buffer groups: a result computed in place joins its operand's group.
+  auto inArena = [&](int32_t t) { return def[size_t(t)] >= 0 && !plan.views[size_t(t)].data; };
+  std::vector<int32_t> group(numTensors);
+  for (size_t t = 0; t < numTensors; ++t) group[t] = int32_t(t);
+  std::vector<char> isOutput(numTensors, 0);
+  for (int32_t out : spec.outputs) isOutput[size_t(out)] = 1;
+  for (size_t k = 0; k < numKernels; ++k) {
+    const auto &kernel = spec.kernels[k];
+    if (planTime[k] || !entries[k]->inPlace || kernel.inputs.empty() || kernel.inputs[0] < 0) continue;
+    int32_t in = kernel.inputs[0], out = kernel.outputs[0];
+    if (!inArena(in) || !inArena(out) || isOutput[size_t(in)] || lastUse[size_t(in)] != int64_t(k)) continue;
+    if (plan.views[size_t(in)].bytes() != plan.views[size_t(out)].bytes()) continue;
+    group[size_t(out)] = group[size_t(in)];
+    ++plan.summary.inPlace;
+  }
+  struct Region { int64_t start, end; uint64_t size; int64_t offset = -1; };
+  std::map<int32_t, Region> regions;
+  for (size_t t = 0; t < numTensors; ++t) {
+    if (!inArena(int32_t(t))) continue;
+    uint64_t bytes = (plan.views[t].bytes() + 63) / 64 * 64;
+    ++plan.summary.tensors;
+    plan.summary.unplannedBytes += bytes;
+    int64_t end = std::max(lastUse[t], def[t]);
+    auto [it, inserted] = regions.try_emplace(group[t], Region{def[t], end, bytes});
+    if (!inserted) {
+      it->second.start = std::min(it->second.start, def[t]);
+      it->second.end = std::max(it->second.end, end);
+      it->second.size = std::max(it->second.size, bytes);
+    }
+  }
+  std::vector<Region *> order;
+  for (auto &[g, r] : regions) order.push_back(&r);
+  std::stable_sort(order.begin(), order.end(), [](const Region *a, const Region *b) { return a->size > b->size; });
+  uint64_t arenaBytes = 0;
+  std::vector<Region *> placed;
+  for (Region *r : order) {
+    std::vector<std::pair<int64_t, uint64_t>> busy;
+    for (Region *p : placed)
+      if (p->start <= r->end && r->start <= p->end) busy.emplace_back(p->offset, p->size);
+    std::sort(busy.begin(), busy.end());
+    int64_t offset = 0;
+    for (auto &[o, s] : busy) {
+      if (offset + int64_t(r->size) <= o) break;
+      offset = std::max(offset, o + int64_t(s));
+    }
+    r->offset = offset;
+    placed.push_back(r);
+    arenaBytes = std::max(arenaBytes, uint64_t(offset) + r->size);
+  }
+  plan.summary.buffers = regions.size();
+  plan.summary.arenaBytes = arenaBytes;
+  plan.arena = allocate(arenaBytes);
+  for (size_t t = 0; t < numTensors; ++t)
+    if (inArena(int32_t(t))) {
+      plan.offsets[t] = regions.at(group[t]).offset;
+      plan.views[t].data = plan.arena.get() + plan.offsets[t];
+    }
+  return "";
+}
+
+Expected<MemoryPlanSummary> Session::plan(const std::map<std::string, std::vector<int64_t>> &inputShapes) {
+  std::vector<std::vector<int64_t>> key;
+  if (std::string err = impl_->checkInputs(inputShapes, nullptr, key); !err.empty()) return Status::error(err);
+  auto it = impl_->plans.find(key);
+  if (it == impl_->plans.end()) {
+    auto plan = std::make_unique<Plan>();
+    if (std::string err = impl_->buildPlan(key, *plan); !err.empty()) return Status::error(err);
+    it = impl_->plans.emplace(key, std::move(plan)).first;
+  }
+  return it->second->summary;
+}
+
+void Session::Impl::fireTaps(size_t k, Plan &plan) {
+  if (taps.empty()) return;
+  const auto &kernel = art.spec.kernels[k];
+  for (int32_t out : kernel.outputs) {
+    const auto &name = art.spec.tensors[size_t(out)].name;
+    for (auto &[pattern, callback] : taps)
+      if (globMatch(pattern, kernel.source) || globMatch(pattern, name)) {
+        const cpu::View &v = plan.views[size_t(out)];
+        Tensor t = Tensor::borrow(v.dtype, v.shape, v.data);
+        callback(TapEvent{kernel.source, name, kernel.op, t});
+      }
+  }
+}
+
+Expected<std::vector<NamedTensor>> Session::run(const std::map<std::string, Tensor> &inputs) {
+  std::map<std::string, std::vector<int64_t>> shapes;
+  std::map<std::string, DType> dtypes;
+  for (const auto &[name, t] : inputs) {
+    if (!t.data() && t.numel() != 0) return Status::error("input '" + name + "' has no data");
+    shapes[name] = t.shape();
+    dtypes[name] = t.dtype();
+  }
+  std::vector<std::vector<int64_t>> key;
+  if (std::string err = impl_->checkInputs(shapes, &dtypes, key); !err.empty()) return Status::error(err);
+  auto it = impl_->plans.find(key);
+  if (it == impl_->plans.end()) {
+    if (impl_->plans.size() >= 16) impl_->plans.clear(); // bound the cache for ever-changing shapes
+    auto plan = std::make_unique<Plan>();
+    if (std::string err = impl_->buildPlan(key, *plan); !err.empty()) return Status::error(err);
+    it = impl_->plans.emplace(key, std::move(plan)).first;
+  }
+  Plan &plan = *it->second;
+  impl_->lastPlannedBytes = plan.summary.arenaBytes;
+  const auto &spec = impl_->art.spec;
+  for (size_t i = 0; i < spec.inputs.size(); ++i)
+    plan.views[size_t(spec.inputs[i])].data = const_cast<void *>(inputs.at(impl_->inputs[i].name).data());
+  for (size_t k = 0; k < spec.kernels.size(); ++k) {
+    if (!impl_->planTime[k])
+      if (std::string err = impl_->runKernel(k, plan); !err.empty()) return Status::error(err);
+    impl_->fireTaps(k, plan);
+  }
+  std::vector<NamedTensor> outputs;
+  for (size_t i = 0; i < spec.outputs.size(); ++i) {
+    const cpu::View &v = plan.views[size_t(spec.outputs[i])];
+    outputs.push_back({impl_->outputs[i].name, Tensor::borrow(v.dtype, v.shape, v.data).clone()});
+  }
+  for (int32_t t : spec.inputs) plan.views[size_t(t)].data = nullptr;
+  return outputs;
+}
+
+} // namespace lathe

@@ -1,0 +1,62 @@
+// The hot fp32 kernels, compiled once per instruction-set level
+// (IsaKernelsBaseline.cpp, IsaKernelsAvx2.cpp, IsaKernelsAvx512.cpp, each
+// including IsaKernels.inc in its own namespace with its own -march).
+//
+// This header is included by those translation units, so it must stay plain
+// declarations: no inline functions, no templates, no member functions, no
+// default member initializers. Any inline/template code shared between the
+// variants could be emitted once with AVX-512 instructions and picked by the
+// linker for the baseline path too (see BUILD-NOTES).
+#pragma once
+
+#include <stdint.h>
+
+namespace lathe::cpu {
+
+/// C[m, n] (=|+=) A[m, k] · B(k, n) (+ bias[n]) on the columns [nBegin, nEnd).
+/// B is read as B[k*ldb + n] or, when bTransposed, as B[n*ldb + k] (a linear
+/// layer's [out, in] weight). Each output element is summed in a fixed k
+/// order, independent of how columns are split among threads.
+struct GemmArgs {
+  const float *a;
+  int64_t lda;
+  const float *b;
+  int64_t ldb;
+  int bTransposed;
+  float *c;
+  int64_t ldc;
+  const float *bias; // may be null
+  int64_t m, n, k;
+};
+
+/// Fused attention on rows r = ((b·H + h)·Sq + i) in [rowBegin, rowEnd):
+/// online softmax over the keys, never materializing the score matrix.
+/// Strides are in elements; maskStrides are 0 on broadcast dims.
+struct AttentionArgs {
+  const float *q, *k, *v;
+  float *out;
+  const float *mask; // additive, may be null
+  int64_t qStrides[3], kStrides[3], vStrides[3], outStrides[3]; // batch, head, seq (head_dim contiguous)
+  int64_t maskStrides[4];
+  int64_t batch, heads, kvHeads, querySeq, keySeq, headDim;
+  float scale;
+  int causal;
+};
+
+struct IsaTable {
+  const char *name;
+  int64_t gemmPanelWidth; // split the n range on multiples of this
+  void (*gemm)(const GemmArgs *args, int64_t nBegin, int64_t nEnd);
+  void (*attention)(const AttentionArgs *args, int64_t rowBegin, int64_t rowEnd);
+  /// y = (x - mean)/sqrt(var + eps)·scale + bias per row of n (rms: x/sqrt(mean(x²)+eps)·scale).
+  void (*normRows)(const float *x, const float *scale, const float *bias, float *y, int64_t rows, int64_t n, float epsilon, int rms);
+  void (*softmaxRows)(const float *x, float *y, int64_t rows, int64_t n);
+  void (*gelu)(const float *x, float *y, int64_t n, int tanhApproximation);
+  void (*expf)(const float *x, float *y, int64_t n);
+};
+
+namespace baseline { const IsaTable *table(); }
+namespace avx2 { const IsaTable *table(); }
+namespace avx512 { const IsaTable *table(); }
+
+} // namespace lathe::cpu

@@ -1,0 +1,57 @@
+// The CPU kernel table, keyed by (op, weight format, device). Each entry has a
+// shape function (computes result shapes from operand shapes, and from the
+// values of the operands listed in valueOperands, validating everything) and
+// a run function. Later formats (int8, int4, sparse) and devices (cuda) are
+// new entries, not new branches.
+#pragma once
+
+#include "lathe/Tensor.h"
+#include "runtime/artifact/ArtifactSpec.h"
+#include "runtime/core/ThreadPool.h"
+#include "runtime/cpu/IsaKernels.h"
+
+#include <string>
+#include <vector>
+
+namespace lathe::cpu {
+
+/// A tensor as a kernel sees it: dtype, resolved shape, data (null while planning
+/// unless the value is known then: weights and shape-only values).
+struct View {
+  DType dtype = DType::F32;
+  std::vector<int64_t> shape;
+  void *data = nullptr;
+  int64_t numel() const;
+  size_t bytes() const { return size_t(numel()) * artifact::dtypeSize(dtype); }
+};
+
+struct KernelContext {
+  const artifact::KernelSpec *spec = nullptr;
+  std::vector<const View *> inputs; // null for absent optional operands
+  std::vector<View *> outputs;      // dtype preset from the artifact; shape set by the shape function
+  core::ThreadPool *pool = nullptr;
+  const IsaTable *isa = nullptr;
+};
+
+using KernelFn = std::string (*)(KernelContext &);
+
+struct KernelEntry {
+  KernelFn shape = nullptr;
+  KernelFn run = nullptr;
+  bool inPlace = false;            // result 0 may share operand 0's buffer (same size)
+  std::vector<int> valueOperands;  // operands whose values the shape function reads
+};
+
+/// Null if no kernel exists for the key.
+const KernelEntry *findKernel(const std::string &op, const std::string &weightFormat, const std::string &device);
+void registerKernel(const std::string &op, const std::string &weightFormat, const std::string &device, KernelEntry entry);
+
+/// Selects the ISA table: `forced` ("baseline", "avx2", "avx512"), else env
+/// LATHE_ISA, else the best the CPU supports. Null and `error` set when a
+/// forced level is unknown or unsupported by this CPU.
+const IsaTable *selectIsa(const std::string &forced, std::string &error);
+/// The levels this CPU can run, lowest first.
+std::vector<std::string> supportedIsas();
+const IsaTable *isaByName(const std::string &name);
+
+} // namespace lathe::cpu

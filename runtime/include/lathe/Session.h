@@ -1,0 +1,110 @@
+// lathe::Session: open a .lathe artifact, list its inputs and outputs, run it.
+//
+//   auto session = lathe::Session::open("model.lathe", {.threads = 2});
+//   if (!session) { std::cerr << session.error(); return 1; }
+//   auto outputs = (*session)->run({{"input_ids", ids}, {"attention_mask", mask}});
+//
+// A session is reusable with different batch and sequence sizes: shapes are
+// resolved at run time and the memory plan for each distinct set of input
+// shapes is computed once and cached. run() is not reentrant: one call at a
+// time per session.
+#pragma once
+
+#include "lathe/Status.h"
+#include "lathe/Tensor.h"
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace lathe {
+
+struct SessionOptions {
+  int threads = 0; // 0: one per physical core
+  std::string isa;  // "", "baseline", "avx2", "avx512"; empty: env LATHE_ISA, else the best this CPU has
+};
+
+/// A graph input or output as declared by the artifact.
+struct TensorInfo {
+  std::string name;
+  DType dtype = DType::F32;
+  std::vector<artifact::Dim> shape; // static values or symbols ("batch", "sequence")
+  std::string describe() const;     // "input_ids: i64[batch,sequence]"
+};
+
+struct NamedTensor {
+  std::string name;
+  Tensor tensor;
+};
+
+/// What a tap sees: the tensor produced by a kernel whose ONNX node (source)
+/// or tensor name matches the tap's pattern. The tensor borrows the session's
+/// memory and is valid only during the callback.
+struct TapEvent {
+  const std::string &source;     // ONNX node name of the producing kernel
+  const std::string &tensorName; // the tensor's name
+  const std::string &op;
+  const Tensor &tensor;
+};
+using TapCallback = std::function<void(const TapEvent &)>;
+
+/// Header information for `lathe inspect`.
+struct ArtifactInfo {
+  int formatMajor = 0, formatMinor = 0;
+  std::string compilerVersion, sourceModel, pipeline, isa;
+  std::vector<int32_t> cudaArchs;
+  uint64_t fileBytes = 0, weightBytes = 0;
+  size_t numKernels = 0, numTensors = 0;
+  std::vector<artifact::LayerEntry> manifest;
+};
+
+/// One planned memory region (for `lathe inspect`).
+struct MemoryPlanSummary {
+  uint64_t arenaBytes = 0;         // activation bytes, liveness-planned with reuse
+  uint64_t unplannedBytes = 0;     // sum of all activation sizes without reuse
+  size_t buffers = 0, tensors = 0, inPlace = 0;
+};
+
+class Session {
+public:
+  static Expected<std::unique_ptr<Session>> open(const std::string &path, const SessionOptions &options = {});
+  ~Session();
+
+  const std::vector<TensorInfo> &inputs() const;
+  const std::vector<TensorInfo> &outputs() const;
+  const ArtifactInfo &info() const;
+  int threads() const;
+  /// The instruction-set level the CPU kernels run at ("baseline", "avx2", "avx512").
+  const char *isa() const;
+
+  /// Runs the graph. Every declared input must be given, with its dtype and a
+  /// shape matching its declaration (static dims equal, equal symbols equal).
+  Expected<std::vector<NamedTensor>> run(const std::map<std::string, Tensor> &inputs);
+
+  /// Calls `callback` after every kernel whose ONNX node name or output tensor
+  /// name matches `pattern` (glob: `*` any run, `?` one character).
+  void addTap(const std::string &pattern, TapCallback callback);
+  void clearTaps();
+
+  /// Plans (or fetches the cached plan) for these input shapes without running.
+  Expected<MemoryPlanSummary> plan(const std::map<std::string, std::vector<int64_t>> &inputShapes);
+  /// Arena bytes of the plan used by the last run() (0 before any run).
+  uint64_t plannedActivationBytes() const;
+
+  struct Impl;
+
+private:
+  explicit Session(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+/// Glob match used by taps: `*` matches any run, `?` one character.
+bool globMatch(const std::string &pattern, const std::string &text);
+
+/// The instruction-set level chosen by CPUID (or forced by LATHE_ISA).
+/// Returns an error if LATHE_ISA names a level this CPU lacks or an unknown one.
+Expected<std::string> selectedIsa();
+
+} // namespace lathe

@@ -1,0 +1,39 @@
+// The runtime half of `lathe run`, `lathe bench` and `lathe inspect`: the CLI
+// parses options and calls these. Each prints its own errors to stderr and
+// returns a process exit code (0 on success).
+#pragma once
+
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace lathe::tools {
+
+struct RunOptions {
+  std::string artifact;
+  std::vector<std::pair<std::string, std::string>> inputs; // name -> .npy path
+  std::string outputDir = ".";                              // writes <output name>.npy
+  int threads = 0;                                          // 0: one per physical core
+  std::string dumpPattern;                                  // glob on ONNX node / tensor names; empty: none
+};
+
+struct BenchOptions {
+  std::string artifact;
+  int64_t batch = 1;
+  int64_t seq = 128;
+  int threads = 0;
+  int warmup = 3;
+  int iterations = 20;
+};
+
+int runArtifactCommand(const RunOptions &options);
+/// Inputs are synthesized from the declared dtypes and shapes: dims whose symbol
+/// names a batch get `batch`, other dynamic dims get `seq`. Integer inputs whose
+/// name contains "mask" are all ones; other integer inputs (ids) cycle through
+/// 1..100 (a heuristic: safe for any vocabulary of at least 101 entries); floats are
+/// a fixed pseudo-random pattern in [-1, 1); bools are true.
+int benchArtifactCommand(const BenchOptions &options);
+/// Header, memory plan at batch 1 / sequence 128 and the per-layer manifest.
+int inspectArtifactCommand(const std::string &path);
+
+} // namespace lathe::tools

@@ -1,0 +1,362 @@
+// Every kernel against a naive reference, at every instruction-set level this
+// CPU supports, with sizes that are not multiples of any vector width.
+#include "TestGraph.h"
+#include "runtime/cpu/Kernels.h"
+
+#include <catch2/catch.hpp>
+
+using namespace lathe;
+using namespace lathe::test;
+
+namespace {
+
+std::vector<std::string> isas() { return cpu::supportedIsas(); }
+
+void requireClose(const Tensor &t, const std::vector<float> &ref, float tol = 1e-4f) {
+  REQUIRE(t.dtype() == DType::F32);
+  REQUIRE(size_t(t.numel()) == ref.size());
+  for (size_t i = 0; i < ref.size(); ++i) {
+    float got = t.data<float>()[i];
+    if (std::isnan(got) && std::isnan(ref[i])) continue;
+    INFO("element " << i << ": got " << got << ", expected " << ref[i]);
+    REQUIRE(std::fabs(got - ref[i]) <= tol + tol * std::fabs(ref[i]));
+  }
+}
+
+std::vector<NamedTensor> runOne(Graph &g, const std::map<std::string, Tensor> &inputs, const std::string &isa = "", int threads = 1) {
+  auto session = g.open(isa, threads);
+  INFO(session.error());
+  REQUIRE(session.ok());
+  auto out = (*session)->run(inputs);
+  INFO(out.error());
+  REQUIRE(out.ok());
+  return std::move(*out);
+}
+
+} // namespace
+
+TEST_CASE("linear matches a naive x·Wᵀ+b", "[kernels]") {
+  for (auto isa : isas()) {
+    for (auto [m, k, n] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{{7, 37, 45}, {13, 300, 70}, {1, 5, 3}, {20, 1, 33}}) {
+      DYNAMIC_SECTION(isa << " m=" << m << " k=" << k << " n=" << n) {
+        auto x = randomFloats(size_t(m * k), 1), w = randomFloats(size_t(n * k), 2), b = randomFloats(size_t(n), 3);
+        Graph g;
+        int32_t in = g.input("x", DType::F32, 3);
+        int32_t wt = g.weight("w", DType::F32, {n, k}, w), bt = g.weight("b", DType::F32, {n}, b);
+        int32_t out = g.tensor("y", DType::F32, 3);
+        g.kernel("linear", {in, wt, bt}, {out});
+        g.output(out);
+        auto res = runOne(g, {{"x", tensorOf(x, {1, m, k})}}, isa);
+        std::vector<float> ref(size_t(m * n));
+        for (int64_t i = 0; i < m; ++i)
+          for (int64_t j = 0; j < n; ++j) {
+            double s = b[size_t(j)];
+            for (int64_t p = 0; p < k; ++p) s += double(x[size_t(i * k + p)]) * w[size_t(j * k + p)];
+            ref[size_t(i * n + j)] = float(s);
+          }
+        REQUIRE(res[0].tensor.shape() == std::vector<int64_t>{1, m, n});
+        requireClose(res[0].tensor, ref);
+      }
+    }
+  }
+}
+
+TEST_CASE("matmul broadcasts batch dims", "[kernels]") {
+  for (auto isa : isas()) {
+    DYNAMIC_SECTION(isa) {
+      int64_t m = 5, k = 19, n = 33;
+      auto a = randomFloats(size_t(2 * m * k), 4), b = randomFloats(size_t(3 * k * n), 5);
+      Graph g;
+      int32_t ta = g.input("a", DType::F32, 4), tb = g.input("b", DType::F32, 3), out = g.tensor("y", DType::F32, 4);
+      g.kernel("matmul", {ta, tb}, {out});
+      g.output(out);
+      auto res = runOne(g, {{"a", tensorOf(a, {2, 1, m, k})}, {"b", tensorOf(b, {3, k, n})}}, isa);
+      REQUIRE(res[0].tensor.shape() == std::vector<int64_t>{2, 3, m, n});
+      std::vector<float> ref;
+      for (int i = 0; i < 2; ++i)
+        for (int j = 0; j < 3; ++j)
+          for (int64_t r = 0; r < m; ++r)
+            for (int64_t c = 0; c < n; ++c) {
+              double s = 0;
+              for (int64_t p = 0; p < k; ++p) s += double(a[size_t((i * m + r) * k + p)]) * b[size_t((j * k + p) * n + c)];
+              ref.push_back(float(s));
+            }
+      requireClose(res[0].tensor, ref);
+    }
+  }
+}
+
+namespace {
+// Naive softmax(scale·QKᵀ + mask + causal)·V.
+std::vector<float> naiveAttention(const std::vector<float> &q, const std::vector<float> &k, const std::vector<float> &v,
+                                  const std::vector<float> *mask, int64_t B, int64_t H, int64_t Hkv, int64_t Sq, int64_t Sk,
+                                  int64_t D, float scale, bool causal) {
+  std::vector<float> out(size_t(B * H * Sq * D));
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t h = 0; h < H; ++h)
+      for (int64_t i = 0; i < Sq; ++i) {
+        int64_t hk = h / (H / Hkv);
+        std::vector<double> s(static_cast<size_t>(Sk));
+        double mx = -INFINITY;
+        for (int64_t j = 0; j < Sk; ++j) {
+          double dot = 0;
+          for (int64_t d = 0; d < D; ++d) dot += double(q[size_t(((b * H + h) * Sq + i) * D + d)]) * k[size_t(((b * Hkv + hk) * Sk + j) * D + d)];
+          dot *= scale;
+          if (mask) dot += (*mask)[size_t(b * Sk + j)]; // mask shaped [B,1,1,Sk]
+          if (causal && j > i + (Sk - Sq)) dot = -INFINITY;
+          s[size_t(j)] = dot;
+          mx = std::max(mx, dot);
+        }
+        double sum = 0;
+        for (auto &x : s) { x = std::isinf(x) ? 0 : std::exp(x - mx); sum += x; }
+        for (int64_t d = 0; d < D; ++d) {
+          double acc = 0;
+          for (int64_t j = 0; j < Sk; ++j) acc += s[size_t(j)] * v[size_t(((b * Hkv + hk) * Sk + j) * D + d)];
+          out[size_t(((b * H + h) * Sq + i) * D + d)] = float(acc / sum);
+        }
+      }
+  return out;
+}
+} // namespace
+
+TEST_CASE("fused attention matches naive softmax(QKᵀ)V", "[kernels]") {
+  struct Case { int64_t B, H, Hkv, Sq, Sk, D; bool causal, mask; };
+  std::vector<Case> cases = {{2, 4, 2, 5, 9, 20, false, true}, {1, 2, 2, 70, 70, 17, true, false},
+                             {2, 3, 1, 3, 131, 8, true, true}, {1, 2, 1, 1, 1, 33, false, false}};
+  for (auto isa : isas())
+    for (const Case &c : cases) {
+      DYNAMIC_SECTION(isa << " B" << c.B << " H" << c.H << "/" << c.Hkv << " Sq" << c.Sq << " Sk" << c.Sk << " D" << c.D << (c.causal ? " causal" : "") << (c.mask ? " mask" : "")) {
+        auto q = randomFloats(size_t(c.B * c.H * c.Sq * c.D), 7, -2, 2), k = randomFloats(size_t(c.B * c.Hkv * c.Sk * c.D), 8, -2, 2),
+             v = randomFloats(size_t(c.B * c.Hkv * c.Sk * c.D), 9);
+        std::vector<float> mask(size_t(c.B * c.Sk), 0.0f);
+        for (size_t j = 0; j < mask.size(); j += 3) mask[j] = j % 2 ? -INFINITY : -3.0f;
+        mask[size_t(c.Sk - 1)] = 0.0f; // every row keeps a visible key
+        Graph g;
+        int32_t tq = g.input("q", DType::F32, 4), tk = g.input("k", DType::F32, 4), tv = g.input("v", DType::F32, 4);
+        int32_t tm = c.mask ? g.input("mask", DType::F32, 4) : -1;
+        int32_t out = g.tensor("o", DType::F32, 4);
+        float scale = 1.0f / std::sqrt(float(c.D));
+        g.kernel("attention", {tq, tk, tv, tm}, {out},
+                 {{"num_heads", c.H}, {"num_kv_heads", c.Hkv}, {"scale", double(scale)}, {"causal", int64_t(c.causal)}});
+        g.output(out);
+        std::map<std::string, Tensor> inputs = {{"q", tensorOf(q, {c.B, c.H, c.Sq, c.D})}, {"k", tensorOf(k, {c.B, c.Hkv, c.Sk, c.D})},
+                                                {"v", tensorOf(v, {c.B, c.Hkv, c.Sk, c.D})}};
+        if (c.mask) inputs["mask"] = tensorOf(mask, {c.B, 1, 1, c.Sk});
+        auto res = runOne(g, inputs, isa);
+        requireClose(res[0].tensor, naiveAttention(q, k, v, c.mask ? &mask : nullptr, c.B, c.H, c.Hkv, c.Sq, c.Sk, c.D, scale, c.causal));
+      }
+    }
+}
+
+TEST_CASE("layer_norm, rms_norm, softmax, gelu, exp", "[kernels]") {
+  for (auto isa : isas()) {
+    DYNAMIC_SECTION(isa) {
+      int64_t rows = 6, n = 37;
+      auto x = randomFloats(size_t(rows * n), 11, -3, 3), scale = randomFloats(size_t(n), 12), bias = randomFloats(size_t(n), 13);
+      Graph g;
+      int32_t in = g.input("x", DType::F32, 2);
+      int32_t ts = g.weight("s", DType::F32, {n}, scale), tb = g.weight("b", DType::F32, {n}, bias);
+      int32_t ln = g.tensor("ln", DType::F32, 2), rms = g.tensor("rms", DType::F32, 2), sm = g.tensor("sm", DType::F32, 2),
+              sm0 = g.tensor("sm0", DType::F32, 2), ge = g.tensor("ge", DType::F32, 2), gt = g.tensor("gt", DType::F32, 2),
+              ex = g.tensor("ex", DType::F32, 2);
+      g.kernel("layer_norm", {in, ts, tb}, {ln}, {{"epsilon", 1e-5}});
+      g.kernel("rms_norm", {in, ts}, {rms}, {{"epsilon", 1e-6}});
+      g.kernel("softmax", {in}, {sm}, {{"axis", int64_t(-1)}});
+      g.kernel("softmax", {in}, {sm0}, {{"axis", int64_t(0)}});
+      g.kernel("gelu", {in}, {ge}, {{"approximate", std::string("none")}});
+      g.kernel("gelu", {in}, {gt}, {{"approximate", std::string("tanh")}});
+      g.kernel("exp", {in}, {ex});
+      for (int32_t t : {ln, rms, sm, sm0, ge, gt, ex}) g.output(t);
+      auto res = runOne(g, {{"x", tensorOf(x, {rows, n})}}, isa);
+      std::vector<float> rLn, rRms, rSm, rSm0(x.size()), rGe, rGt, rEx;
+      for (int64_t r = 0; r < rows; ++r) {
+        double mean = 0, var = 0, ms = 0, mx = -INFINITY, sum = 0;
+        for (int64_t j = 0; j < n; ++j) { mean += x[size_t(r * n + j)]; mx = std::max<double>(mx, x[size_t(r * n + j)]); }
+        mean /= double(n);
+        for (int64_t j = 0; j < n; ++j) { double d = x[size_t(r * n + j)] - mean; var += d * d; ms += double(x[size_t(r * n + j)]) * x[size_t(r * n + j)]; sum += std::exp(x[size_t(r * n + j)] - mx); }
+        var /= double(n); ms /= double(n);
+        for (int64_t j = 0; j < n; ++j) {
+          double v = x[size_t(r * n + j)];
+          rLn.push_back(float((v - mean) / std::sqrt(var + 1e-5) * scale[size_t(j)] + bias[size_t(j)]));
+          rRms.push_back(float(v / std::sqrt(ms + 1e-6) * scale[size_t(j)]));
+          rSm.push_back(float(std::exp(v - mx) / sum));
+          rGe.push_back(float(0.5 * v * (1 + std::erf(v / std::sqrt(2.0)))));
+          rGt.push_back(float(0.5 * v * (1 + std::tanh(std::sqrt(2 / M_PI) * (v + 0.044715 * v * v * v)))));
+          rEx.push_back(float(std::exp(v)));
+        }
+      }
+      for (int64_t j = 0; j < n; ++j) {
+        double sum = 0;
+        for (int64_t r = 0; r < rows; ++r) sum += std::exp(double(x[size_t(r * n + j)]));
+        for (int64_t r = 0; r < rows; ++r) rSm0[size_t(r * n + j)] = float(std::exp(double(x[size_t(r * n + j)])) / sum);
+      }
+      requireClose(res[0].tensor, rLn);
+      requireClose(res[1].tensor, rRms);
+      requireClose(res[2].tensor, rSm);
+      requireClose(res[3].tensor, rSm0);
+      requireClose(res[4].tensor, rGe);
+      requireClose(res[5].tensor, rGt);
+      requireClose(res[6].tensor, rEx);
+    }
+  }
+}
+
+TEST_CASE("elementwise, compare, where, cast, reduce", "[kernels]") {
+  auto a = randomFloats(2 * 3 * 5, 21, -2, 2), b = randomFloats(5, 22, 0.5f, 2);
+  Graph g;
+  int32_t ta = g.input("a", DType::F32, 3);
+  int32_t tb = g.weight("b", DType::F32, {5}, b);
+  std::map<std::string, int32_t> outs;
+  for (const char *op : {"add", "sub", "mul", "div", "max", "min", "pow"}) {
+    outs[op] = g.tensor(op, DType::F32, 3);
+    g.kernel(op, {ta, tb}, {outs[op]});
+  }
+  int32_t less = g.tensor("less", DType::Bool, 3), sel = g.tensor("sel", DType::F32, 3), half = g.tensor("half", DType::F16, 3),
+          back = g.tensor("back", DType::F32, 3), mean = g.tensor("mean", DType::F32, 3), mx = g.tensor("rmax", DType::F32, 1),
+          relu = g.tensor("relu", DType::F32, 3), sig = g.tensor("sig", DType::F32, 3), ints = g.tensor("ints", DType::I64, 3);
+  g.kernel("less", {ta, tb}, {less});
+  g.kernel("where", {less, ta, tb}, {sel});
+  g.kernel("cast", {ta}, {half}, {{"to", std::string("f16")}});
+  g.kernel("cast", {half}, {back}, {{"to", std::string("f32")}});
+  g.kernel("reduce_mean", {ta}, {mean}, {{"axes", std::vector<int64_t>{1}}, {"keepdims", int64_t(1)}});
+  g.kernel("reduce_max", {ta}, {mx}, {{"axes", std::vector<int64_t>{0, -1}}, {"keepdims", int64_t(0)}});
+  g.kernel("relu", {ta}, {relu});
+  g.kernel("sigmoid", {ta}, {sig});
+  g.kernel("cast", {ta}, {ints}, {{"to", std::string("i64")}});
+  for (const char *op : {"add", "sub", "mul", "div", "max", "min", "pow"}) g.output(outs[op]);
+  for (int32_t t : {less, sel, back, mean, mx, relu, sig, ints}) g.output(t);
+  for (auto isa : isas()) {
+    DYNAMIC_SECTION(isa) {
+      auto res = runOne(g, {{"a", tensorOf(a, {2, 3, 5})}}, isa);
+      std::vector<float> r[7], rSel, rBack, rMean, rMax(3, -INFINITY), rRelu, rSig;
+      std::vector<uint8_t> rLess;
+      for (size_t i = 0; i < a.size(); ++i) {
+        float x = a[i], y = b[i % 5];
+        r[0].push_back(x + y); r[1].push_back(x - y); r[2].push_back(x * y); r[3].push_back(x / y);
+        r[4].push_back(std::max(x, y)); r[5].push_back(std::min(x, y)); r[6].push_back(std::pow(x, y));
+        rLess.push_back(x < y); rSel.push_back(x < y ? x : y); rRelu.push_back(std::max(x, 0.0f)); rSig.push_back(1 / (1 + std::exp(-x)));
+        rMax[i / 5 % 3] = std::max(rMax[i / 5 % 3], x);
+      }
+      for (int i = 0; i < 2; ++i)
+        for (int j = 0; j < 5; ++j) {
+          double s = 0;
+          for (int k = 0; k < 3; ++k) s += a[size_t((i * 3 + k) * 5 + j)];
+          rMean.push_back(float(s / 3));
+        }
+      for (int i = 0; i < 7; ++i) { INFO("binary op " << i); requireClose(res[size_t(i)].tensor, r[i], 1e-5f); }
+      const Tensor &tl = res[7].tensor;
+      REQUIRE(tl.dtype() == DType::Bool);
+      for (size_t i = 0; i < rLess.size(); ++i) REQUIRE(tl.data<uint8_t>()[i] == rLess[i]);
+      requireClose(res[8].tensor, rSel, 0);
+      requireClose(res[9].tensor, a, 1e-3f); // f16 round trip
+      REQUIRE(res[10].tensor.shape() == std::vector<int64_t>{2, 1, 5});
+      requireClose(res[10].tensor, rMean, 1e-5f);
+      REQUIRE(res[11].tensor.shape() == std::vector<int64_t>{3});
+      requireClose(res[11].tensor, rMax, 0);
+      requireClose(res[12].tensor, rRelu, 0);
+      requireClose(res[13].tensor, rSig, 1e-6f);
+      for (size_t i = 0; i < a.size(); ++i) REQUIRE(res[14].tensor.data<int64_t>()[i] == int64_t(a[i]));
+    }
+  }
+}
+
+TEST_CASE("shape and data-movement ops", "[kernels]") {
+  // x: [2, 3, 4] = 0..23
+  std::vector<float> x(24);
+  for (int i = 0; i < 24; ++i) x[size_t(i)] = float(i);
+  Graph g;
+  int32_t tx = g.input("x", DType::F32, {Dim{-1, "batch"}, Dim{3, ""}, Dim{4, ""}});
+  auto i64 = [&](const std::string &n, std::vector<int64_t> v) { return g.weight(n, DType::I64, {int64_t(v.size())}, v); };
+  int32_t shp = g.tensor("shape", DType::I64, 1), tr = g.tensor("tr", DType::F32, 3), cat = g.tensor("cat", DType::F32, 3),
+          sl = g.tensor("sl", DType::F32, 3), sp0 = g.tensor("sp0", DType::F32, 3), sp1 = g.tensor("sp1", DType::F32, 3),
+          rs = g.tensor("rs", DType::F32, 2), sq = g.tensor("sq", DType::F32, 2), usq = g.tensor("usq", DType::F32, 4),
+          ex = g.tensor("ex", DType::F32, 4), ga = g.tensor("ga", DType::F32, 3), tri = g.tensor("tri", DType::F32, 3),
+          pos = g.tensor("pos", DType::I64, 1), fill = g.tensor("fill", DType::F32, 2), rng = g.tensor("rng", DType::I64, 1),
+          sc = g.tensor("sc", DType::F32, 3), emb = g.tensor("emb", DType::F32, 2), first = g.tensor("first", DType::I64, 1),
+          rsShape = g.tensor("rsShape", DType::I64, 1);
+  g.kernel("shape_of", {tx}, {shp});
+  g.kernel("transpose", {tx}, {tr}, {{"perm", std::vector<int64_t>{2, 0, 1}}});
+  g.kernel("concat", {tx, tx}, {cat}, {{"axis", int64_t(-1)}});
+  g.kernel("slice", {tx, i64("st", {-1, 3}), i64("en", {-100, 0}), i64("ax", {2, 1}), i64("sp", {-2, -1})}, {sl});
+  g.kernel("split", {tx}, {sp0, sp1}, {{"axis", int64_t(2)}, {"sizes", std::vector<int64_t>{1, 3}}});
+  // reshape to [0, -1] computed from shape_of: gather(shape, [0]) concat [-1]
+  g.kernel("gather", {shp, i64("zero", {0})}, {first}, {{"axis", int64_t(0)}});
+  g.kernel("concat", {first, i64("minus1", {-1})}, {rsShape}, {{"axis", int64_t(0)}});
+  g.kernel("reshape", {tx, rsShape}, {rs});
+  g.kernel("slice", {rs, i64("s0", {0}), i64("e0", {1}), i64("a0", {0}), i64("p0", {1})}, {sq});
+  g.kernel("unsqueeze", {tx}, {usq}, {{"axes", std::vector<int64_t>{1}}});
+  g.kernel("expand", {usq, i64("exs", {2, 2, 1, 1})}, {ex});
+  g.kernel("gather", {tx, i64("gi", {-1, 0})}, {ga}, {{"axis", int64_t(1)}});
+  g.kernel("trilu", {tx, i64("k", {1})}, {tri}, {{"upper", int64_t(0)}});
+  g.kernel("positions", {tx}, {pos}, {{"axis", int64_t(2)}});
+  g.kernel("fill", {i64("fs", {2, 3})}, {fill}, {{"value", 2.5}, {"dtype", std::string("f32")}});
+  g.kernel("range", {g.weight("r0", DType::I64, {}, std::vector<int64_t>{1}), g.weight("r1", DType::I64, {}, std::vector<int64_t>{10}),
+                     g.weight("r2", DType::I64, {}, std::vector<int64_t>{3})}, {rng});
+  g.kernel("scatter_nd", {tx, g.weight("si", DType::I64, {1, 2}, std::vector<int64_t>{1, 2}),
+                          g.weight("su", DType::F32, {1, 4}, std::vector<float>{-1, -2, -3, -4})}, {sc});
+  g.kernel("embedding", {g.weight("table", DType::F32, {4, 2}, std::vector<float>{0, 1, 10, 11, 20, 21, 30, 31}), pos}, {emb});
+  for (int32_t t : {shp, tr, cat, sl, sp0, sp1, rs, ex, ga, tri, pos, fill, rng, sc, emb}) g.output(t);
+  auto session = g.open();
+  INFO(session.error());
+  REQUIRE(session.ok());
+  auto res = (*session)->run({{"x", tensorOf(x, {2, 3, 4})}});
+  INFO(res.error());
+  REQUIRE(res.ok());
+  auto &r = *res;
+  auto at = [&](size_t o, std::vector<int64_t> idx) {
+    const Tensor &t = r[o].tensor;
+    int64_t off = 0;
+    for (size_t d = 0; d < idx.size(); ++d) off = off * t.shape()[d] + idx[d];
+    return t.dtype() == DType::I64 ? double(t.data<int64_t>()[off]) : double(t.data<float>()[off]);
+  };
+  auto X = [&](int64_t i, int64_t j, int64_t k) { return double(i * 12 + j * 4 + k); };
+  REQUIRE(r[0].tensor.shape() == std::vector<int64_t>{3});
+  REQUIRE((at(0, {0}) == 2 && at(0, {1}) == 3 && at(0, {2}) == 4));
+  REQUIRE(r[1].tensor.shape() == std::vector<int64_t>{4, 2, 3});
+  REQUIRE(at(1, {3, 1, 2}) == X(1, 2, 3));
+  REQUIRE(r[2].tensor.shape() == std::vector<int64_t>{2, 3, 8});
+  REQUIRE(at(2, {1, 2, 6}) == X(1, 2, 2));
+  // slice axis 2 from -1 to -100 step -2 -> k = 3, 1; axis 1 from 3 (clamped to 2) down to 0 exclusive -> j = 2, 1
+  REQUIRE(r[3].tensor.shape() == std::vector<int64_t>{2, 2, 2});
+  REQUIRE((at(3, {0, 0, 0}) == X(0, 2, 3) && at(3, {1, 1, 1}) == X(1, 1, 1)));
+  REQUIRE((r[4].tensor.shape() == std::vector<int64_t>{2, 3, 1} && r[5].tensor.shape() == std::vector<int64_t>{2, 3, 3}));
+  REQUIRE(at(5, {1, 0, 2}) == X(1, 0, 3));
+  REQUIRE(r[6].tensor.shape() == std::vector<int64_t>{2, 12});
+  REQUIRE(r[7].tensor.shape() == std::vector<int64_t>{2, 2, 3, 4});
+  REQUIRE(at(7, {1, 0, 2, 3}) == X(1, 2, 3));
+  REQUIRE(r[8].tensor.shape() == std::vector<int64_t>{2, 2, 4});
+  REQUIRE((at(8, {0, 0, 1}) == X(0, 2, 1) && at(8, {1, 1, 3}) == X(1, 0, 3)));
+  REQUIRE((at(9, {0, 0, 1}) == X(0, 0, 1) && at(9, {0, 0, 2}) == 0 && at(9, {1, 2, 3}) == X(1, 2, 3)));
+  REQUIRE((r[10].tensor.shape() == std::vector<int64_t>{4} && at(10, {3}) == 3));
+  REQUIRE((r[11].tensor.shape() == std::vector<int64_t>{2, 3} && at(11, {1, 2}) == 2.5));
+  REQUIRE((r[12].tensor.shape() == std::vector<int64_t>{3} && at(12, {2}) == 7));
+  REQUIRE((at(13, {1, 2, 1}) == -2 && at(13, {1, 1, 1}) == X(1, 1, 1)));
+  REQUIRE((r[14].tensor.shape() == std::vector<int64_t>{4, 2} && at(14, {3, 1}) == 31));
+}
+
+TEST_CASE("user errors name the thing", "[kernels]") {
+  Graph g;
+  int32_t ids = g.input("ids", DType::I64, {Dim{-1, "batch"}, Dim{-1, "sequence"}});
+  int32_t mask = g.input("mask", DType::I64, {Dim{-1, "batch"}, Dim{-1, "sequence"}});
+  int32_t emb = g.tensor("emb", DType::F32, 3), sum = g.tensor("sum", DType::I64, 2);
+  g.kernel("embedding", {g.weight("table", DType::F32, {3, 2}, std::vector<float>(6, 1.0f)), ids}, {emb}, {}, "/embeddings/Gather");
+  g.kernel("add", {ids, mask}, {sum});
+  g.output(emb);
+  g.output(sum);
+  auto session = g.open();
+  REQUIRE(session.ok());
+  auto bad = (*session)->run({{"ids", tensorOf(std::vector<int64_t>{0, 1, 7}, {1, 3})}, {"mask", tensorOf(std::vector<int64_t>{1, 1, 1}, {1, 3})}});
+  REQUIRE(!bad.ok());
+  CHECK_THAT(bad.error(), Catch::Contains("/embeddings/Gather") && Catch::Contains("7"));
+  auto shape = (*session)->run({{"ids", tensorOf(std::vector<int64_t>{0, 1, 2}, {1, 3})}, {"mask", tensorOf(std::vector<int64_t>{1, 1}, {1, 2})}});
+  REQUIRE(!shape.ok());
+  CHECK_THAT(shape.error(), Catch::Contains("mask") && Catch::Contains("[1,2]") && Catch::Contains("sequence"));
+  auto dtype = (*session)->run({{"ids", tensorOf(std::vector<float>{0, 1, 2}, {1, 3})}, {"mask", tensorOf(std::vector<int64_t>{1, 1, 1}, {1, 3})}});
+  REQUIRE(!dtype.ok());
+  CHECK_THAT(dtype.error(), Catch::Contains("ids") && Catch::Contains("i64"));
+  auto missing = (*session)->run({{"ids", tensorOf(std::vector<int64_t>{0, 1, 2}, {1, 3})}});
+  REQUIRE(!missing.ok());
+  CHECK_THAT(missing.error(), Catch::Contains("mask"));
+  auto good = (*session)->run({{"ids", tensorOf(std::vector<int64_t>{0, 1, 2}, {1, 3})}, {"mask", tensorOf(std::vector<int64_t>{1, 1, 1}, {1, 3})}});
+  REQUIRE(good.ok());
+}

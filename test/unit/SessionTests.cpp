@@ -1,0 +1,121 @@
+#include "TestGraph.h"
+#include "runtime/cpu/Kernels.h"
+
+#include <catch2/catch.hpp>
+
+using namespace lathe;
+using namespace lathe::test;
+
+TEST_CASE("planner reuses dead buffers and works in place", "[session]") {
+  Graph g;
+  int32_t cur = g.input("x", DType::F32, {Dim{-1, "batch"}, Dim{64, ""}});
+  int32_t w = g.weight("w", DType::F32, {64, 64}, randomFloats(64 * 64, 3, -0.1f, 0.1f));
+  for (int i = 0; i < 8; ++i) {
+    int32_t lin = g.tensor("lin" + std::to_string(i), DType::F32, 2), act = g.tensor("act" + std::to_string(i), DType::F32, 2);
+    g.kernel("linear", {cur, w}, {lin});
+    g.kernel("relu", {lin}, {act});
+    cur = act;
+  }
+  g.output(cur);
+  auto session = g.open();
+  REQUIRE(session.ok());
+  auto plan = (*session)->plan({{"x", {10, 64}}});
+  REQUIRE(plan.ok());
+  const uint64_t one = 10 * 64 * 4;
+  CHECK(plan->tensors == 16);
+  CHECK(plan->inPlace == 8);             // every relu reuses its operand
+  CHECK(plan->unplannedBytes == 16 * one);
+  CHECK(plan->arenaBytes <= 2 * ((one + 63) / 64 * 64)); // two live buffers at a time
+  // Different shapes: a new plan, and the session still gives right answers.
+  for (int64_t batch : {1, 7, 3, 7}) {
+    auto x = randomFloats(size_t(batch * 64), uint32_t(batch));
+    auto out = (*session)->run({{"x", tensorOf(x, {batch, 64})}});
+    REQUIRE(out.ok());
+    CHECK((*out)[0].tensor.shape() == std::vector<int64_t>{batch, 64});
+    CHECK((*session)->plannedActivationBytes() <= uint64_t(2 * batch * 64 * 4 + 128));
+  }
+}
+
+TEST_CASE("attention plan has no seq² term", "[session]") {
+  Graph g;
+  int32_t q = g.input("q", DType::F32, {Dim{1, ""}, Dim{2, ""}, Dim{-1, "sequence"}, Dim{16, ""}});
+  int32_t k = g.input("k", DType::F32, {Dim{1, ""}, Dim{2, ""}, Dim{-1, "sequence"}, Dim{16, ""}});
+  int32_t v = g.input("v", DType::F32, {Dim{1, ""}, Dim{2, ""}, Dim{-1, "sequence"}, Dim{16, ""}});
+  int32_t o = g.tensor("o", DType::F32, 4);
+  g.kernel("attention", {q, k, v}, {o}, {{"num_heads", int64_t(2)}, {"num_kv_heads", int64_t(2)}, {"scale", 0.25}, {"causal", int64_t(1)}});
+  g.output(o);
+  auto session = g.open();
+  REQUIRE(session.ok());
+  const int64_t seq = 4096;
+  auto plan = (*session)->plan({{"q", {1, 2, seq, 16}}, {"k", {1, 2, seq, 16}}, {"v", {1, 2, seq, 16}}});
+  REQUIRE(plan.ok());
+  CHECK(plan->arenaBytes == uint64_t(2 * seq * 16 * 4)); // just the output
+  CHECK(plan->arenaBytes < uint64_t(seq * seq * 4));
+  // And it runs at that length (causal, ~0.3 GFLOP).
+  auto x = randomFloats(size_t(2 * seq * 16), 5);
+  Tensor t = tensorOf(x, {1, 2, seq, 16});
+  auto out = (*session)->run({{"q", t}, {"k", t}, {"v", t}});
+  REQUIRE(out.ok());
+}
+
+TEST_CASE("--threads 2 equals --threads 1 bitwise", "[session]") {
+  Graph g;
+  int32_t x = g.input("x", DType::F32, {Dim{-1, "batch"}, Dim{-1, "sequence"}, Dim{48, ""}});
+  int32_t w = g.weight("w", DType::F32, {144, 48}, randomFloats(144 * 48, 1)), b = g.weight("b", DType::F32, {144}, randomFloats(144, 2));
+  int32_t qkv = g.tensor("qkv", DType::F32, 3), q = g.tensor("q", DType::F32, 3), k = g.tensor("k", DType::F32, 3), v = g.tensor("v", DType::F32, 3);
+  g.kernel("linear", {x, w, b}, {qkv});
+  g.kernel("split", {qkv}, {q, k, v}, {{"axis", int64_t(2)}, {"sizes", std::vector<int64_t>{48, 48, 48}}});
+  auto heads = [&](int32_t t, const std::string &n) {
+    int32_t r = g.tensor(n + "r", DType::F32, 4), tr = g.tensor(n + "t", DType::F32, 4);
+    g.kernel("reshape", {t, g.weight(n + "s", DType::I64, {4}, std::vector<int64_t>{0, 0, 4, 12})}, {r});
+    g.kernel("transpose", {r}, {tr}, {{"perm", std::vector<int64_t>{0, 2, 1, 3}}});
+    return tr;
+  };
+  int32_t qh = heads(q, "q"), kh = heads(k, "k"), vh = heads(v, "v"), att = g.tensor("att", DType::F32, 4), n = g.tensor("norm", DType::F32, 4);
+  g.kernel("attention", {qh, kh, vh}, {att}, {{"num_heads", int64_t(4)}, {"num_kv_heads", int64_t(4)}, {"scale", 0.3}, {"causal", int64_t(0)}});
+  g.kernel("layer_norm", {att, g.weight("ln", DType::F32, {12}, randomFloats(12, 4))}, {n}, {{"epsilon", 1e-5}}, "/ln");
+  g.output(n);
+  auto input = tensorOf(randomFloats(size_t(3 * 37 * 48), 9), {3, 37, 48});
+  for (auto isa : cpu::supportedIsas()) {
+    auto s1 = g.open(isa, 1), s2 = g.open(isa, 2);
+    REQUIRE((s1.ok() && s2.ok()));
+    REQUIRE((*s2)->threads() == 2);
+    auto o1 = (*s1)->run({{"x", input}}), o2 = (*s2)->run({{"x", input}});
+    REQUIRE((o1.ok() && o2.ok()));
+    const Tensor &a = (*o1)[0].tensor, &b2 = (*o2)[0].tensor;
+    REQUIRE(a.shape() == std::vector<int64_t>{3, 4, 37, 12});
+    CHECK(std::memcmp(a.data(), b2.data(), a.bytes()) == 0);
+  }
+}
+
+TEST_CASE("taps see matching intermediate tensors", "[session]") {
+  Graph g;
+  int32_t x = g.input("x", DType::F32, 1);
+  int32_t a = g.tensor("a", DType::F32, 1), b = g.tensor("b", DType::F32, 1);
+  g.kernel("relu", {x}, {a}, {}, "/layer.0/act");
+  g.kernel("neg", {a}, {b}, {}, "/layer.1/neg");
+  g.output(b);
+  auto session = g.open();
+  REQUIRE(session.ok());
+  std::vector<std::string> seen;
+  std::vector<float> values;
+  (*session)->addTap("/layer.0/*", [&](const TapEvent &e) {
+    seen.push_back(e.source);
+    for (int64_t i = 0; i < e.tensor.numel(); ++i) values.push_back(e.tensor.data<float>()[i]);
+  });
+  auto out = (*session)->run({{"x", tensorOf(std::vector<float>{-1, 2}, {2})}});
+  REQUIRE(out.ok());
+  CHECK(seen == std::vector<std::string>{"/layer.0/act"});
+  CHECK(values == std::vector<float>{0, 2});
+  CHECK(globMatch("*attn*", "/encoder/attn/q"));
+  CHECK(!globMatch("/a?", "/abc"));
+}
+
+TEST_CASE("LATHE_ISA levels", "[session]") {
+  auto levels = cpu::supportedIsas();
+  REQUIRE(levels.front() == "baseline");
+  std::string err;
+  CHECK(cpu::selectIsa("sse9", err) == nullptr);
+  CHECK_THAT(err, Catch::Contains("sse9"));
+  for (const auto &l : levels) CHECK(std::string(cpu::selectIsa(l, err)->name) == l);
+}
