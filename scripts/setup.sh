@@ -10,14 +10,29 @@ lathe_build
 lathe_prepare_models
 
 MODELS="${LATHE_MODELS_DIR:-${LATHE_BUILD}/models}"
-MINILM="${MODELS}/real/all-minilm-l6-v2/all-minilm-l6-v2.opset17.onnx"
+LATHE="${LATHE_BUILD}/bin/lathe"
 OUT="${LATHE_BUILD}/demo"
 mkdir -p "${OUT}"
+
+# main_job <onnx> <reference dir>: check, compile to an artifact, run, compare with torch.
+main_job() {
+  local model="$1" ref="$2" name
+  name="$(basename "${model}" .onnx)"
+  echo
+  echo "== main job: ${model}"
+  "${LATHE}" check "${model}"
+  "${LATHE}" compile "${model}" --compile-to=simplify -o "${OUT}/${name}.simplified.mlir"
+  "${LATHE}" compile "${model}" -o "${OUT}/${name}.lathe"
+  local inputs=()
+  for f in "${ref}"/inputs/*.npy; do inputs+=(--input "$(basename "${f}" .npy)=${f}"); done
+  "${LATHE}" run "${OUT}/${name}.lathe" "${inputs[@]}" --output-dir "${OUT}/${name}.out" >/dev/null
+  echo "-- outputs vs the torch reference ($(basename "${ref}")):"
+  /usr/bin/python3 "${LATHE_ROOT}/scripts/lib/compare_outputs.py" "${ref}/outputs" "${OUT}/${name}.out"
+}
+
+main_job "${MODELS}/real/all-minilm-l6-v2/all-minilm-l6-v2.opset17.onnx" "${MODELS}/real/all-minilm-l6-v2/text_b4"
+main_job "${MODELS}/generated/llama-tiny/llama-tiny.opset17.onnx" "${MODELS}/generated/llama-tiny/b3_s33"
+"${LATHE}" inspect "${MODELS}/real/all-minilm-l6-v2/all-minilm-l6-v2.opset17.onnx" --batch 1 --seq 128
+"${LATHE}" bench "${OUT}/all-minilm-l6-v2.opset17.lathe" --batch 1 --seq 128 --iterations 10
 echo
-echo "== main job: ${MINILM}"
-"${LATHE_BUILD}/bin/lathe" check "${MINILM}"
-"${LATHE_BUILD}/bin/lathe" compile "${MINILM}" --compile-to=simplify -o "${OUT}/minilm.mlirbc"
-"${LATHE_BUILD}/bin/lathe" compile "${OUT}/minilm.mlirbc" -o "${OUT}/minilm.simplified.mlir"
-"${LATHE_BUILD}/bin/lathe" inspect "${MINILM}" --batch 1 --seq 128
-echo
-echo "Simplified IR (weights elided): ${OUT}/minilm.simplified.mlir"
+echo "Simplified IR (weights elided) and artifacts: ${OUT}"

@@ -39,10 +39,12 @@ Tensor synthesize(const TensorInfo &info, const std::vector<int64_t> &shape) {
   std::string lower = info.name;
   std::transform(lower.begin(), lower.end(), lower.begin(), ::tolower);
   bool mask = lower.find("mask") != std::string::npos;
+  // Token-type / segment ids index tables of a few rows: keep them 0.
+  bool segment = lower.find("type") != std::string::npos || lower.find("segment") != std::string::npos;
   int64_t n = t.numel();
   uint32_t state = 12345;
   for (int64_t i = 0; i < n; ++i) {
-    int64_t iv = mask ? 1 : 1 + i % 100;
+    int64_t iv = mask ? 1 : segment ? 0 : 1 + i % 100;
     state = state * 1664525u + 1013904223u;
     float fv = float(state >> 8) / float(1 << 24) * 2.0f - 1.0f;
     switch (info.dtype) {

@@ -29,7 +29,7 @@ struct BenchOptions {
 int runArtifactCommand(const RunOptions &options);
 /// Inputs are synthesized from the declared dtypes and shapes: dims whose symbol
 /// names a batch get `batch`, other dynamic dims get `seq`. Integer inputs whose
-/// name contains "mask" are all ones; other integer inputs (ids) cycle through
+/// name contains "mask" are all ones, "type"/"segment" (token types) all zeros; other integer inputs (ids) cycle through
 /// 1..100 (a heuristic: safe for any vocabulary of at least 101 entries); floats are
 /// a fixed pseudo-random pattern in [-1, 1); bools are true.
 int benchArtifactCommand(const BenchOptions &options);
