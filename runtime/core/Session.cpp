@@ -71,6 +71,9 @@ struct Session::Impl {
   std::vector<std::pair<std::string, TapCallback>> taps;
   std::map<std::vector<std::vector<int64_t>>, std::unique_ptr<Plan>> plans;
   uint64_t lastPlannedBytes = 0;
+  // Linear weights re-laid out once for this ISA's GEMM panels (per kernel,
+  // empty when the weight is not a constant f32 [n, k] tensor).
+  std::vector<std::vector<float>> packedWeights;
 
   std::string checkInputs(const std::map<std::string, std::vector<int64_t>> &shapes, const std::map<std::string, DType> *dtypes,
                           std::vector<std::vector<int64_t>> &key) const;
@@ -127,6 +130,24 @@ Expected<std::unique_ptr<Session>> Session::open(const std::string &path, const 
   }
   int threads = options.threads > 0 ? options.threads : core::ThreadPool::physicalCores();
   impl->pool = std::make_unique<core::ThreadPool>(threads);
+  // Pre-pack every linear layer's constant f32 weight for the chosen ISA.
+  {
+    std::vector<const void *> weightData(spec.tensors.size(), nullptr);
+    for (const auto &w : spec.weights) weightData[size_t(w.tensor)] = w.data;
+    impl->packedWeights.resize(spec.kernels.size());
+    for (size_t k = 0; k < spec.kernels.size(); ++k) {
+      const auto &kernel = spec.kernels[k];
+      if (kernel.op != "linear" || kernel.inputs.size() < 2 || kernel.inputs[1] < 0) continue;
+      const auto &w = spec.tensors[size_t(kernel.inputs[1])];
+      const void *data = weightData[size_t(kernel.inputs[1])];
+      if (!data || w.dtype != DType::F32 || w.shape.size() != 2 || !w.shape[0].isStatic() || !w.shape[1].isStatic()) continue;
+      int64_t n = w.shape[0].value, kk = w.shape[1].value;
+      if (n == 0 || kk == 0) continue;
+      auto &packed = impl->packedWeights[k];
+      packed.resize(size_t(impl->isa->packedWeightSize(n, kk)));
+      impl->isa->packWeights(static_cast<const float *>(data), n, kk, packed.data());
+    }
+  }
   for (int32_t t : spec.inputs) impl->inputs.push_back({spec.tensors[size_t(t)].name, spec.tensors[size_t(t)].dtype, spec.tensors[size_t(t)].shape});
   for (int32_t t : spec.outputs) impl->outputs.push_back({spec.tensors[size_t(t)].name, spec.tensors[size_t(t)].dtype, spec.tensors[size_t(t)].shape});
   ArtifactInfo &info = impl->info;
@@ -193,6 +214,7 @@ std::string Session::Impl::runKernel(size_t k, Plan &plan) {
   ctx.spec = &kernel;
   ctx.pool = pool.get();
   ctx.isa = isa;
+  if (k < packedWeights.size() && !packedWeights[k].empty()) ctx.packedWeight = packedWeights[k].data();
   for (int32_t in : kernel.inputs) ctx.inputs.push_back(in >= 0 ? &plan.views[size_t(in)] : nullptr);
   for (int32_t out : kernel.outputs) ctx.outputs.push_back(&plan.views[size_t(out)]);
   return entries[k]->run(ctx);

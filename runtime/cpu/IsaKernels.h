@@ -27,6 +27,7 @@ struct GemmArgs {
   int64_t ldc;
   const float *bias; // may be null
   int64_t m, n, k;
+  const float *packedB; // B pre-packed by IsaTable::packWeights (bTransposed layout), or null
 };
 
 /// Fused attention on rows r = ((b·H + h)·Sq + i) in [rowBegin, rowEnd):
@@ -53,6 +54,10 @@ struct IsaTable {
   void (*softmaxRows)(const float *x, float *y, int64_t rows, int64_t n);
   void (*gelu)(const float *x, float *y, int64_t n, int tanhApproximation);
   void (*expf)(const float *x, float *y, int64_t n);
+  /// Floats needed to pre-pack an [n, k] linear weight for this level's GEMM.
+  int64_t (*packedWeightSize)(int64_t n, int64_t k);
+  /// Packs w [n, k] once (at session open) so GEMM calls skip packing.
+  void (*packWeights)(const float *w, int64_t n, int64_t k, float *packed);
 };
 
 namespace baseline { const IsaTable *table(); }

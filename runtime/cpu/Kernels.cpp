@@ -462,18 +462,19 @@ void runGemm(KernelContext &c, GemmArgs g) {
   int64_t panel = c.isa->gemmPanelWidth;
   int64_t panels = (g.n + panel - 1) / panel;
   int threads = c.pool->size();
-  if (panels >= 2 * threads || g.m < 2 * 6 * threads) {
+  if (panels >= 2 * threads || g.m < 2 * 12 * threads) {
     c.pool->parallelFor(g.n, [&](int64_t b, int64_t e) { c.isa->gemm(&g, b, e); }, panel);
   } else {
     // Few columns, many rows: split rows on multiples of the micro-tile height
-    // so every row is computed exactly as in a single-threaded run.
+    // (12 covers the 6- and 12-row tiles; each element is summed in the same
+    // order whichever tile computes it, so results match a single thread).
     c.pool->parallelFor(g.m, [&](int64_t b, int64_t e) {
       GemmArgs part = g;
       part.a = g.a + b * g.lda;
       part.c = g.c + b * g.ldc;
       part.m = e - b;
       c.isa->gemm(&part, 0, g.n);
-    }, 6);
+    }, 12);
   }
 }
 
@@ -496,7 +497,7 @@ std::string runLinear(KernelContext &c) {
   int64_t k = w.shape[1], n = w.shape[0];
   GemmArgs g{static_cast<const float *>(x.data), k, static_cast<const float *>(w.data), k, 1,
              static_cast<float *>(c.outputs[0]->data), n, bias ? static_cast<const float *>(bias->data) : nullptr,
-             k ? x.numel() / k : 0, n, k};
+             k ? x.numel() / k : 0, n, k, c.packedWeight};
   if (k == 0) g.m = c.outputs[0]->numel() / (n ? n : 1);
   runGemm(c, g);
   return "";

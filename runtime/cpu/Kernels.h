@@ -31,6 +31,7 @@ struct KernelContext {
   std::vector<View *> outputs;      // dtype preset from the artifact; shape set by the shape function
   core::ThreadPool *pool = nullptr;
   const IsaTable *isa = nullptr;
+  const float *packedWeight = nullptr; // linear: operand 1 pre-packed for isa->gemm, or null
 };
 
 using KernelFn = std::string (*)(KernelContext &);
