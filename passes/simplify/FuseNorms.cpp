@@ -32,34 +32,31 @@ Value flatVector(PatternRewriter &rewriter, Location loc, Value v) {
   return rewriter.create<ConstantOp>(loc, makeElementsAttr(flat, *host, "norm_param"));
 }
 
-struct FuseLayerNorm : OpRewritePattern<ReduceMeanOp> {
+/// A ReduceMean that starts a decomposed norm: layer norm (mean of x) or
+/// RMS norm (mean of x²), tried in that order.
+struct FuseNorm : OpRewritePattern<ReduceMeanOp> {
   using OpRewritePattern::OpRewritePattern;
   LogicalResult matchAndRewrite(ReduceMeanOp mean, PatternRewriter &rewriter) const override {
-    std::string why;
-    auto m = matchLayerNorm(mean, why);
-    if (failed(m)) return rewriter.notifyMatchFailure(mean, why);
+    std::string layerWhy, rmsWhy;
+    bool rms = false;
+    auto m = matchLayerNorm(mean, layerWhy);
+    if (failed(m)) {
+      m = matchRmsNorm(mean, rmsWhy);
+      rms = true;
+    }
+    if (failed(m)) return rewriter.notifyMatchFailure(mean, "layer norm: " + layerWhy + "; rms norm: " + rmsWhy);
     rewriter.setInsertionPoint(m->root);
     Location loc = mean.getLoc();
     Value scale = m->scale ? flatVector(rewriter, loc, m->scale) : onesLike(rewriter, loc, m->input);
-    Value bias = m->bias ? flatVector(rewriter, loc, m->bias) : Value();
-    auto norm = rewriter.create<LayerNormOp>(loc, m->input, scale, bias, rewriter.getF64FloatAttr(m->epsilon),
-                                             rewriter.getI64IntegerAttr(-1));
-    rewriter.replaceOp(m->root, norm.getResult());
-    return success();
-  }
-};
-
-struct FuseRmsNorm : OpRewritePattern<ReduceMeanOp> {
-  using OpRewritePattern::OpRewritePattern;
-  LogicalResult matchAndRewrite(ReduceMeanOp mean, PatternRewriter &rewriter) const override {
-    std::string why;
-    auto m = matchRmsNorm(mean, why);
-    if (failed(m)) return rewriter.notifyMatchFailure(mean, why);
-    rewriter.setInsertionPoint(m->root);
-    Location loc = mean.getLoc();
-    Value scale = m->scale ? flatVector(rewriter, loc, m->scale) : onesLike(rewriter, loc, m->input);
-    auto norm = rewriter.create<RmsNormOp>(loc, m->input, scale, rewriter.getF64FloatAttr(m->epsilon));
-    rewriter.replaceOp(m->root, norm.getResult());
+    Value fused;
+    if (rms) {
+      fused = rewriter.create<RmsNormOp>(loc, m->input, scale, rewriter.getF64FloatAttr(m->epsilon));
+    } else {
+      Value bias = m->bias ? flatVector(rewriter, loc, m->bias) : Value();
+      fused = rewriter.create<LayerNormOp>(loc, m->input, scale, bias, rewriter.getF64FloatAttr(m->epsilon),
+                                           rewriter.getI64IntegerAttr(-1));
+    }
+    rewriter.replaceOp(m->root, fused);
     return success();
   }
 };
@@ -67,7 +64,7 @@ struct FuseRmsNorm : OpRewritePattern<ReduceMeanOp> {
 struct FuseNormsPass : impl::FuseNormsBase<FuseNormsPass> {
   void runOnOperation() override {
     RewritePatternSet patterns(&getContext());
-    patterns.add<FuseLayerNorm, FuseRmsNorm>(&getContext());
+    patterns.add<FuseNorm>(&getContext());
     (void)applyPatternsAndFoldGreedily(getOperation(), std::move(patterns));
   }
 };

@@ -1,4 +1,5 @@
 """Shared helpers for the end-to-end tests (stdlib only: they run under any python3)."""
+import argparse
 import json
 import os
 import re
@@ -48,3 +49,13 @@ class Checker:
     def finish(self):
         print(f"{self.checks} checks, {len(self.failures)} failed")
         sys.exit(1 if self.failures else 0)
+
+
+def parse_args():
+    """--lathe and --models for every e2e test; skips (or fails under CI) without models."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--lathe", required=True)
+    ap.add_argument("--models", required=True)
+    args = ap.parse_args()
+    models_or_skip(args.models)
+    return args

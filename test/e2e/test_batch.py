@@ -1,22 +1,17 @@
 """`lathe batch`: many models with -j workers, each in its own process; one
 bad model never stops the others; up-to-date outputs are skipped; the run
 exits non-zero when any model failed and prints a summary table."""
-import argparse
 import glob
 import json
 import os
 import tempfile
 import time
 
-from lathe_test_util import Checker, models_or_skip, run
+from lathe_test_util import Checker, parse_args, run
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--lathe", required=True)
-    ap.add_argument("--models", required=True)
-    args = ap.parse_args()
-    models_or_skip(args.models)
+    args = parse_args()
     c = Checker()
     good = sorted(glob.glob(os.path.join(args.models, "generated", "*", "*.opset14.onnx")))
     bad = os.path.join(args.models, "unsupported", "mixed_unsupported.opset17.onnx")

@@ -1,10 +1,9 @@
 """`lathe check` lists every unsupported node with its name, op and reason at
 once (exit 1), and a fully supported model in one line (exit 0)."""
-import argparse
 import glob
 import os
 
-from lathe_test_util import Checker, models_or_skip, run
+from lathe_test_util import Checker, parse_args, run
 
 
 def names(path):
@@ -12,11 +11,7 @@ def names(path):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--lathe", required=True)
-    ap.add_argument("--models", required=True)
-    args = ap.parse_args()
-    models_or_skip(args.models)
+    args = parse_args()
     c = Checker()
     d = os.path.join(args.models, "unsupported")
     model = glob.glob(os.path.join(d, "*.onnx"))[0]

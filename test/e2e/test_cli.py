@@ -1,13 +1,12 @@
 """The compile/inspect command line on a real export: phases, resumable
 bytecode, per-pass dumps, IR printing, error exits, and outputs that are
 never left half-written or clobbered on failure."""
-import argparse
 import glob
 import os
 import re
 import tempfile
 
-from lathe_test_util import Checker, models_or_skip, op_counts, run
+from lathe_test_util import Checker, op_counts, parse_args, run
 
 
 def flops(text, phase):
@@ -18,11 +17,7 @@ def flops(text, phase):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--lathe", required=True)
-    ap.add_argument("--models", required=True)
-    args = ap.parse_args()
-    models_or_skip(args.models)
+    args = parse_args()
     lathe = args.lathe
     c = Checker()
     model = glob.glob(os.path.join(args.models, "generated", "gpt2-tiny", "*.opset17.onnx"))[0]

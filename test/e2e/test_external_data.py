@@ -1,20 +1,15 @@
 """External data: weights load from a side file (also beyond 2 GiB, 64-bit
 offsets), a location escaping the model's folder or absolute is refused, and
 the weights reach the bytecode output intact."""
-import argparse
 import os
 import struct
 import tempfile
 
-from lathe_test_util import Checker, models_or_skip, run
+from lathe_test_util import Checker, parse_args, run
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--lathe", required=True)
-    ap.add_argument("--models", required=True)
-    args = ap.parse_args()
-    models_or_skip(args.models)
+    args = parse_args()
     c = Checker()
     d = os.path.join(args.models, "external_data")
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,21 +1,16 @@
 """`lathe run/bench/inspect` on artifacts: deterministic compiles, --dump of
 intermediate tensors, clear errors for wrong inputs and corrupt artifacts."""
-import argparse
 import glob
 import os
 import tempfile
 
 import numpy as np
 
-from lathe_test_util import Checker, models_or_skip, run
+from lathe_test_util import Checker, parse_args, run
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--lathe", required=True)
-    ap.add_argument("--models", required=True)
-    args = ap.parse_args()
-    models_or_skip(args.models)
+    args = parse_args()
     lathe = args.lathe
     c = Checker()
     model = glob.glob(os.path.join(args.models, "generated", "bert-tiny", "*.opset17.onnx"))[0]

@@ -3,14 +3,13 @@ generated model at every opset and of the real MiniLM, at the export shape
 and at other batch and sequence sizes:
 |lathe - ref| <= 1e-4 + 1e-4 * |ref| elementwise. Two threads match one
 thread within 1e-6."""
-import argparse
 import glob
 import os
 import tempfile
 
 import numpy as np
 
-from lathe_test_util import Checker, models_or_skip, run
+from lathe_test_util import Checker, parse_args, run
 
 ATOL = RTOL = 1e-4
 
@@ -47,11 +46,7 @@ def compare(c, label, ref_dir, out_dir):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--lathe", required=True)
-    ap.add_argument("--models", required=True)
-    args = ap.parse_args()
-    models_or_skip(args.models)
+    args = parse_args()
     c = Checker()
     files = sorted(glob.glob(os.path.join(args.models, "generated", "*", "*.onnx")) +
                    glob.glob(os.path.join(args.models, "real", "*", "*.onnx")) +

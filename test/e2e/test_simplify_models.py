@@ -3,13 +3,12 @@ MiniLM simplify to the compression-level form: every weight matmul is a
 lathe.linear, every attention a lathe.attention (GPT2/Llama causal, Llama with
 grouped KV heads), every norm/GELU/SiLU fused, no shape computation left, and
 batch/sequence stay dynamic."""
-import argparse
 import glob
 import os
 import re
 import tempfile
 
-from lathe_test_util import Checker, models_or_skip, op_counts, run
+from lathe_test_util import Checker, op_counts, parse_args, run
 
 # family: (layers, norm op, activation op, causal, kv heads or None, extra allowed tanh)
 FAMILIES = {
@@ -27,11 +26,7 @@ FORBIDDEN = ["lathe.matmul", "lathe.softmax", "lathe.reduce_mean", "lathe.erf", 
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--lathe", required=True)
-    ap.add_argument("--models", required=True)
-    args = ap.parse_args()
-    models_or_skip(args.models)
+    args = parse_args()
     files = sorted(glob.glob(os.path.join(args.models, "generated", "*", "*.onnx")) +
                    glob.glob(os.path.join(args.models, "real", "*", "*.onnx")))
     c = Checker()
