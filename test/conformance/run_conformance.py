@@ -345,14 +345,13 @@ def compare_output(name: str, got, want, rtol: float, atol: float) -> str:
             f"{fmt_value(want[idx])}); {int(np.count_nonzero(bad))} of {want.size} elements differ")
 
 
-def run_execution(lathe: str, test: Test, workdir: str, timeout: float, check_types: bool,
-                  threads: int) -> Result:
+def run_execution(lathe: str, test: Test, workdir: str, timeout: float, types: str, threads: int) -> Result:
     """Mode run: import (as mode import does), compile to .lathe, run every data set, compare."""
     import numpy as np
     import onnx
 
-    result = run_import(lathe, test, workdir, timeout, check_types)
-    if check_types and result.passed and result.note:
+    result = run_import(lathe, test, workdir, timeout, types != "off")
+    if types == "fail" and result.passed and result.note:
         result.passed = False
         result.message = f"result type mismatch (lathe exit 0): {result.note}"
         result.stage = "import"
@@ -744,7 +743,7 @@ def run_folded(args, tests: list[Test], work: str, t0: float) -> int:
         if f:
             folded.append(f)
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        futures = [(names, pool.submit(run_execution, args.lathe, t, work, args.timeout, args.types == "fail",
+        futures = [(names, pool.submit(run_execution, args.lathe, t, work, args.timeout, args.types,
                                        args.threads)) for t, names in folded]
         results = [(names, fut.result()) for names, fut in futures]
     print(f"ONNX node conformance, mode run, shape/axes graph inputs folded into initializers, lathe {args.lathe}")
@@ -862,7 +861,7 @@ def main() -> int:
         with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
             if args.mode == "run":
                 futures = [pool.submit(run_execution, args.lathe, t, work, args.timeout,
-                                       args.types == "fail", args.threads) for t in tests]
+                                       args.types, args.threads) for t in tests]
             else:
                 futures = [pool.submit(run_import, args.lathe, t, work, args.timeout, check_types) for t in tests]
             for fut in futures:
