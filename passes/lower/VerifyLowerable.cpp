@@ -25,6 +25,28 @@ bool storable(Type t) {
   return false;
 }
 
+/// True if `v`'s value (not just its shape) is computed from a graph input.
+bool dependsOnInputData(Value v, llvm::DenseSet<Value> &seen) {
+  if (!seen.insert(v).second) return false;
+  if (isa<BlockArgument>(v)) return true;
+  Operation *op = v.getDefiningOp();
+  if (isa<ir::ShapeOfOp, ir::PositionsOp, ir::ConstantOp>(op)) return false;
+  for (Value operand : op->getOperands())
+    if (dependsOnInputData(operand, seen)) return true;
+  return false;
+}
+
+/// The operands that decide a result shape, which the runtime needs before running.
+SmallVector<std::pair<Value, StringRef>> shapeOperands(Operation *op) {
+  if (auto r = dyn_cast<ir::ReshapeOp>(op)) return {{r.getShape(), "shape"}};
+  if (auto e = dyn_cast<ir::ExpandOp>(op)) return {{e.getShape(), "shape"}};
+  if (auto f = dyn_cast<ir::FillOp>(op)) return {{f.getShape(), "shape"}};
+  if (auto s = dyn_cast<ir::SliceOp>(op))
+    return {{s.getStarts(), "starts"}, {s.getEnds(), "ends"}, {s.getAxes(), "axes"}, {s.getSteps(), "steps"}};
+  if (auto r = dyn_cast<ir::RangeOp>(op)) return {{r.getStart(), "start"}, {r.getLimit(), "limit"}, {r.getDelta(), "delta"}};
+  return {};
+}
+
 struct VerifyLowerablePass : impl::VerifyLowerableBase<VerifyLowerablePass> {
   void runOnOperation() override {
     bool ok = true;
@@ -47,6 +69,14 @@ struct VerifyLowerablePass : impl::VerifyLowerableBase<VerifyLowerablePass> {
           op->emitError() << "result type " << result.getType() << " is not one the runtime stores";
           ok = false;
         }
+      for (auto [operand, name] : shapeOperands(op)) {
+        llvm::DenseSet<Value> seen;
+        if (dependsOnInputData(operand, seen)) {
+          op->emitError() << "the " << name << " operand decides the result shape but is computed from input "
+                          << "data; the runtime plans shapes before running, so it must come from constants or shapes";
+          ok = false;
+        }
+      }
       if (auto c = dyn_cast<ir::ConstantOp>(op))
         if (auto resource = dyn_cast<DenseResourceElementsAttr>(c.getValue()); resource && !resource.getRawHandle().getBlob()) {
           op->emitError() << "weight '" << resource.getRawHandle().getKey()

@@ -391,7 +391,16 @@ void Importer::registerHandlers() {
   handlers_["Sub"] = binary(ir::SubOp());
   handlers_["Mul"] = binary(ir::MulOp());
   handlers_["Div"] = binary(ir::DivOp());
-  handlers_["Pow"] = binary(ir::PowOp());
+  handlers_["Pow"] = [this](N node) -> std::vector<Value> {
+    // Pow lets base and exponent types differ; the result has the base's type.
+    Value base = input(node, 0), exponent = input(node, 1);
+    Type baseType = rankedOf(base).getElementType(), expType = rankedOf(exponent).getElementType();
+    auto castTo = [&](Value v, Type t) { return make1<ir::CastOp>({v}, {attr("to", TypeAttr::get(t))}); };
+    if (baseType == expType) return {make1<ir::PowOp>({base, exponent})};
+    if (isa<FloatType>(baseType)) return {make1<ir::PowOp>({base, castTo(exponent, baseType)})};
+    Type work = isa<FloatType>(expType) ? expType : builder_.getF64Type();
+    return {castTo(make1<ir::PowOp>({castTo(base, work), castTo(exponent, work)}), baseType)};
+  };
   handlers_["And"] = binary(ir::AndOp());
   handlers_["Or"] = binary(ir::OrOp());
   handlers_["Equal"] = binary(ir::EqualOp());

@@ -25,3 +25,23 @@ func.func @complex(%x: tensor<4xcomplex<f32>>) -> tensor<4xcomplex<f32>> {
   %0 = lathe.identity %x : (tensor<4xcomplex<f32>>) -> tensor<4xcomplex<f32>>
   return %0 : tensor<4xcomplex<f32>>
 }
+
+// -----
+
+// A reshape target read from input data cannot be planned ahead of a run.
+func.func @data_dependent_shape(%x: tensor<?xf32>, %shape: tensor<2xi64>) -> tensor<?x?xf32> {
+  // expected-error @below {{the shape operand decides the result shape but is computed from input data}}
+  %0 = lathe.reshape %x, %shape : (tensor<?xf32>, tensor<2xi64>) -> tensor<?x?xf32>
+  return %0 : tensor<?x?xf32>
+}
+
+// -----
+
+// Shapes of inputs are fine: only their values are not known ahead.
+// CHECK-LABEL: func @shape_of_input
+func.func @shape_of_input(%x: tensor<?x4xf32>) -> tensor<?xf32> {
+  %s = lathe.shape_of %x : (tensor<?x4xf32>) -> tensor<2xi64>
+  %m = lathe.constant dense<[-1]> : tensor<1xi64>
+  %0 = lathe.reshape %x, %m : (tensor<?x4xf32>, tensor<1xi64>) -> tensor<?xf32>
+  return %0 : tensor<?xf32>
+}
