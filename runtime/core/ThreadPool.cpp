@@ -34,6 +34,16 @@ ThreadPool::ThreadPool(int threads) : threads_(threads < 1 ? 1 : threads) {
   for (int i = 1; i < threads_; ++i) workers_.emplace_back([this, i] { worker(i); });
 }
 
+namespace {
+constexpr int kSpinIterations = 20000; // ≈ 50–100 µs of pause instructions
+
+void cpuRelax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+} // namespace
+
 ThreadPool::~ThreadPool() {
   {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -54,14 +64,18 @@ static void chunkRange(int64_t n, int64_t grain, int chunks, int index, int64_t 
 void ThreadPool::worker(int index) {
   uint64_t seen = 0;
   for (;;) {
+    for (int spin = 0; spin < kSpinIterations && !stop_.load(std::memory_order_acquire) &&
+                       generation_.load(std::memory_order_acquire) == seen;
+         ++spin)
+      cpuRelax();
     const std::function<void(int64_t, int64_t)> *job;
     int64_t n, grain;
     int chunks;
     {
       std::unique_lock<std::mutex> lock(mutex_);
-      wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
+      wake_.wait(lock, [&] { return stop_.load() || generation_.load() != seen; });
       if (stop_) return;
-      seen = generation_;
+      seen = generation_.load();
       job = job_;
       n = jobN_;
       grain = jobGrain_;
@@ -72,9 +86,9 @@ void ThreadPool::worker(int index) {
       chunkRange(n, grain, chunks, index, begin, end);
       if (begin < end) (*job)(begin, end);
     }
-    {
+    if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
       std::lock_guard<std::mutex> lock(mutex_);
-      if (--pending_ == 0) done_.notify_one();
+      done_.notify_one();
     }
   }
 }
@@ -94,15 +108,18 @@ void ThreadPool::parallelFor(int64_t n, const std::function<void(int64_t, int64_
     jobN_ = n;
     jobGrain_ = grain;
     chunks_ = chunks;
-    pending_ = int(workers_.size());
-    ++generation_;
+    pending_.store(int(workers_.size()), std::memory_order_relaxed);
+    generation_.fetch_add(1, std::memory_order_acq_rel);
   }
   wake_.notify_all();
   int64_t begin, end;
   chunkRange(n, grain, chunks, 0, begin, end);
   if (begin < end) fn(begin, end);
-  std::unique_lock<std::mutex> lock(mutex_);
-  done_.wait(lock, [&] { return pending_ == 0; });
+  for (int spin = 0; spin < kSpinIterations && pending_.load(std::memory_order_acquire) != 0; ++spin) cpuRelax();
+  if (pending_.load(std::memory_order_acquire) != 0) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    done_.wait(lock, [&] { return pending_.load() == 0; });
+  }
 }
 
 } // namespace lathe::core
