@@ -40,10 +40,12 @@ lathe_install_deps() {
 
 lathe_build() {
   echo "== build: ${LATHE_BUILD}"
+  mkdir -p "${LATHE_BUILD}"
+  local log="${LATHE_BUILD}/configure.log"
   cmake -S "${LATHE_ROOT}" -B "${LATHE_BUILD}" -G Ninja -DCMAKE_BUILD_TYPE=Release \
-    -DPython3_EXECUTABLE=/usr/bin/python3 >"${LATHE_BUILD}.cmake.log" 2>&1 \
-    || { cat "${LATHE_BUILD}.cmake.log"; echo "error: cmake configure failed" >&2; return 1; }
-  grep -E "^-- Lathe:" "${LATHE_BUILD}.cmake.log" || true
+    -DPython3_EXECUTABLE=/usr/bin/python3 >"${log}" 2>&1 \
+    || { cat "${log}"; echo "error: cmake configure failed" >&2; return 1; }
+  grep -E "^-- Lathe:" "${log}" || true
   cmake --build "${LATHE_BUILD}" -j "$(nproc)"
 }
 
