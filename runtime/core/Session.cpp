@@ -1,5 +1,8 @@
 #include "lathe/Session.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include "runtime/artifact/ArtifactReader.h"
 #include "runtime/core/ThreadPool.h"
 #include "runtime/cpu/Kernels.h"
@@ -146,6 +149,13 @@ Expected<std::unique_ptr<Session>> Session::open(const std::string &path, const 
       auto &packed = impl->packedWeights[k];
       packed.resize(size_t(impl->isa->packedWeightSize(n, kk)));
       impl->isa->packWeights(static_cast<const float *>(data), n, kk, packed.data());
+      // The kernel now reads only the packed copy: drop the mapped pages the
+      // packing touched so the weight is not resident twice (the file mapping
+      // is read-only and private, so a later access simply reads them back).
+      uintptr_t begin = reinterpret_cast<uintptr_t>(data), end = begin + uintptr_t(n * kk) * sizeof(float);
+      uintptr_t page = uintptr_t(sysconf(_SC_PAGESIZE));
+      uintptr_t first = (begin + page - 1) / page * page, last = end / page * page;
+      if (last > first) madvise(reinterpret_cast<void *>(first), last - first, MADV_DONTNEED);
     }
   }
   for (int32_t t : spec.inputs) impl->inputs.push_back({spec.tensors[size_t(t)].name, spec.tensors[size_t(t)].dtype, spec.tensors[size_t(t)].shape});
