@@ -143,16 +143,6 @@ std::optional<double> getConstantScalar(Value value) {
   return host->getDouble(0);
 }
 
-bool isConstantSplat(Value value, double expected, double tolerance) {
-  auto host = readConstantValue(value);
-  if (!host || host->numElements() == 0) return false;
-  for (int64_t i = 0, e = host->numElements(); i < e; ++i) {
-    double v = host->getDouble(i);
-    if (std::abs(v - expected) > tolerance * std::max(1.0, std::abs(expected))) return false;
-  }
-  return true;
-}
-
 static void encodeBytes(const HostTensor &data, Type et, std::vector<char> &bytes) {
   int64_t n = data.numElements();
   auto put = [&](const void *src, size_t width) {

@@ -50,8 +50,6 @@ std::optional<HostTensor> readConstantValue(mlir::Value value,
 std::optional<llvm::SmallVector<int64_t>> getConstantInts(mlir::Value value);
 /// The single value of a constant holding one element (any shape), as double.
 std::optional<double> getConstantScalar(mlir::Value value);
-/// True if the value is a constant whose every element equals `expected` within tol.
-bool isConstantSplat(mlir::Value value, double expected, double tolerance = 1e-6);
 
 /// Builds an elements attribute of the given type from host data (small ones
 /// as dense, large ones as a dense_resource blob named `blobName`).

@@ -30,8 +30,6 @@ namespace {
 
 using lathe::ir::HostTensor;
 
-std::string str(const std::string &s) { return s; }
-
 template <typename... Args> std::string cat(Args &&...args) {
   std::ostringstream os;
   (os << ... << args);
@@ -816,16 +814,6 @@ OnnxImportResult importOnnxFile(MLIRContext &context, const std::string &path) {
   }
   Importer importer(context, model, fs::path(path));
   return importer.run();
-}
-
-std::vector<std::string> supportedOnnxOps() {
-  return {"Abs", "Add", "And", "Cast", "CastLike", "Concat", "Constant", "ConstantOfShape", "Cos",
-          "Div", "Dropout", "Equal", "Erf", "Exp", "Expand", "Flatten", "Gather", "Gelu", "Gemm",
-          "Greater", "GreaterOrEqual", "Identity", "LayerNormalization", "Less", "LessOrEqual", "Log",
-          "MatMul", "Max", "Min", "Mul", "Neg", "Not", "Or", "Pow", "Range", "Reciprocal",
-          "ReduceMax", "ReduceMean", "ReduceMin", "ReduceSum", "Relu", "Reshape", "ScatterND", "Shape", "Sigmoid",
-          "Sin", "Slice", "Softmax", "Split", "Sqrt", "Squeeze", "Sub", "Sum", "Tanh", "Transpose",
-          "Trilu", "Unsqueeze", "Where"};
 }
 
 } // namespace lathe::importer

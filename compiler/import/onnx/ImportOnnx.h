@@ -37,7 +37,4 @@ constexpr int64_t kMaxOpset = 21;
 /// (or the fatal error) say what is wrong.
 OnnxImportResult importOnnxFile(mlir::MLIRContext &context, const std::string &path);
 
-/// The op types the importer handles (for documentation and conformance).
-std::vector<std::string> supportedOnnxOps();
-
 } // namespace lathe::importer
