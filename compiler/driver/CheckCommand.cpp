@@ -1,5 +1,6 @@
 // lathe check: every node the importer cannot handle, all at once.
 #include "compiler/driver/Commands.h"
+#include "compiler/import/gguf/ImportGguf.h"
 #include "compiler/import/onnx/ImportOnnx.h"
 #include "compiler/pipeline/Pipeline.h"
 
@@ -11,7 +12,25 @@
 
 namespace lathe::driver {
 
+static bool isGguf(const std::string &path) {
+  return path.size() >= 5 && path.compare(path.size() - 5, 5, ".gguf") == 0;
+}
+
 int runCheck(const std::string &model) {
+  if (isGguf(model)) {
+    auto result = importer::checkGgufFile(model);
+    if (!result.fatalError.empty()) {
+      std::cerr << "error: " << model << ": " << result.fatalError << "\n";
+      return 1;
+    }
+    if (result.problems.empty()) {
+      std::cout << model << ": " << result.summary << "\n";
+      return 0;
+    }
+    std::cout << model << ": " << result.problems.size() << " problem(s) prevent the import\n";
+    for (const auto &p : result.problems) std::cout << "  " << p << "\n";
+    return 1;
+  }
   mlir::MLIRContext context;
   pipeline::registerDialects(context);
   auto result = importer::importOnnxFile(context, model);

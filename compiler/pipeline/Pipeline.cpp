@@ -1,6 +1,7 @@
 #include "compiler/pipeline/Pipeline.h"
 
 #include "compiler/artifact/LowerToArtifact.h"
+#include "compiler/import/gguf/ImportGguf.h"
 #include "compiler/import/onnx/ImportOnnx.h"
 #include "dialects/lathe/LatheDialect.h"
 #include "passes/Passes.h"
@@ -89,6 +90,27 @@ OwningOpRef<ModuleOp> loadModel(MLIRContext &context, const std::string &path, s
     }
     return std::move(result.module);
   }
+  if (endsWith(path, ".gguf")) {
+    auto result = importer::importGgufFile(context, path);
+    if (!result.fatalError.empty()) {
+      error = path + ": " + result.fatalError;
+      return nullptr;
+    }
+    if (!result.problems.empty()) {
+      std::ostringstream os;
+      os << path << ": " << result.problems.size() << " problem(s) prevent the import:\n";
+      for (const auto &p : result.problems) os << "  " << p << "\n";
+      error = os.str();
+      error.pop_back();
+      return nullptr;
+    }
+    result.module->getOperation()->setAttr("lathe.phase", StringAttr::get(&context, "import"));
+    if (failed(verify(*result.module))) {
+      error = path + ": the imported IR does not verify (see the diagnostics above)";
+      return nullptr;
+    }
+    return std::move(result.module);
+  }
   if (endsWith(path, ".mlir") || endsWith(path, ".mlirbc")) {
     llvm::SourceMgr sourceMgr;
     std::string message;
@@ -108,7 +130,7 @@ OwningOpRef<ModuleOp> loadModel(MLIRContext &context, const std::string &path, s
     }
     return module;
   }
-  error = path + ": unknown file type (expected .onnx, .mlir or .mlirbc)";
+  error = path + ": unknown file type (expected .onnx, .gguf, .mlir or .mlirbc)";
   return nullptr;
 }
 
