@@ -110,11 +110,11 @@ int main(int argc, char **argv) {
 
   std::string checkModel;
   auto *check = app.add_subcommand("check", "List every node Lathe cannot import (exit 1 if any)");
-  check->add_option("model", checkModel, "model (.onnx)")->required();
+  check->add_option("model", checkModel, "model (.onnx or .gguf)")->required();
 
   CompileOptions compile;
   auto *comp = app.add_subcommand("compile", "Compile a model through the phases");
-  comp->add_option("input", compile.input, "model (.onnx, .mlir, .mlirbc)")->required();
+  comp->add_option("input", compile.input, "model (.onnx, .gguf, .mlir, .mlirbc)")->required();
   comp->add_option("-o,--output", compile.output,
                    "output: .lathe (artifact, all phases), .mlir (text, weights elided) or .mlirbc (resumable bytecode)");
   comp->add_option("--compile-to", compile.compileTo, "stop after this phase (" + pipeline::phaseNames() + ")");
@@ -125,7 +125,7 @@ int main(int argc, char **argv) {
 
   lathe::driver::InspectOptions inspect;
   auto *insp = app.add_subcommand("inspect", "Per-phase tables: op counts, parameters, weight bytes, FLOPs");
-  insp->add_option("input", inspect.input, "model (.onnx, .mlir, .mlirbc)")->required();
+  insp->add_option("input", inspect.input, "model (.onnx, .gguf, .mlir, .mlirbc, .lathe)")->required();
   insp->add_option("--batch", inspect.batch, "batch size for FLOPs")->check(CLI::PositiveNumber);
   insp->add_option("--seq", inspect.seq, "sequence length for FLOPs")->check(CLI::PositiveNumber);
 

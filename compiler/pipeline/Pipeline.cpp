@@ -64,6 +64,15 @@ static bool endsWith(const std::string &s, const std::string &suffix) {
 }
 
 OwningOpRef<ModuleOp> loadModel(MLIRContext &context, const std::string &path, std::string &error) {
+  // An imported module records its phase and must verify before any pass runs.
+  auto finishImport = [&](OwningOpRef<ModuleOp> module) -> OwningOpRef<ModuleOp> {
+    module->getOperation()->setAttr("lathe.phase", StringAttr::get(&context, "import"));
+    if (failed(verify(*module))) {
+      error = path + ": the imported IR does not verify (see the diagnostics above)";
+      return nullptr;
+    }
+    return module;
+  };
   if (!std::filesystem::exists(path)) {
     error = "no such file: " + path;
     return nullptr;
@@ -83,12 +92,7 @@ OwningOpRef<ModuleOp> loadModel(MLIRContext &context, const std::string &path, s
       error = os.str();
       return nullptr;
     }
-    result.module->getOperation()->setAttr("lathe.phase", StringAttr::get(&context, "import"));
-    if (failed(verify(*result.module))) {
-      error = path + ": the imported IR does not verify (see the diagnostics above)";
-      return nullptr;
-    }
-    return std::move(result.module);
+    return finishImport(std::move(result.module));
   }
   if (endsWith(path, ".gguf")) {
     auto result = importer::importGgufFile(context, path);
@@ -104,12 +108,7 @@ OwningOpRef<ModuleOp> loadModel(MLIRContext &context, const std::string &path, s
       error.pop_back();
       return nullptr;
     }
-    result.module->getOperation()->setAttr("lathe.phase", StringAttr::get(&context, "import"));
-    if (failed(verify(*result.module))) {
-      error = path + ": the imported IR does not verify (see the diagnostics above)";
-      return nullptr;
-    }
-    return std::move(result.module);
+    return finishImport(std::move(result.module));
   }
   if (endsWith(path, ".mlir") || endsWith(path, ".mlirbc")) {
     llvm::SourceMgr sourceMgr;

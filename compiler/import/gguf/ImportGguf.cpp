@@ -1,5 +1,7 @@
 #include "compiler/import/gguf/ImportGguf.h"
 
+#include "compiler/import/BuildInferred.h"
+
 #include "compiler/import/gguf/GgmlDequant.h"
 #include "compiler/import/gguf/GgufReader.h"
 #include "dialects/lathe/LatheDialect.h"
@@ -222,28 +224,9 @@ private:
 };
 
 template <typename OpTy> Value Builder::make(ValueRange operands, ArrayRef<NamedAttribute> attrs) {
-  // Build with a placeholder type, then infer; a failure names the op and the reason.
-  OperationState state(loc_, OpTy::getOperationName());
-  state.addOperands(operands);
-  state.addAttributes(attrs);
-  state.addTypes(NoneType::get(&ctx_));
-  Operation *op = builder_.create(state);
-  std::string message;
-  SmallVector<Type> types;
-  LogicalResult inferred = failure();
-  {
-    ScopedDiagnosticHandler capture(&ctx_, [&](Diagnostic &d) {
-      message = d.str();
-      return success();
-    });
-    inferred = OpTy::inferReturnTypes(&ctx_, loc_, op->getOperands(), op->getRawDictionaryAttrs(),
-                                      op->getPropertiesStorage(), op->getRegions(), types);
-  }
-  if (failed(inferred) || types.size() != 1) {
-    op->erase();
-    throw BuildError{cat(OpTy::getOperationName().str(), ": ", message.empty() ? "cannot infer the result type" : message)};
-  }
-  op->getResult(0).setType(types[0]);
+  std::string error;
+  Operation *op = buildInferred<OpTy>(builder_, loc_, operands, attrs, 1, error);
+  if (!op) throw BuildError{cat(OpTy::getOperationName().str(), ": ", error)};
   return op->getResult(0);
 }
 

@@ -1,5 +1,7 @@
 #include "compiler/import/onnx/ImportOnnx.h"
 
+#include "compiler/import/BuildInferred.h"
+
 #include "dialects/lathe/LatheDialect.h"
 #include "dialects/lathe/ShapeHelpers.h"
 
@@ -244,29 +246,9 @@ private:
 
 template <typename OpTy>
 Operation *Importer::make(ValueRange operands, ArrayRef<NamedAttribute> attrs, unsigned results) {
-  // Build with placeholder types, then infer: inference failures become a
-  // NodeError with the verifier-style message instead of a fatal error.
-  OperationState state(loc_, OpTy::getOperationName());
-  state.addOperands(operands);
-  state.addAttributes(attrs);
-  state.addTypes(SmallVector<Type>(results, NoneType::get(&ctx_)));
-  Operation *op = builder_.create(state);
-  std::string message;
-  SmallVector<Type> types;
-  LogicalResult inferred = failure();
-  {
-    ScopedDiagnosticHandler capture(&ctx_, [&](Diagnostic &d) {
-      message = d.str();
-      return success();
-    });
-    inferred = OpTy::inferReturnTypes(&ctx_, loc_, op->getOperands(), op->getRawDictionaryAttrs(),
-                                      op->getPropertiesStorage(), op->getRegions(), types);
-  }
-  if (failed(inferred) || types.size() != results) {
-    op->erase();
-    throw NodeError{message.empty() ? std::string("cannot infer the result type") : message};
-  }
-  for (unsigned i = 0; i < results; ++i) op->getResult(i).setType(types[i]);
+  std::string error;
+  Operation *op = buildInferred<OpTy>(builder_, loc_, operands, attrs, results, error);
+  if (!op) throw NodeError{error};
   return op;
 }
 
