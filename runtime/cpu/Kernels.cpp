@@ -1135,8 +1135,6 @@ std::string shapeReduce(KernelContext &c) {
   for (size_t d = 0; d < reduced.size(); ++d) {
     if (!reduced[d]) out.push_back(c.inputs[0]->shape[d]);
     else if (keep) out.push_back(1);
-    if (reduced[d] && c.inputs[0]->shape[d] == 0 && (c.spec->op == "reduce_max" || c.spec->op == "reduce_min"))
-      return fail(c, "cannot take the max/min of an empty dimension");
   }
   return "";
 }
@@ -1154,7 +1152,10 @@ std::string runReduce(KernelContext &c) {
   bool ok = visitType(x.dtype, [&](auto t) {
     using T = decltype(t);
     using Acc = std::conditional_t<std::is_floating_point_v<T>, double, int64_t>;
-    std::vector<Acc> acc(size_t(outN), op == "reduce_max" ? std::numeric_limits<Acc>::lowest() : op == "reduce_min" ? std::numeric_limits<Acc>::max() : Acc(0));
+    // Max/min of an empty set is the type's lowest/highest value (-inf/+inf for floats), as ONNX defines it.
+    auto lowest = std::numeric_limits<T>::has_infinity ? -std::numeric_limits<T>::infinity() : std::numeric_limits<T>::lowest();
+    auto highest = std::numeric_limits<T>::has_infinity ? std::numeric_limits<T>::infinity() : std::numeric_limits<T>::max();
+    std::vector<Acc> acc(size_t(outN), op == "reduce_max" ? Acc(lowest) : op == "reduce_min" ? Acc(highest) : Acc(0));
     const T *in = static_cast<const T *>(x.data);
     std::vector<int64_t> strides[2] = {stridesOf(x.shape), st};
     forEachRun<2>(x.shape, strides, [&](int64_t, const int64_t *off, int64_t n, const int64_t *s) {
@@ -1171,6 +1172,44 @@ std::string runReduce(KernelContext &c) {
   });
   if (!ok) return fail(c, "unsupported dtype " + desc(x));
   return err;
+}
+
+// ------------------------------------------------------------------ f16 / bf16
+bool isHalf(DType t) { return t == DType::F16 || t == DType::BF16; }
+
+/// Runs an elementwise or reduction kernel on f16/bf16 tensors through f32
+/// copies (each value widened exactly, the result rounded once).
+template <KernelFn Run>
+std::string viaFloat32(KernelContext &c) {
+  bool any = false;
+  for (const View *v : c.inputs) any |= v && isHalf(v->dtype);
+  for (const View *v : c.outputs) any |= isHalf(v->dtype);
+  if (!any) return Run(c);
+  std::vector<std::vector<float>> buffers;
+  buffers.reserve(c.inputs.size() + c.outputs.size());
+  std::vector<View> inViews(c.inputs.size()), outViews(c.outputs.size());
+  KernelContext wide = c;
+  for (size_t i = 0; i < c.inputs.size(); ++i) {
+    if (!c.inputs[i] || !isHalf(c.inputs[i]->dtype)) continue;
+    const View &src = *c.inputs[i];
+    buffers.emplace_back(size_t(src.numel()));
+    for (int64_t k = 0; k < src.numel(); ++k) buffers.back()[size_t(k)] = float(loadAsDouble(src.data, src.dtype, k));
+    inViews[i] = View{DType::F32, src.shape, buffers.back().data()};
+    wide.inputs[i] = &inViews[i];
+  }
+  for (size_t i = 0; i < c.outputs.size(); ++i) {
+    if (!isHalf(c.outputs[i]->dtype)) continue;
+    buffers.emplace_back(size_t(c.outputs[i]->numel()));
+    outViews[i] = View{DType::F32, c.outputs[i]->shape, buffers.back().data()};
+    wide.outputs[i] = &outViews[i];
+  }
+  if (std::string err = Run(wide); !err.empty()) return err;
+  for (size_t i = 0; i < c.outputs.size(); ++i) {
+    if (!isHalf(c.outputs[i]->dtype)) continue;
+    for (int64_t k = 0; k < outViews[i].numel(); ++k)
+      storeDouble(c.outputs[i]->data, c.outputs[i]->dtype, k, static_cast<const float *>(outViews[i].data)[k]);
+  }
+  return "";
 }
 
 // ------------------------------------------------------------------ registry
@@ -1193,11 +1232,11 @@ Registry &registry() {
     add("softmax", shapeSoftmax, runSoftmax, true);
     add("embedding", shapeEmbedding, runEmbedding);
     add("positions", shapePositions, runPositions);
-    for (auto &[name, op] : unaryOps()) add(name, sameShape, runUnary, true);
+    for (auto &[name, op] : unaryOps()) add(name, sameShape, viaFloat32<runUnary>, true);
     add("cast", shapeCast, runCast);
-    for (auto &[name, op] : binaryOps()) add(name, shapeBroadcast, runBinary, !isCompare(op));
+    for (auto &[name, op] : binaryOps()) add(name, shapeBroadcast, viaFloat32<runBinary>, !isCompare(op));
     add("where", shapeBroadcast, runWhere);
-    for (const char *r : {"reduce_mean", "reduce_sum", "reduce_max", "reduce_min"}) add(r, shapeReduce, runReduce);
+    for (const char *r : {"reduce_mean", "reduce_sum", "reduce_max", "reduce_min"}) add(r, shapeReduce, viaFloat32<runReduce>);
     add("shape_of", shapeShapeOf, runShapeOf);
     add("reshape", shapeReshape, runCopy, true, {1});
     add("squeeze", shapeSqueeze, runCopy, true);
