@@ -24,6 +24,10 @@ skipped=$(grep -cE "\*\*\*Skipped|Not Run" "${LATHE_BUILD}/ctest.log" || true)
 echo
 echo "== skipped tests: ${skipped}"
 grep -E "\*\*\*Skipped|Not Run" "${LATHE_BUILD}/ctest.log" | sed 's/^/   /' || true
+# Why: every skipping test prints a "SKIP: <reason>" line.
+if [[ "${skipped}" != "0" ]]; then
+  grep -h "SKIP:" "${LATHE_BUILD}/Testing/Temporary/LastTest.log" 2>/dev/null | sort -u | sed 's/^/   why: /' || true
+fi
 if [[ "${CI:-}" == "true" && "${skipped}" != "0" ]]; then
   echo "error: CI=true and ${skipped} test(s) skipped; every required test must run" >&2
   exit 1
