@@ -61,7 +61,7 @@ int runInspect(const InspectOptions &o) {
   // The unfused-op remarks belong to `compile`; inspect shows errors only.
   pipeline::DiagnosticPrinter diagnostics(context, /*showRemarks=*/false);
   printTable(pipeline::phaseName(phase), analysis::computeStats(*module, o.batch, o.seq), o.batch, o.seq);
-  for (int p = int(phase) + 1; p <= int(pipeline::kLastPhase); ++p) {
+  for (int p = int(phase) + 1; p <= int(pipeline::kLastIrPhase); ++p) {
     if (mlir::failed(pipeline::runPhases(*module, pipeline::Phase(p - 1), pipeline::Phase(p), {}, error))) {
       std::cerr << "error: " << error << "\n";
       return 1;
