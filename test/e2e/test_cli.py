@@ -1,6 +1,7 @@
 """The compile/inspect command line on a real export: phases, resumable
 bytecode, per-pass dumps, IR printing, error exits, and outputs that are
-never left half-written or clobbered on failure."""
+never left half-written or clobbered on failure. The inspect checks cover
+the statistics in passes/analysis/ModelStats.cpp (FLOPs per phase and batch)."""
 import glob
 import os
 import re

@@ -1,4 +1,5 @@
 // RUN: lathe-opt %s -split-input-file --lathe-explain-unfused -verify-diagnostics
+// The reasons come from the fusion matchers (passes/simplify/Matchers.cpp) that the fuse passes use.
 
 func.func @unfused(%x: tensor<1x2x3x3xf32>, %y: tensor<2x4xf32>) -> (tensor<1x2x3x3xf32>, tensor<2x1xf32>, tensor<2x4xf32>, tensor<2x4xf32>) {
   // expected-remark @below {{softmax not fused into attention: the softmax output is not multiplied by V (probs·V)}}
