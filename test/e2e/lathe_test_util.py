@@ -9,16 +9,29 @@ import sys
 SKIP = 77
 
 
+def skip_or_fail(reason):
+    """Skips (exit 77) with the reason; under CI=true nothing may skip, so it fails."""
+    if os.environ.get("CI", "").lower() == "true":
+        print(f"FAIL (CI=true, so no skip): {reason}")
+        sys.exit(1)
+    print(f"SKIP: {reason}")
+    sys.exit(SKIP)
+
+
+def reexec_with(python, marker, reason):
+    """Re-runs this script once under `python` (the repo venv, which has the pip
+    packages); when that is not possible, skip_or_fail(reason)."""
+    if python and os.path.exists(python) and not os.environ.get(marker):
+        os.environ[marker] = "1"
+        os.execv(python, [python] + sys.argv)
+    skip_or_fail(reason)
+
+
 def models_or_skip(models_dir):
     """The manifest, or skip (exit 77) / fail under CI=true when models are missing."""
     manifest = os.path.join(models_dir, "manifest.json")
     if not os.path.exists(manifest):
-        msg = f"models not prepared: {manifest} missing (run scripts/models/prepare.sh)"
-        if os.environ.get("CI") == "true":
-            print("FAIL: " + msg + " and CI=true")
-            sys.exit(1)
-        print("SKIP: " + msg)
-        sys.exit(SKIP)
+        skip_or_fail(f"models not prepared: {manifest} missing (run scripts/models/prepare.sh)")
     with open(manifest) as f:
         return json.load(f)
 

@@ -23,15 +23,9 @@ import subprocess
 import sys
 import tempfile
 
-SKIP = 77
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e"))
+from lathe_test_util import reexec_with, skip_or_fail  # noqa: E402
 
-
-def skip_or_fail(reason):
-    if os.environ.get("CI", "").lower() == "true":
-        print(f"FAIL (CI=true, so no skip): {reason}")
-        sys.exit(1)
-    print(f"SKIP: {reason}")
-    sys.exit(SKIP)
 
 
 parser = argparse.ArgumentParser()
@@ -44,11 +38,7 @@ try:
     import gguf  # noqa: F401
     import numpy as np
 except ImportError:
-    # The venv's python is a symlink to the system one, so compare the paths as given.
-    if args.python and os.path.exists(args.python) and not os.environ.get("LATHE_GGUF_TEST_REEXEC"):
-        os.environ["LATHE_GGUF_TEST_REEXEC"] = "1"
-        os.execv(args.python, [args.python] + sys.argv)
-    skip_or_fail(f"the gguf package is not importable and no venv at {args.python!r}")
+    reexec_with(args.python, "LATHE_GGUF_TEST_REEXEC", f"the gguf package is not importable and no venv at {args.python!r}")
 
 import gguf
 import numpy as np

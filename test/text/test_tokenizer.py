@@ -21,7 +21,9 @@ import subprocess
 import sys
 import tempfile
 
-SKIP = 77
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e"))
+from lathe_test_util import reexec_with, skip_or_fail  # noqa: E402
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 GOLDEN = os.path.join(HERE, "smollm2_llamacpp_golden.json")
 
@@ -61,14 +63,6 @@ STRINGS = [
 ]
 
 
-def skip_or_fail(reason):
-    if os.environ.get("CI", "").lower() == "true":
-        print(f"FAIL (CI=true, so no skip): {reason}")
-        sys.exit(1)
-    print(f"SKIP: {reason}")
-    sys.exit(SKIP)
-
-
 parser = argparse.ArgumentParser()
 parser.add_argument("--tokenize", required=True, help="lathe-tokenize")
 parser.add_argument("--models", required=True, help="LATHE_MODELS_DIR")
@@ -81,10 +75,7 @@ try:
     import gguf  # noqa: F401
     import tokenizers  # noqa: F401
 except ImportError:
-    if args.python and os.path.exists(args.python) and not os.environ.get("LATHE_TOKENIZER_TEST_REEXEC"):
-        os.environ["LATHE_TOKENIZER_TEST_REEXEC"] = "1"
-        os.execv(args.python, [args.python] + sys.argv)
-    skip_or_fail(f"tokenizers/gguf are not importable and no venv at {args.python!r}")
+    reexec_with(args.python, "LATHE_TOKENIZER_TEST_REEXEC", f"tokenizers/gguf are not importable and no venv at {args.python!r}")
 
 import gguf
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
