@@ -9,9 +9,17 @@
 #include "mlir/IR/BuiltinTypes.h"
 #include "mlir/IR/Diagnostics.h"
 
+#include <sstream>
 #include <string>
 
 namespace lathe::importer {
+
+/// Concatenates anything streamable into one message.
+template <typename... Args> std::string cat(Args &&...args) {
+  std::ostringstream os;
+  (os << ... << args);
+  return os.str();
+}
 
 /// The op with inferred result types, or null with `error` set (the op is erased).
 template <typename OpTy>

@@ -24,7 +24,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e"))
-from lathe_test_util import reexec_with, skip_or_fail  # noqa: E402
+from lathe_test_util import Checker, reexec_with, skip_or_fail  # noqa: E402
 
 
 
@@ -45,16 +45,9 @@ import numpy as np
 from gguf import GGMLQuantizationType as T
 from gguf.quants import dequantize, quantize
 
-failures = []
-checks = 0
-
-
-def check(condition, message):
-    global checks
-    checks += 1
-    if not condition:
-        failures.append(message)
-        print("FAIL:", message)
+checker = Checker()
+check = checker.expect
+failures = checker.failures
 
 
 def run_dump(*dump_args):
@@ -453,7 +446,7 @@ have_model = os.path.exists(model)
 if have_model:
     test_smollm2(model)
 
-print(f"{checks - len(failures)} of {checks} checks passed")
+print(f"{checker.checks - len(failures)} of {checker.checks} checks passed")
 if failures:
     sys.exit(1)
 if not have_model:

@@ -22,7 +22,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e"))
-from lathe_test_util import reexec_with, skip_or_fail  # noqa: E402
+from lathe_test_util import Checker, reexec_with, skip_or_fail  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 GOLDEN = os.path.join(HERE, "smollm2_llamacpp_golden.json")
@@ -84,15 +84,9 @@ model = os.path.join(args.models, "real", "smollm2-135m-instruct", "smollm2-135m
 if not os.path.exists(model):
     skip_or_fail(f"{model} is missing (run scripts/models/prepare.sh)")
 
-failures = []
-checks = 0
-
-
-def check(condition, message):
-    global checks
-    checks += 1
-    if not condition:
-        failures.append(message)
+checker = Checker()
+check = checker.expect
+failures = checker.failures
 
 
 def run(argv):
@@ -221,7 +215,7 @@ with tempfile.TemporaryDirectory() as tmp:
     expect_error([args.tokenize, os.path.join(tmp, "missing.gguf"), "ab"], "missing.gguf", "missing file")
 
 print(f"{len(STRINGS)} strings against tokenizers, {golden_checked} against llama.cpp golden ids; "
-      f"{checks} checks, {len(failures)} failures")
+      f"{checker.checks} checks, {len(failures)} failures")
 for failure in failures:
     print("FAIL:", failure)
 sys.exit(1 if failures else 0)

@@ -28,12 +28,6 @@ namespace {
 using gguf::GgufFile;
 using gguf::GgufTensor;
 
-template <typename... Args> std::string cat(Args &&...args) {
-  std::ostringstream os;
-  (os << ... << args);
-  return os.str();
-}
-
 /// A failure while building the graph, with the reason a user will read.
 struct BuildError {
   std::string reason;

@@ -32,12 +32,6 @@ namespace {
 
 using lathe::ir::HostTensor;
 
-template <typename... Args> std::string cat(Args &&...args) {
-  std::ostringstream os;
-  (os << ... << args);
-  return os.str();
-}
-
 /// A failure to import one node, with the reason a user will read.
 struct NodeError {
   std::string reason;
