@@ -295,6 +295,22 @@ std::unique_ptr<LoweredArtifact> lowerToArtifact(ModuleOp module, const std::str
   if (auto source = module->getAttrOfType<StringAttr>("lathe.source")) out->spec.sourceModel = source.str();
   out->spec.pipeline = pipeline;
   out->spec.isa = "baseline";
+  // The tokenizer an importer attached (lathe.tokenizer, see ImportGguf.h).
+  if (auto tokenizer = module->getAttrOfType<DenseResourceElementsAttr>("lathe.tokenizer")) {
+    AsmResourceBlob *blob = tokenizer.getRawHandle().getBlob();
+    if (!blob) {
+      error = "the module's tokenizer blob is missing (elided when the IR was printed?)";
+      return nullptr;
+    }
+    artifact::Vocabulary vocabulary;
+    auto bytes = blob->getData();
+    if (std::string err = artifact::decodeVocabulary(reinterpret_cast<const uint8_t *>(bytes.data()), bytes.size(), vocabulary);
+        !err.empty()) {
+      error = "the module's tokenizer: " + err;
+      return nullptr;
+    }
+    out->spec.vocabulary = std::move(vocabulary);
+  }
   Lowering lowering(func, *out);
   if (failed(lowering.run(error))) return nullptr;
   return out;

@@ -2,6 +2,7 @@
 #include "compiler/driver/Commands.h"
 #include "compiler/pipeline/Pipeline.h"
 #include "runtime/tools/Commands.h"
+#include "runtime/tools/Eval.h"
 
 #include "mlir/IR/MLIRContext.h"
 #include "mlir/IR/Diagnostics.h"
@@ -147,6 +148,21 @@ int main(int argc, char **argv) {
   benchCmd->add_option("--warmup", benchOptions.warmup, "untimed runs first");
   benchCmd->add_option("--iterations", benchOptions.iterations, "timed runs");
 
+  lathe::tools::EvalOptions evalOptions;
+  auto *evalCmd = app.add_subcommand("eval", "Perplexity of a language-model artifact on a text (or token ids)");
+  evalCmd->add_option("artifact", evalOptions.artifact, "model.lathe")->required();
+  auto *textOpt = evalCmd->add_option("--text", evalOptions.textFile, "UTF-8 text, tokenized with the artifact's tokenizer");
+  evalCmd->add_option("--ids", evalOptions.idsFile, "token ids (.npy, 1-D int64/int32) instead of text")->excludes(textOpt);
+  evalCmd->add_option("--protocol", evalOptions.protocol,
+                      "llama.cpp: llama-perplexity's (windows of --ctx, BOS as the vocabulary asks, second half scored); "
+                      "full: every token after each window's first")
+      ->check(CLI::IsMember({"llama.cpp", "full"}));
+  evalCmd->add_option("--ctx", evalOptions.ctx, "window length in tokens (default 512)")->check(CLI::PositiveNumber);
+  evalCmd->add_option("--chunks", evalOptions.chunks, "evaluate only the first N windows (default: all)")->check(CLI::NonNegativeNumber);
+  evalCmd->add_option("--batch", evalOptions.batch, "windows per run")->check(CLI::PositiveNumber);
+  evalCmd->add_option("--threads", evalOptions.threads, "worker threads (default: physical cores)");
+  evalCmd->add_option("--json", evalOptions.jsonPath, "also write the result as JSON");
+
   lathe::driver::BatchOptions batch;
   auto *bat = app.add_subcommand("batch", "Compile many models, each in its own process (see --help)");
   bat->add_option("manifest", batch.manifest,
@@ -169,6 +185,7 @@ int main(int argc, char **argv) {
     return lathe::tools::runArtifactCommand(runOptions);
   }
   if (benchCmd->parsed()) return lathe::tools::benchArtifactCommand(benchOptions);
+  if (evalCmd->parsed()) return lathe::tools::evalArtifactCommand(evalOptions);
   if (check->parsed()) return lathe::driver::runCheck(checkModel);
   if (comp->parsed()) return runCompile(compile);
   if (insp->parsed()) return lathe::driver::runInspect(inspect);

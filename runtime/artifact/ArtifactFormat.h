@@ -29,7 +29,7 @@ namespace lathe::artifact {
 
 inline constexpr char kMagic[8] = {'L', 'A', 'T', 'H', 'E', 'A', 'R', 'T'};
 inline constexpr uint16_t kFormatMajor = 1;
-inline constexpr uint16_t kFormatMinor = 0;
+inline constexpr uint16_t kFormatMinor = 1; // 1.1: optional embedded tokenizer vocabulary
 inline constexpr uint64_t kPreambleSize = 64;
 inline constexpr uint64_t kBlobAlignment = 64;
 inline constexpr size_t kChecksumOffset = 56;

@@ -263,6 +263,12 @@ std::string decode(const fb::Artifact &a, const uint8_t *weights, uint64_t weigh
       if (!l) return "a manifest entry is missing";
       spec.manifest.push_back({str(l->source()), str(l->op()), str(l->weight_format()), l->weight_bytes()});
     }
+  if (a.tokenizer()) {
+    Vocabulary vocabulary;
+    if (std::string err = decodeVocabulary(a.tokenizer()->data(), a.tokenizer()->size(), vocabulary); !err.empty())
+      return "embedded tokenizer: " + err;
+    spec.vocabulary = std::move(vocabulary);
+  }
   return validateSpec(spec);
 }
 

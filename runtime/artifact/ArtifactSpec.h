@@ -9,8 +9,11 @@
 // constants in the IR (weights, reshape targets, ...) are tensors with a weight.
 #pragma once
 
+#include "runtime/artifact/Vocabulary.h"
+
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <variant>
 #include <vector>
@@ -76,6 +79,7 @@ struct ArtifactSpec {
   std::vector<KernelSpec> kernels;    // execution order (topological)
   std::vector<WeightSpec> weights;
   std::vector<LayerEntry> manifest;
+  std::optional<Vocabulary> vocabulary; // the model's tokenizer, when its source carried one
 };
 
 /// Writes `spec` to `path` deterministically (same spec ⇒ same bytes) through

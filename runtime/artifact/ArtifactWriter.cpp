@@ -46,7 +46,7 @@ bool parseDType(const std::string &name, DType &out) {
 }
 
 const char *supportedVersionsSentence() {
-  return "This runtime reads Lathe artifact format version 1.0 (major 1, minor 0 or lower).";
+  return "This runtime reads Lathe artifact format version 1.1 (major 1, minor 1 or lower).";
 }
 
 uint64_t checksum64(const uint8_t *data, size_t size) {
@@ -124,11 +124,16 @@ std::string writeArtifact(const ArtifactSpec &spec, const std::string &path) {
   std::vector<flatbuffers::Offset<fb::Layer>> layers;
   for (const LayerEntry &l : spec.manifest)
     layers.push_back(fb::CreateLayer(fbb, str(l.source), str(l.op), str(l.weightFormat), l.weightBytes));
+  flatbuffers::Offset<flatbuffers::Vector<uint8_t>> tokenizer;
+  if (spec.vocabulary) {
+    std::string bytes = encodeVocabulary(*spec.vocabulary);
+    tokenizer = fbb.CreateVector(reinterpret_cast<const uint8_t *>(bytes.data()), bytes.size());
+  }
   auto target = fb::CreateTarget(fbb, str(spec.isa), fbb.CreateVector(spec.cudaArchs));
   auto root = fb::CreateArtifact(fbb, kFormatMajor, kFormatMinor, str(spec.compilerVersion), str(spec.sourceModel),
                                  str(spec.pipeline), target, fbb.CreateVector(tensors), fbb.CreateVector(spec.inputs),
                                  fbb.CreateVector(spec.outputs), fbb.CreateVector(kernels), fbb.CreateVector(weights),
-                                 fbb.CreateVector(layers));
+                                 fbb.CreateVector(layers), tokenizer);
   fbb.Finish(root, fb::ArtifactIdentifier());
 
   const uint64_t fbOffset = kPreambleSize, fbSize = fbb.GetSize();

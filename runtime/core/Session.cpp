@@ -90,6 +90,9 @@ Session::~Session() = default;
 const std::vector<TensorInfo> &Session::inputs() const { return impl_->inputs; }
 const std::vector<TensorInfo> &Session::outputs() const { return impl_->outputs; }
 const ArtifactInfo &Session::info() const { return impl_->info; }
+const artifact::Vocabulary *Session::vocabulary() const {
+  return impl_->art.spec.vocabulary ? &*impl_->art.spec.vocabulary : nullptr;
+}
 int Session::threads() const { return impl_->pool->size(); }
 const char *Session::isa() const { return impl_->isa->name; }
 uint64_t Session::plannedActivationBytes() const { return impl_->lastPlannedBytes; }

@@ -296,7 +296,7 @@ void Tokenizer::encodePiece(const std::string &piece, std::vector<int32_t> &ids)
   }
 }
 
-std::vector<int32_t> Tokenizer::encode(const std::string &text, bool addBos) const {
+std::vector<int32_t> Tokenizer::encode(const std::string &text, bool addBos, bool parseSpecial) const {
   // Special tokens partition the text as llama.cpp's tokenizer_st_partition does:
   // longest token first, every occurrence in what is still raw text.
   struct Fragment {
@@ -306,6 +306,10 @@ std::vector<int32_t> Tokenizer::encode(const std::string &text, bool addBos) con
   };
   std::vector<Fragment> fragments{{true, -1, 0, text.size()}};
   for (const auto &[special, id] : specials_) {
+    // Without parseSpecial, control and unknown tokens are plain text (llama.cpp's
+    // parse_special = false); user-defined tokens still match.
+    if (!parseSpecial && !spec_.tokenTypes.empty() && TokenType(spec_.tokenTypes[size_t(id)]) != TokenType::UserDefined)
+      continue;
     std::vector<Fragment> next;
     for (const Fragment &fragment : fragments) {
       if (!fragment.raw) {

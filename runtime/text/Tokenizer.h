@@ -22,6 +22,7 @@
 #pragma once
 
 #include "lathe/Status.h"
+#include "runtime/artifact/Vocabulary.h"
 
 #include <cstdint>
 #include <map>
@@ -43,16 +44,9 @@ enum class TokenType : int32_t {
   Byte = 6,
 };
 
-/// What a GGUF file says about its tokenizer (the tokenizer.ggml.* keys).
-struct VocabularySpec {
-  std::string model;        // tokenizer.ggml.model; only "gpt2" is supported
-  std::string preTokenizer; // tokenizer.ggml.pre; "gpt2" or "smollm"
-  std::vector<std::string> tokens;
-  std::vector<std::string> merges; // "left right", highest priority first
-  std::vector<int32_t> tokenTypes; // empty: every token Normal
-  int64_t bosId = -1, eosId = -1, paddingId = -1;
-  bool addBos = false; // tokenizer.ggml.add_bos_token
-};
+/// What a GGUF file says about its tokenizer (the tokenizer.ggml.* keys); the
+/// same struct an artifact embeds (runtime/artifact/Vocabulary.h).
+using VocabularySpec = artifact::Vocabulary;
 
 class Tokenizer {
 public:
@@ -60,9 +54,11 @@ public:
   /// token type or malformed merge.
   static Expected<Tokenizer> create(VocabularySpec spec);
 
-  /// Ids for UTF-8 text; control tokens written literally (e.g. "<|im_start|>")
-  /// become their ids. Prepends BOS when the file asks for it and `addBos`.
-  std::vector<int32_t> encode(const std::string &text, bool addBos = false) const;
+  /// Ids for UTF-8 text. With `parseSpecial`, control tokens written literally
+  /// (e.g. "<|im_start|>") become their ids; without it only user-defined tokens
+  /// do (llama.cpp's parse_special; llama-perplexity passes false). Prepends BOS
+  /// when the file asks for it and `addBos`.
+  std::vector<int32_t> encode(const std::string &text, bool addBos = false, bool parseSpecial = true) const;
   /// UTF-8 text for ids; control tokens are written literally. The error names
   /// an id outside the vocabulary.
   Expected<std::string> decode(const std::vector<int32_t> &ids) const;

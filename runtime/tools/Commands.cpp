@@ -148,6 +148,12 @@ int inspectArtifactCommand(const std::string &path) {
   std::printf("pipeline          %s\n", info.pipeline.c_str());
   std::printf("target            isa %s%s\n", info.isa.c_str(), info.cudaArchs.empty() ? "" : ", cuda");
   std::printf("graph             %zu kernels, %zu tensors, weights %s\n", info.numKernels, info.numTensors, humanBytes(info.weightBytes).c_str());
+  if (const artifact::Vocabulary *v = (*session)->vocabulary())
+    std::printf("tokenizer         %s (pre-tokenizer %s), %zu tokens, %zu merges, bos %lld, eos %lld%s\n", v->model.c_str(),
+                v->preTokenizer.c_str(), v->tokens.size(), v->merges.size(), (long long)v->bosId, (long long)v->eosId,
+                v->addBos ? ", adds BOS" : "");
+  else
+    std::printf("tokenizer         none (give token ids)\n");
   for (const auto &in : (*session)->inputs()) std::printf("input             %s\n", in.describe().c_str());
   for (const auto &out : (*session)->outputs()) std::printf("output            %s\n", out.describe().c_str());
   std::map<std::string, std::vector<int64_t>> shapes;

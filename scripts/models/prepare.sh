@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One entry point for the test models: venv, real weights, generated HF models, unsupported-op
-# model, external-data models, manifest.json.
+# model, external-data models, the English text corpus (evaluation/calibration), manifest.json.
 #
 #   scripts/models/prepare.sh            # into ${LATHE_MODELS_DIR:-<repo>/build/models}
 #
@@ -65,6 +65,7 @@ run_step fetch_real        fetch_real.py        real
 run_step gen_hf            gen_hf.py            generated
 run_step gen_unsupported   gen_unsupported.py   unsupported
 run_step gen_external_data gen_external_data.py external_data
+run_step fetch_corpus      fetch_corpus.py      corpus
 
 CURRENT_STEP="manifest"
 echo "== [manifest] ${MODELS_DIR}/manifest.json"

@@ -1,6 +1,7 @@
 #include "TestGraph.h"
 #include "runtime/artifact/ArtifactFormat.h"
 #include "runtime/artifact/ArtifactReader.h"
+#include "runtime/artifact/Vocabulary.h"
 
 #include <catch2/catch.hpp>
 #include <fstream>
@@ -74,6 +75,58 @@ TEST_CASE("writer and reader round-trip; output is deterministic", "[artifact]")
     CHECK(std::memcmp(art.spec.weights[i].data, g.spec.weights[i].data, g.spec.weights[i].bytes) == 0);
   }
   CHECK(art.spec.manifest.size() == 1);
+  CHECK(!art.spec.vocabulary);
+}
+
+namespace {
+artifact::Vocabulary sampleVocabulary() {
+  artifact::Vocabulary v;
+  v.model = "gpt2";
+  v.preTokenizer = "smollm";
+  v.tokens = {"<|endoftext|>", "a", "b", "ab", "\xc4\xa0"};
+  v.merges = {"a b"};
+  v.tokenTypes = {3, 1, 1, 1, 1};
+  v.bosId = 0;
+  v.eosId = 0;
+  v.addBos = true;
+  return v;
+}
+} // namespace
+
+TEST_CASE("vocabulary encoding round-trips and rejects every truncation", "[artifact]") {
+  artifact::Vocabulary v = sampleVocabulary();
+  std::string bytes = artifact::encodeVocabulary(v);
+  artifact::Vocabulary back;
+  REQUIRE(artifact::decodeVocabulary(reinterpret_cast<const uint8_t *>(bytes.data()), bytes.size(), back) == "");
+  CHECK(back.model == v.model);
+  CHECK(back.preTokenizer == v.preTokenizer);
+  CHECK(back.tokens == v.tokens);
+  CHECK(back.merges == v.merges);
+  CHECK(back.tokenTypes == v.tokenTypes);
+  CHECK(back.bosId == 0);
+  CHECK(back.paddingId == -1);
+  CHECK(back.addBos);
+  for (size_t n = 0; n < bytes.size(); ++n)
+    CHECK(!artifact::decodeVocabulary(reinterpret_cast<const uint8_t *>(bytes.data()), n, back).empty());
+  std::string extended = bytes + "x";
+  CHECK_THAT(artifact::decodeVocabulary(reinterpret_cast<const uint8_t *>(extended.data()), extended.size(), back),
+             Catch::Contains("trailing"));
+  v.eosId = 9;
+  bytes = artifact::encodeVocabulary(v);
+  CHECK_THAT(artifact::decodeVocabulary(reinterpret_cast<const uint8_t *>(bytes.data()), bytes.size(), back),
+             Catch::Contains("eos id 9 is outside"));
+}
+
+TEST_CASE("an embedded vocabulary travels through the artifact", "[artifact]") {
+  Graph g = sample();
+  g.spec.vocabulary = sampleVocabulary();
+  std::string a = tempPath("vocab.lathe");
+  REQUIRE(artifact::writeArtifact(g.spec, a).empty());
+  artifact::LoadedArtifact art;
+  REQUIRE(artifact::readArtifact(a, art) == "");
+  REQUIRE(art.spec.vocabulary);
+  CHECK(art.spec.vocabulary->tokens == g.spec.vocabulary->tokens);
+  CHECK(art.formatMinor == artifact::kFormatMinor);
 }
 
 TEST_CASE("corrupt artifacts are rejected with a message", "[artifact]") {
@@ -100,7 +153,7 @@ TEST_CASE("corrupt artifacts are rejected with a message", "[artifact]") {
   SECTION("wrong version names the supported ones") {
     auto b = good;
     b[8] = 7;
-    CHECK_THAT(loadError(b), Catch::Contains("7.0 is not supported") && Catch::Contains("reads Lathe artifact format version 1.0"));
+    CHECK_THAT(loadError(b), Catch::Contains("7.1 is not supported") && Catch::Contains("reads Lathe artifact format version 1.1"));
   }
   SECTION("wrong magic and identifier") {
     auto b = good;

@@ -4,6 +4,7 @@
 
 #include "compiler/import/gguf/GgmlDequant.h"
 #include "compiler/import/gguf/GgufReader.h"
+#include "compiler/import/gguf/GgufVocabulary.h"
 #include "dialects/lathe/LatheDialect.h"
 #include "dialects/lathe/ShapeHelpers.h"
 
@@ -422,6 +423,20 @@ GgufImportResult importGgufFile(MLIRContext &context, const std::string &path) {
     result.module = builder.build();
   } catch (const BuildError &e) {
     result.fatalError = e.reason;
+    return result;
+  }
+  // The tokenizer travels with the model (module attribute lathe.tokenizer, a
+  // byte blob in runtime/artifact/Vocabulary.h's encoding) into the artifact.
+  if (gguf::hasVocabulary(*file)) {
+    auto vocabulary = gguf::readVocabulary(*file);
+    if (!vocabulary) {
+      result.module = nullptr;
+      result.fatalError = vocabulary.error();
+      return result;
+    }
+    std::string bytes = artifact::encodeVocabulary(*vocabulary);
+    auto type = RankedTensorType::get({int64_t(bytes.size())}, IntegerType::get(&context, 8));
+    (*result.module)->setAttr(kTokenizerAttr, ir::makeResourceAttr(type, "tokenizer", {bytes.data(), bytes.size()}));
   }
   return result;
 }

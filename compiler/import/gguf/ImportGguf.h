@@ -21,6 +21,10 @@
 
 namespace lathe::importer {
 
+/// Module attribute holding the model's tokenizer: a dense_resource i8 blob in
+/// runtime/artifact/Vocabulary.h's encoding, carried into the artifact.
+inline constexpr const char *kTokenizerAttr = "lathe.tokenizer";
+
 struct GgufImportResult {
   mlir::OwningOpRef<mlir::ModuleOp> module; // null if any problem was found
   std::vector<std::string> problems;        // every missing key / tensor, bad shape, unsupported type

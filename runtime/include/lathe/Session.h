@@ -75,6 +75,9 @@ public:
   const std::vector<TensorInfo> &inputs() const;
   const std::vector<TensorInfo> &outputs() const;
   const ArtifactInfo &info() const;
+  /// The tokenizer vocabulary the artifact embeds (GGUF sources carry one), or
+  /// null. Build a tokenizer from it with lathe::text::Tokenizer::create.
+  const artifact::Vocabulary *vocabulary() const;
   int threads() const;
   /// The instruction-set level the CPU kernels run at ("baseline", "avx2", "avx512").
   const char *isa() const;

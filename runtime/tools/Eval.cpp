@@ -1,0 +1,283 @@
+#include "runtime/tools/Eval.h"
+
+#include "runtime/io/Npy.h"
+#include "runtime/text/Tokenizer.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <unistd.h>
+
+namespace lathe::tools {
+namespace {
+
+std::string lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), ::tolower);
+  return s;
+}
+
+bool isInteger(DType t) { return t == DType::I64 || t == DType::I32; }
+
+/// How each model input is filled from a window of ids.
+enum class Fill { Ids, Ones, Positions, Zeros };
+
+struct ModelIo {
+  std::vector<std::pair<const TensorInfo *, Fill>> inputs;
+  size_t logits = 0; // index into session.outputs()
+  int64_t vocab = 0;
+};
+
+Expected<ModelIo> describeModel(const Session &session) {
+  ModelIo io;
+  const TensorInfo *ids = nullptr;
+  for (const TensorInfo &in : session.inputs()) {
+    std::string name = lower(in.name);
+    Fill fill = Fill::Ids;
+    if (name.find("mask") != std::string::npos) fill = Fill::Ones;
+    else if (name.find("position") != std::string::npos) fill = Fill::Positions;
+    else if (name.find("type") != std::string::npos || name.find("segment") != std::string::npos) fill = Fill::Zeros;
+    if (!isInteger(in.dtype) || in.shape.size() != 2)
+      return Status::error("input '" + in.describe() + "' is not an integer [batch, sequence] tensor; eval feeds token ids");
+    if (fill == Fill::Ids) {
+      if (ids) return Status::error("inputs '" + ids->name + "' and '" + in.name + "' both look like token ids");
+      ids = &in;
+    }
+    io.inputs.emplace_back(&in, fill);
+  }
+  if (!ids) return Status::error("the model has no token-ids input");
+  const auto &outputs = session.outputs();
+  std::vector<size_t> candidates;
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    const TensorInfo &o = outputs[i];
+    if (o.dtype == DType::F32 && o.shape.size() == 3 && o.shape[2].isStatic()) candidates.push_back(i);
+  }
+  auto named = std::find_if(candidates.begin(), candidates.end(),
+                            [&](size_t i) { return lower(outputs[i].name).find("logits") != std::string::npos; });
+  if (named != candidates.end()) io.logits = *named;
+  else if (candidates.size() == 1 && session.vocabulary() &&
+           outputs[candidates[0]].shape[2].value == int64_t(session.vocabulary()->tokens.size()))
+    io.logits = candidates[0];
+  else
+    return Status::error("the model has no logits output (an f32 [batch, sequence, vocab] output named '*logits*'); "
+                         "is it a language model with its output head?");
+  io.vocab = outputs[io.logits].shape[2].value;
+  return io;
+}
+
+std::string secondsString(double s) {
+  char buffer[32];
+  if (s < 60) std::snprintf(buffer, sizeof buffer, "%.0fs", s);
+  else std::snprintf(buffer, sizeof buffer, "%dm%02ds", int(s) / 60, int(s) % 60);
+  return buffer;
+}
+
+} // namespace
+
+Expected<PerplexityResult> evaluatePerplexity(Session &session, const std::vector<int32_t> &tokens,
+                                              const PerplexityOptions &options) {
+  auto io = describeModel(session);
+  if (!io) return io.status();
+  const int64_t ctx = options.ctx;
+  if (ctx < 2 || (options.protocol == PerplexityProtocol::LlamaCpp && ctx < 4))
+    return Status::error("--ctx must be at least 4 (2 for --protocol full), got " + std::to_string(ctx));
+  if (options.batch < 1) return Status::error("--batch must be at least 1");
+  int64_t available = int64_t(tokens.size()) / ctx;
+  if (available == 0)
+    return Status::error("the text has " + std::to_string(tokens.size()) + " tokens, fewer than one window of " +
+                         std::to_string(ctx) + " (--ctx)");
+  for (size_t i = 0; i < tokens.size(); ++i)
+    if (tokens[i] < 0 || tokens[i] >= io->vocab)
+      return Status::error("token " + std::to_string(i) + " is id " + std::to_string(tokens[i]) + ", outside the model's " +
+                           std::to_string(io->vocab) + "-entry vocabulary");
+  const int64_t chunks = options.maxChunks > 0 ? std::min(options.maxChunks, available) : available;
+  const int64_t first = options.protocol == PerplexityProtocol::LlamaCpp ? ctx / 2 : 0;
+
+  PerplexityResult result;
+  result.streamTokens = int64_t(tokens.size());
+  double nll = 0, nll2 = 0;
+  int64_t count = 0;
+  const bool tty = isatty(2);
+  for (int64_t c0 = 0; c0 < chunks; c0 += options.batch) {
+    const int64_t b = std::min(options.batch, chunks - c0);
+    std::map<std::string, Tensor> feeds;
+    for (auto [info, fill] : io->inputs) {
+      Tensor t = Tensor::zeros(info->dtype, {b, ctx});
+      for (int64_t r = 0; r < b; ++r)
+        for (int64_t j = 0; j < ctx; ++j) {
+          int64_t v = 0;
+          if (fill == Fill::Ids) {
+            v = tokens[size_t((c0 + r) * ctx + j)];
+            if (j == 0 && options.bosId >= 0) v = options.bosId;
+          } else if (fill == Fill::Ones) {
+            v = 1;
+          } else if (fill == Fill::Positions) {
+            v = j;
+          }
+          if (info->dtype == DType::I64) t.data<int64_t>()[r * ctx + j] = v;
+          else t.data<int32_t>()[r * ctx + j] = int32_t(v);
+        }
+      feeds.emplace(info->name, std::move(t));
+    }
+    auto t0 = std::chrono::steady_clock::now();
+    auto outputs = session.run(feeds);
+    result.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (!outputs) return outputs.status();
+    const Tensor &logits = (*outputs)[io->logits].tensor;
+    if (logits.shape() != std::vector<int64_t>{b, ctx, io->vocab})
+      return Status::error("logits have shape " + shapeString(logits.shape()) + ", expected " +
+                           shapeString({b, ctx, io->vocab}));
+    for (int64_t r = 0; r < b; ++r) {
+      const int64_t start = (c0 + r) * ctx;
+      for (int64_t j = first; j < ctx - 1; ++j) {
+        const float *row = logits.data<float>() + (r * ctx + j) * io->vocab;
+        float max = *std::max_element(row, row + io->vocab);
+        double sum = 0;
+        for (int64_t v = 0; v < io->vocab; ++v) sum += std::exp(double(row[v]) - max);
+        double value = std::log(sum) + max - double(row[tokens[size_t(start + j + 1)]]);
+        nll += value;
+        nll2 += value * value;
+        ++count;
+      }
+      result.runningPpl.push_back(std::exp(nll / double(count)));
+    }
+    result.tokensEvaluated += b * ctx;
+    if (options.progress) {
+      int64_t done = c0 + b;
+      double eta = result.seconds / double(done) * double(chunks - done);
+      std::fprintf(stderr, "%schunk %lld/%lld  ppl %.4f  %.0f tokens/s  %s left%s", tty ? "\r" : "",
+                   (long long)done, (long long)chunks, result.runningPpl.back(), double(result.tokensEvaluated) / result.seconds,
+                   secondsString(eta).c_str(), tty ? "   " : "\n");
+      std::fflush(stderr);
+    }
+  }
+  if (options.progress && tty) std::fprintf(stderr, "\n");
+  result.chunks = chunks;
+  result.tokensScored = count;
+  result.meanNll = nll / double(count);
+  result.ppl = std::exp(result.meanNll);
+  double variance = nll2 / double(count) - result.meanNll * result.meanNll;
+  result.pplError = (variance > 0 && count > 1) ? std::sqrt(variance / double(count - 1)) * result.ppl : 0;
+  return result;
+}
+
+namespace {
+
+Expected<std::vector<int32_t>> readIds(const std::string &path) {
+  auto tensor = io::readNpy(path);
+  if (!tensor) return tensor.status();
+  if (!isInteger(tensor->dtype()) || tensor->rank() != 1)
+    return Status::error(path + ": expected a 1-D int64 or int32 array of token ids, found " + dtypeName(tensor->dtype()) +
+                         shapeString(tensor->shape()));
+  std::vector<int32_t> ids(size_t(tensor->numel()));
+  for (size_t i = 0; i < ids.size(); ++i)
+    ids[i] = tensor->dtype() == DType::I64 ? int32_t(tensor->data<int64_t>()[i]) : tensor->data<int32_t>()[i];
+  return ids;
+}
+
+std::string jsonString(const std::string &s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') out += '\\';
+    if (uint8_t(c) < 0x20) {
+      char buffer[8];
+      std::snprintf(buffer, sizeof buffer, "\\u%04x", unsigned(uint8_t(c)));
+      out += buffer;
+      continue;
+    }
+    out += c;
+  }
+  return out + "\"";
+}
+
+bool writeJson(const std::string &path, const std::string &text) {
+  std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary);
+    out << text;
+    if (!out) return false;
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  return !ec;
+}
+
+} // namespace
+
+int evalArtifactCommand(const EvalOptions &options) {
+  auto fail = [](const std::string &message) {
+    std::fprintf(stderr, "error: %s\n", message.c_str());
+    return 1;
+  };
+  PerplexityOptions popts;
+  if (options.protocol == "llama.cpp") popts.protocol = PerplexityProtocol::LlamaCpp;
+  else if (options.protocol == "full") popts.protocol = PerplexityProtocol::Full;
+  else return fail("unknown --protocol '" + options.protocol + "' (expected llama.cpp or full)");
+  if (options.textFile.empty() == options.idsFile.empty()) return fail("give exactly one of --text FILE or --ids FILE.npy");
+  popts.ctx = options.ctx;
+  popts.maxChunks = options.chunks;
+  popts.batch = options.batch;
+  auto session = Session::open(options.artifact, {options.threads, ""});
+  if (!session) return fail(session.error());
+
+  std::vector<int32_t> tokens;
+  std::string bosNote;
+  if (!options.textFile.empty()) {
+    const artifact::Vocabulary *vocabulary = (*session)->vocabulary();
+    if (!vocabulary)
+      return fail("'" + options.artifact + "' has no tokenizer (compiled from a source without one); give --ids FILE.npy");
+    auto tokenizer = text::Tokenizer::create(*vocabulary);
+    if (!tokenizer) return fail("the artifact's tokenizer: " + tokenizer.error());
+    std::ifstream in(options.textFile, std::ios::binary);
+    if (!in) return fail("cannot read '" + options.textFile + "'");
+    std::stringstream buffer;
+    buffer << in.rdbuf();
+    auto t0 = std::chrono::steady_clock::now();
+    // As llama-perplexity: BOS first when the vocabulary asks for it, and each
+    // window's first token replaced by BOS.
+    tokens = tokenizer->encode(buffer.str(), /*addBos=*/true, /*parseSpecial=*/false);
+    double tokenizeSeconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (vocabulary->addBos && vocabulary->bosId >= 0) {
+      popts.bosId = vocabulary->bosId;
+      bosNote = "BOS " + std::to_string(vocabulary->bosId) + " first in each window (tokenizer.ggml.add_bos_token)";
+    } else {
+      bosNote = "no BOS (the vocabulary does not ask for one, as llama-perplexity)";
+    }
+    std::printf("text        %s: %zu bytes, %zu tokens (tokenized in %.2fs)\n", options.textFile.c_str(), buffer.str().size(),
+                tokens.size(), tokenizeSeconds);
+  } else {
+    auto ids = readIds(options.idsFile);
+    if (!ids) return fail(ids.error());
+    tokens = std::move(*ids);
+    bosNote = "ids as given";
+    std::printf("ids         %s: %zu tokens\n", options.idsFile.c_str(), tokens.size());
+  }
+  auto result = evaluatePerplexity(**session, tokens, popts);
+  if (!result) return fail(result.error());
+  const PerplexityResult &r = *result;
+  std::printf("protocol    %s, ctx %lld, %lld windows, %s\n", options.protocol.c_str(), (long long)options.ctx,
+              (long long)r.chunks, bosNote.c_str());
+  std::printf("scored      %lld tokens (%s)\n", (long long)r.tokensScored,
+              popts.protocol == PerplexityProtocol::LlamaCpp ? "second half of each window" : "all but each window's first");
+  std::printf("perplexity  %.4f +/- %.5f   (mean NLL %.6f)\n", r.ppl, r.pplError, r.meanNll);
+  std::printf("speed       %lld tokens in %.2fs: %.1f tokens/s, %d threads\n", (long long)r.tokensEvaluated, r.seconds,
+              double(r.tokensEvaluated) / r.seconds, (*session)->threads());
+  if (!options.jsonPath.empty()) {
+    char json[8192];
+    std::snprintf(json, sizeof json,
+                  "{\n  \"artifact\": %s,\n  \"protocol\": \"%s\",\n  \"ctx\": %lld,\n  \"chunks\": %lld,\n"
+                  "  \"stream_tokens\": %lld,\n  \"tokens_scored\": %lld,\n  \"ppl\": %.9g,\n  \"ppl_error\": %.9g,\n"
+                  "  \"mean_nll\": %.12g,\n  \"seconds\": %.6g,\n  \"tokens_per_second\": %.6g,\n  \"threads\": %d,\n"
+                  "  \"bos_id\": %lld\n}\n",
+                  jsonString(options.artifact).c_str(), options.protocol.c_str(), (long long)options.ctx, (long long)r.chunks,
+                  (long long)r.streamTokens, (long long)r.tokensScored, r.ppl, r.pplError, r.meanNll, r.seconds,
+                  double(r.tokensEvaluated) / r.seconds, (*session)->threads(), (long long)popts.bosId);
+    if (!writeJson(options.jsonPath, json)) return fail("cannot write '" + options.jsonPath + "'");
+  }
+  return 0;
+}
+
+} // namespace lathe::tools

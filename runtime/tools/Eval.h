@@ -1,0 +1,61 @@
+// Perplexity of a causal language model artifact over a token stream, with an
+// explicit protocol, and the `lathe eval` command around it.
+//
+// Protocols:
+//  - llama.cpp: llama-perplexity's. The stream is the text's tokens (BOS first
+//    when the vocabulary asks for one, tokenizer.ggml.add_bos_token); it is cut
+//    into floor(n / ctx) non-overlapping windows of `ctx` tokens; when BOS is
+//    added, each window's first token is replaced by BOS; only the second half
+//    of each window is scored: the logits at positions ctx/2 .. ctx-2 predict
+//    the tokens at ctx/2+1 .. ctx-1. PPL = exp(mean NLL), and the ± figure is
+//    llama.cpp's: PPL · sqrt(var(NLL) / (count - 1)).
+//  - full: the same windows; every token after each window's first is scored.
+#pragma once
+
+#include "lathe/Session.h"
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace lathe::tools {
+
+enum class PerplexityProtocol { LlamaCpp, Full };
+
+struct PerplexityOptions {
+  PerplexityProtocol protocol = PerplexityProtocol::LlamaCpp;
+  int64_t ctx = 512;
+  int64_t maxChunks = 0; // 0: every whole window
+  int64_t batch = 1;     // windows per run
+  int64_t bosId = -1;    // >= 0: replace each window's first token with it (llama.cpp protocol)
+  bool progress = true;  // a progress line on stderr
+};
+
+struct PerplexityResult {
+  double ppl = 0, pplError = 0, meanNll = 0;
+  int64_t chunks = 0, tokensScored = 0, tokensEvaluated = 0, streamTokens = 0;
+  double seconds = 0;                     // model time only
+  std::vector<double> runningPpl;         // after each chunk, as llama-perplexity prints it
+};
+
+/// Runs the model over `tokens`. The artifact needs an integer ids input
+/// (other inputs: names with "mask" get ones, "position" 0..S-1, "type" zeros)
+/// and a float logits output [batch, sequence, vocab].
+Expected<PerplexityResult> evaluatePerplexity(Session &session, const std::vector<int32_t> &tokens,
+                                              const PerplexityOptions &options);
+
+struct EvalOptions {
+  std::string artifact;
+  std::string textFile;  // tokenized with the artifact's tokenizer
+  std::string idsFile;   // or token ids (.npy, 1-D integer)
+  std::string protocol = "llama.cpp";
+  int64_t ctx = 512;
+  int64_t chunks = 0;
+  int64_t batch = 1;
+  int threads = 0;
+  std::string jsonPath;  // also write the result as JSON
+};
+
+int evalArtifactCommand(const EvalOptions &options);
+
+} // namespace lathe::tools
