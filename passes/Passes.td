@@ -36,7 +36,7 @@ def EliminateNoops : Pass<"lathe-eliminate-noops", "mlir::func::FuncOp"> {
 }
 
 def FoldChains : Pass<"lathe-fold-chains", "mlir::func::FuncOp"> {
-  let summary = "Merge reshape→reshape and transpose→transpose chains";
+  let summary = "Merge reshape→reshape and transpose→transpose chains; gather(embedding(T, positions), I) → embedding(T, I)";
   let dependentDialects = ["::lathe::ir::LatheDialect"];
 }
 

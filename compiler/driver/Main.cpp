@@ -138,6 +138,9 @@ int main(int argc, char **argv) {
   runCmd->add_option("--output-dir", runOptions.outputDir, "writes <output name>.npy here");
   runCmd->add_option("--threads", runOptions.threads, "worker threads (default: physical cores)");
   runCmd->add_option("--dump", runOptions.dumpPattern, "also write intermediate tensors whose ONNX node matches (glob)");
+  runCmd->add_option("--incremental", runOptions.incremental,
+                     "causal decoders: run through the KV cache N tokens at a time (writes the first output for every position)")
+      ->check(CLI::PositiveNumber);
 
   lathe::tools::BenchOptions benchOptions;
   auto *benchCmd = app.add_subcommand("bench", "Time a .lathe artifact on synthesized inputs");

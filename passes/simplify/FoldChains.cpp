@@ -1,6 +1,10 @@
 // transpose(transpose(x)) is one transpose; reshape(reshape(x)) is one reshape
 // when the outer target does not copy dimensions of the intermediate shape
-// that x does not share.
+// that x does not share; a row lookup into the first rows of a table taken by
+// positions is a lookup into the table itself:
+//   gather(embedding(T, positions(x)), I, axis 0) = embedding(T, I)
+// (transformers' cos_cached[:seq_len][position_ids]), which keeps position
+// values flowing from one place, as incremental decoding needs.
 #include "passes/Passes.h"
 #include "passes/simplify/SimplifyUtils.h"
 
@@ -48,10 +52,22 @@ struct MergeReshapes : OpRewritePattern<ReshapeOp> {
   }
 };
 
+struct LookupThroughPositions : OpRewritePattern<GatherOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(GatherOp op, PatternRewriter &rewriter) const override {
+    auto rows = op.getInput().getDefiningOp<EmbeddingOp>();
+    if (!rows || op.getAxis() != 0) return rewriter.notifyMatchFailure(op, "not an axis-0 gather of embedding rows");
+    if (!rows.getIndices().getDefiningOp<PositionsOp>())
+      return rewriter.notifyMatchFailure(op, "the rows are not looked up by positions");
+    rewriter.replaceOpWithNewOp<EmbeddingOp>(op, op.getType(), rows.getTable(), op.getIndices());
+    return success();
+  }
+};
+
 struct FoldChainsPass : impl::FoldChainsBase<FoldChainsPass> {
   void runOnOperation() override {
     RewritePatternSet patterns(&getContext());
-    patterns.add<MergeTransposes, MergeReshapes>(&getContext());
+    patterns.add<MergeTransposes, MergeReshapes, LookupThroughPositions>(&getContext());
     (void)applyPatternsAndFoldGreedily(getOperation(), std::move(patterns));
   }
 };

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include "runtime/artifact/ArtifactReader.h"
+#include "runtime/artifact/Incremental.h"
 #include "runtime/core/ThreadPool.h"
 #include "runtime/cpu/Kernels.h"
 
@@ -78,6 +79,24 @@ struct Session::Impl {
   // empty when the weight is not a constant f32 [n, k] tensor).
   std::vector<std::vector<float>> packedWeights;
 
+  // Incremental decoding.
+  artifact::IncrementalPlan incremental;
+  struct Decoder {
+    int64_t maxContext = 0, batch = 0, past = 0;
+    std::vector<Buffer> storage;                 // per attention layer: K then V
+    std::vector<cpu::KvCache> caches;            // per kernel index in `cacheOf`
+    std::vector<int32_t> cacheOf;                // kernel -> index into caches, or -1
+    std::vector<char> offsetKernels;             // plan-time kernels whose values depend on positions
+    std::map<std::string, Tensor> feeds;         // reused input buffers
+    int64_t feedLength = -1;
+    std::vector<float> lastLogits;
+  };
+  std::unique_ptr<Decoder> decoder;
+  const Decoder *activeDecoder = nullptr;        // set while append() runs the graph
+
+  /// Plans (or reuses the plan for) these inputs and runs every kernel.
+  Expected<Plan *> execute(const std::map<std::string, Tensor> &feeds, bool decoding);
+
   std::string checkInputs(const std::map<std::string, std::vector<int64_t>> &shapes, const std::map<std::string, DType> *dtypes,
                           std::vector<std::vector<int64_t>> &key) const;
   std::string buildPlan(const std::vector<std::vector<int64_t>> &inputShapes, Plan &plan);
@@ -136,6 +155,7 @@ Expected<std::unique_ptr<Session>> Session::open(const std::string &path, const 
   }
   int threads = options.threads > 0 ? options.threads : core::ThreadPool::physicalCores();
   impl->pool = std::make_unique<core::ThreadPool>(threads);
+  impl->incremental = artifact::analyzeIncremental(spec);
   // Pre-pack every linear layer's constant f32 weight for the chosen ISA.
   {
     std::vector<const void *> weightData(spec.tensors.size(), nullptr);
@@ -230,6 +250,11 @@ std::string Session::Impl::runKernel(size_t k, Plan &plan) {
   if (k < packedWeights.size() && !packedWeights[k].empty()) ctx.packedWeight = packedWeights[k].data();
   for (int32_t in : kernel.inputs) ctx.inputs.push_back(in >= 0 ? &plan.views[size_t(in)] : nullptr);
   for (int32_t out : kernel.outputs) ctx.outputs.push_back(&plan.views[size_t(out)]);
+  if (activeDecoder) {
+    ctx.positionOffset = activeDecoder->past;
+    int32_t c = activeDecoder->cacheOf[k];
+    if (c >= 0) ctx.cache = const_cast<cpu::KvCache *>(&activeDecoder->caches[size_t(c)]);
+  }
   return entries[k]->run(ctx);
 }
 
@@ -375,33 +400,48 @@ void Session::Impl::fireTaps(size_t k, Plan &plan) {
   }
 }
 
-Expected<std::vector<NamedTensor>> Session::run(const std::map<std::string, Tensor> &inputs) {
+Expected<Plan *> Session::Impl::execute(const std::map<std::string, Tensor> &feeds, bool decoding) {
   std::map<std::string, std::vector<int64_t>> shapes;
   std::map<std::string, DType> dtypes;
-  for (const auto &[name, t] : inputs) {
+  for (const auto &[name, t] : feeds) {
     if (!t.data() && t.numel() != 0) return Status::error("input '" + name + "' has no data");
     shapes[name] = t.shape();
     dtypes[name] = t.dtype();
   }
   std::vector<std::vector<int64_t>> key;
-  if (std::string err = impl_->checkInputs(shapes, &dtypes, key); !err.empty()) return Status::error(err);
-  auto it = impl_->plans.find(key);
-  if (it == impl_->plans.end()) {
-    if (impl_->plans.size() >= 16) impl_->plans.clear(); // bound the cache for ever-changing shapes
+  if (std::string err = checkInputs(shapes, &dtypes, key); !err.empty()) return Status::error(err);
+  // Decoding plans are kept apart: their position values are recomputed per step.
+  if (decoding) key.push_back({-1});
+  auto it = plans.find(key);
+  if (it == plans.end()) {
+    if (plans.size() >= 16) plans.clear(); // bound the cache for ever-changing shapes
     auto plan = std::make_unique<Plan>();
-    if (std::string err = impl_->buildPlan(key, *plan); !err.empty()) return Status::error(err);
-    it = impl_->plans.emplace(key, std::move(plan)).first;
+    std::vector<std::vector<int64_t>> shapesOnly(key.begin(), key.begin() + std::ptrdiff_t(inputs.size()));
+    if (std::string err = buildPlan(shapesOnly, *plan); !err.empty()) return Status::error(err);
+    it = plans.emplace(key, std::move(plan)).first;
   }
   Plan &plan = *it->second;
-  impl_->lastPlannedBytes = plan.summary.arenaBytes;
-  const auto &spec = impl_->art.spec;
+  lastPlannedBytes = plan.summary.arenaBytes;
+  const auto &spec = art.spec;
   for (size_t i = 0; i < spec.inputs.size(); ++i)
-    plan.views[size_t(spec.inputs[i])].data = const_cast<void *>(inputs.at(impl_->inputs[i].name).data());
+    plan.views[size_t(spec.inputs[i])].data = const_cast<void *>(feeds.at(inputs[i].name).data());
   for (size_t k = 0; k < spec.kernels.size(); ++k) {
-    if (!impl_->planTime[k])
-      if (std::string err = impl_->runKernel(k, plan); !err.empty()) return Status::error(err);
-    impl_->fireTaps(k, plan);
+    bool rerun = activeDecoder && activeDecoder->offsetKernels[k];
+    if (!planTime[k] || rerun)
+      if (std::string err = runKernel(k, plan); !err.empty()) {
+        for (int32_t t : spec.inputs) plan.views[size_t(t)].data = nullptr;
+        return Status::error(err);
+      }
+    fireTaps(k, plan);
   }
+  return &plan;
+}
+
+Expected<std::vector<NamedTensor>> Session::run(const std::map<std::string, Tensor> &inputs) {
+  auto planned = impl_->execute(inputs, false);
+  if (!planned) return planned.status();
+  Plan &plan = **planned;
+  const auto &spec = impl_->art.spec;
   std::vector<NamedTensor> outputs;
   for (size_t i = 0; i < spec.outputs.size(); ++i) {
     const cpu::View &v = plan.views[size_t(spec.outputs[i])];
@@ -409,6 +449,118 @@ Expected<std::vector<NamedTensor>> Session::run(const std::map<std::string, Tens
   }
   for (int32_t t : spec.inputs) plan.views[size_t(t)].data = nullptr;
   return outputs;
+}
+
+// ------------------------------------------------------------------ incremental decoding
+
+const std::string &Session::incrementalReason() const { return impl_->incremental.reason; }
+int64_t Session::decodedLength() const { return impl_->decoder ? impl_->decoder->past : 0; }
+void Session::resetDecoding() {
+  if (impl_->decoder) impl_->decoder->past = 0;
+}
+
+Status Session::startDecoding(int64_t maxContext, int64_t batch) {
+  Impl &im = *impl_;
+  if (!im.incremental.ok) return Status::error("this model cannot decode incrementally: " + im.incremental.reason);
+  if (maxContext < 1) return Status::error("the maximum context must be at least 1, got " + std::to_string(maxContext));
+  if (batch < 1) return Status::error("the batch must be at least 1, got " + std::to_string(batch));
+  const auto &spec = im.art.spec;
+  auto d = std::make_unique<Impl::Decoder>();
+  d->maxContext = maxContext;
+  d->batch = batch;
+  d->cacheOf.assign(spec.kernels.size(), -1);
+  for (int32_t k : im.incremental.attentionKernels) {
+    const auto &kernel = spec.kernels[size_t(k)];
+    const auto &key = spec.tensors[size_t(kernel.inputs[1])];
+    if (key.shape.size() != 4 || !key.shape[1].isStatic() || !key.shape[3].isStatic())
+      return Status::error("node '" + kernel.source + "': the key's head count and head size must be static to size its cache");
+    uint64_t floats = uint64_t(batch) * uint64_t(key.shape[1].value) * uint64_t(maxContext) * uint64_t(key.shape[3].value);
+    Buffer storage = allocate(2 * floats * sizeof(float));
+    if (!storage) return Status::error("cannot allocate the KV cache (" + std::to_string(2 * floats * 4 >> 20) + " MiB per layer)");
+    cpu::KvCache cache;
+    cache.k = reinterpret_cast<float *>(storage.get());
+    cache.v = cache.k + floats;
+    cache.capacity = maxContext;
+    d->cacheOf[size_t(k)] = int32_t(d->caches.size());
+    d->caches.push_back(cache);
+    d->storage.push_back(std::move(storage));
+  }
+  // Plan-time kernels downstream of `positions` are recomputed every step.
+  std::vector<char> shifted(spec.tensors.size(), 0);
+  d->offsetKernels.assign(spec.kernels.size(), 0);
+  for (int32_t k : im.incremental.positionsKernels) {
+    d->offsetKernels[size_t(k)] = 1;
+    for (int32_t out : spec.kernels[size_t(k)].outputs) shifted[size_t(out)] = 1;
+  }
+  for (size_t k = 0; k < spec.kernels.size(); ++k) {
+    if (!im.planTime[k]) continue;
+    bool depends = false;
+    for (int32_t in : spec.kernels[k].inputs) depends |= in >= 0 && shifted[size_t(in)];
+    if (!depends) continue;
+    d->offsetKernels[k] = 1;
+    for (int32_t out : spec.kernels[k].outputs) shifted[size_t(out)] = 1;
+  }
+  im.decoder = std::move(d);
+  return Status();
+}
+
+Expected<Tensor> Session::append(const std::vector<int32_t> &ids, int64_t lastPositions) {
+  Impl &im = *impl_;
+  if (!im.decoder) return Status::error("call startDecoding() before append()");
+  Impl::Decoder &d = *im.decoder;
+  const auto &spec = im.art.spec;
+  if (ids.empty() || ids.size() % size_t(d.batch))
+    return Status::error("append() takes batch x n ids (batch " + std::to_string(d.batch) + "), got " + std::to_string(ids.size()));
+  const int64_t n = int64_t(ids.size()) / d.batch;
+  if (d.past + n > d.maxContext)
+    return Status::error("the context is full: " + std::to_string(d.past) + " cached + " + std::to_string(n) + " new positions exceed the maximum of " +
+                         std::to_string(d.maxContext) + " (raise the maximum context)");
+  if (lastPositions < 1 || lastPositions > n)
+    return Status::error("lastPositions must be in 1.." + std::to_string(n) + ", got " + std::to_string(lastPositions));
+  // Inputs, in buffers reused while the step length stays the same.
+  if (d.feedLength != n) {
+    d.feeds.clear();
+    for (size_t i = 0; i < spec.inputs.size(); ++i)
+      d.feeds.emplace(im.inputs[i].name, Tensor::zeros(im.inputs[i].dtype, {d.batch, n}));
+    d.feedLength = n;
+  }
+  auto put = [](Tensor &t, int64_t i, int64_t v) {
+    if (t.dtype() == DType::I64) t.data<int64_t>()[i] = v;
+    else t.data<int32_t>()[i] = int32_t(v);
+  };
+  const auto &plan = im.incremental;
+  for (size_t i = 0; i < spec.inputs.size(); ++i) {
+    Tensor &t = d.feeds.at(im.inputs[i].name);
+    bool isMask = std::find(plan.maskInputs.begin(), plan.maskInputs.end(), int32_t(i)) != plan.maskInputs.end();
+    bool isPos = std::find(plan.positionInputs.begin(), plan.positionInputs.end(), int32_t(i)) != plan.positionInputs.end();
+    for (int64_t b = 0; b < d.batch; ++b)
+      for (int64_t j = 0; j < n; ++j) {
+        int64_t v = 0;
+        if (int32_t(i) == plan.idsInput) v = ids[size_t(b * n + j)];
+        else if (isMask) v = 1;
+        else if (isPos) v = d.past + j;
+        put(t, b * n + j, v);
+      }
+  }
+  for (auto &cache : d.caches) cache.past = d.past;
+  im.activeDecoder = &d;
+  auto planned = im.execute(d.feeds, true);
+  im.activeDecoder = nullptr;
+  if (!planned) return planned.status();
+  Plan &p = **planned;
+  for (int32_t t : spec.inputs) p.views[size_t(t)].data = nullptr;
+  d.past += n;
+  // The logits: the first output (the analysis checked every output is [batch, sequence, ...]).
+  const cpu::View &out = p.views[size_t(spec.outputs[0])];
+  if (out.dtype != DType::F32 || out.shape.size() != 3)
+    return Status::error("output '" + im.outputs[0].name + "' is not f32 [batch, sequence, vocab]");
+  const int64_t vocab = out.shape[2];
+  d.lastLogits.resize(size_t(d.batch * lastPositions * vocab));
+  const float *src = static_cast<const float *>(out.data);
+  for (int64_t b = 0; b < d.batch; ++b)
+    std::memcpy(d.lastLogits.data() + b * lastPositions * vocab, src + (b * n + n - lastPositions) * vocab,
+                size_t(lastPositions * vocab) * sizeof(float));
+  return Tensor::borrow(DType::F32, {d.batch, lastPositions, vocab}, d.lastLogits.data());
 }
 
 } // namespace lathe

@@ -583,6 +583,29 @@ std::string runAttention(KernelContext &c) {
   a.querySeq = q.shape[2]; a.keySeq = k.shape[2]; a.headDim = q.shape[3];
   auto st = [](const View &t, int64_t *s) { auto x = stridesOf(t.shape); s[0] = x[0]; s[1] = x[1]; s[2] = x[2]; };
   st(q, a.qStrides); st(k, a.kStrides); st(v, a.vStrides); st(*c.outputs[0], a.outStrides);
+  if (KvCache *cache = c.cache) {
+    // Append this step's keys and values, then attend over everything cached.
+    const int64_t n = a.keySeq, D = a.headDim, cap = cache->capacity;
+    if (cache->past + n > cap)
+      return fail(c, "the KV cache holds " + std::to_string(cap) + " positions; " + std::to_string(cache->past) + " + " +
+                         std::to_string(n) + " do not fit");
+    for (int64_t b = 0; b < a.batch; ++b)
+      for (int64_t h = 0; h < a.kvHeads; ++h) {
+        float *kc = cache->k + ((b * a.kvHeads + h) * cap + cache->past) * D;
+        float *vc = cache->v + ((b * a.kvHeads + h) * cap + cache->past) * D;
+        for (int64_t j = 0; j < n; ++j) {
+          std::memcpy(kc + j * D, a.k + b * a.kStrides[0] + h * a.kStrides[1] + j * a.kStrides[2], size_t(D) * sizeof(float));
+          std::memcpy(vc + j * D, a.v + b * a.vStrides[0] + h * a.vStrides[1] + j * a.vStrides[2], size_t(D) * sizeof(float));
+        }
+      }
+    a.k = cache->k;
+    a.v = cache->v;
+    a.kStrides[0] = a.vStrides[0] = a.kvHeads * cap * D;
+    a.kStrides[1] = a.vStrides[1] = cap * D;
+    a.kStrides[2] = a.vStrides[2] = D;
+    a.keySeq = cache->past + n;
+    mask = nullptr;
+  }
   if (mask) {
     a.mask = static_cast<const float *>(mask->data);
     auto ms = broadcastStrides(mask->shape, {a.batch, a.heads, a.querySeq, a.keySeq});
@@ -700,7 +723,7 @@ std::string shapePositions(KernelContext &c) {
 }
 std::string runPositions(KernelContext &c) {
   int64_t n = c.outputs[0]->numel();
-  for (int64_t i = 0; i < n; ++i) storeInt(c.outputs[0]->data, c.outputs[0]->dtype, i, i);
+  for (int64_t i = 0; i < n; ++i) storeInt(c.outputs[0]->data, c.outputs[0]->dtype, i, i + c.positionOffset);
   return "";
 }
 

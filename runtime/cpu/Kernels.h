@@ -25,6 +25,13 @@ struct View {
   size_t bytes() const { return size_t(numel()) * artifact::dtypeSize(dtype); }
 };
 
+/// One attention layer's key/value cache while decoding incrementally:
+/// [batch, kv_heads, capacity, head_dim] each; positions [0, past) are filled.
+struct KvCache {
+  float *k = nullptr, *v = nullptr;
+  int64_t capacity = 0, past = 0;
+};
+
 struct KernelContext {
   const artifact::KernelSpec *spec = nullptr;
   std::vector<const View *> inputs; // null for absent optional operands
@@ -32,6 +39,11 @@ struct KernelContext {
   core::ThreadPool *pool = nullptr;
   const IsaTable *isa = nullptr;
   const float *packedWeight = nullptr; // linear: operand 1 pre-packed for isa->gemm, or null
+  // Incremental decoding: `positions` counts from positionOffset; `attention`
+  // appends its key/value rows to `cache` at `past` and attends over the whole
+  // cache (its mask operand, from all-ones attention masks, is not read).
+  int64_t positionOffset = 0;
+  KvCache *cache = nullptr;
 };
 
 using KernelFn = std::string (*)(KernelContext &);

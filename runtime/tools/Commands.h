@@ -15,6 +15,7 @@ struct RunOptions {
   std::string outputDir = ".";                              // writes <output name>.npy
   int threads = 0;                                          // 0: one per physical core
   std::string dumpPattern;                                  // glob on ONNX node / tensor names; empty: none
+  int64_t incremental = 0; // > 0: run through the KV cache this many tokens at a time (first output only)
 };
 
 struct BenchOptions {

@@ -86,6 +86,28 @@ public:
   /// shape matching its declaration (static dims equal, equal symbols equal).
   Expected<std::vector<NamedTensor>> run(const std::map<std::string, Tensor> &inputs);
 
+  // ---- Incremental decoding (causal decoders; rules in runtime/artifact/Incremental.h)
+  //
+  //   session->startDecoding(2048);                 // KV caches for 2048 positions
+  //   auto logits = session->append(promptIds);     // prefill: logits of the last position
+  //   logits = session->append({nextId});           // one decode step
+  //
+  /// Empty when the artifact can run incrementally; otherwise why not (naming the node).
+  const std::string &incrementalReason() const;
+  /// Allocates a KV cache per attention layer for `maxContext` positions of
+  /// `batch` sequences (all the same length) and starts empty. Planned memory is
+  /// reused by every later append of the same length: no per-token allocation.
+  Status startDecoding(int64_t maxContext, int64_t batch = 1);
+  /// Appends n = ids.size() / batch tokens to every sequence (row-major
+  /// [batch, n]) and returns the logits of the last `lastPositions` of them,
+  /// [batch, lastPositions, vocab]. The tensor borrows session memory that the
+  /// next append overwrites. Fails, changing nothing, when the cache would overflow.
+  Expected<Tensor> append(const std::vector<int32_t> &ids, int64_t lastPositions = 1);
+  /// Positions cached so far (0 after startDecoding/resetDecoding).
+  int64_t decodedLength() const;
+  /// Forgets the cached positions, keeping the memory.
+  void resetDecoding();
+
   /// Calls `callback` after every kernel whose ONNX node name or output tensor
   /// name matches `pattern` (glob: `*` any run, `?` one character).
   void addTap(const std::string &pattern, TapCallback callback);

@@ -36,3 +36,33 @@ func.func @copy_blocks(%x: tensor<?x8xf32>) -> tensor<?x4x2xf32> {
   %1 = lathe.reshape %0, %b : (tensor<?x4x2xf32>, tensor<3xi64>) -> tensor<?x4x2xf32>
   return %1 : tensor<?x4x2xf32>
 }
+
+// -----
+
+// cos_cached[:seq_len][position_ids]: the lookup goes straight to the table.
+// CHECK-LABEL: func @lookup_through_positions
+// CHECK: %[[T:.*]] = lathe.constant
+// CHECK: %[[P:.*]] = lathe.positions
+// CHECK: %[[I:.*]] = lathe.unsqueeze %[[P]]
+// CHECK: lathe.embedding %[[T]], %[[I]] : (tensor<128x16xf32>, tensor<1x?xi64>) -> tensor<1x?x16xf32>
+// CHECK-NOT: lathe.gather
+func.func @lookup_through_positions(%ids: tensor<?x?xi64>) -> tensor<1x?x16xf32> {
+  %t = lathe.constant dense<0.5> : tensor<128x16xf32>
+  %p = lathe.positions %ids {axis = 1 : i64} : (tensor<?x?xi64>) -> tensor<?xi64>
+  %rows = lathe.embedding %t, %p : (tensor<128x16xf32>, tensor<?xi64>) -> tensor<?x16xf32>
+  %i = lathe.unsqueeze %p {axes = array<i64: 0>} : (tensor<?xi64>) -> tensor<1x?xi64>
+  %g = lathe.gather %rows, %i {axis = 0 : i64} : (tensor<?x16xf32>, tensor<1x?xi64>) -> tensor<1x?x16xf32>
+  return %g : tensor<1x?x16xf32>
+}
+
+// -----
+
+// Negative case: rows looked up by token ids, not positions, stay as they are.
+// CHECK-LABEL: func @lookup_by_ids
+// CHECK: lathe.gather
+func.func @lookup_by_ids(%ids: tensor<?xi64>, %i: tensor<1x?xi64>) -> tensor<1x?x16xf32> {
+  %t = lathe.constant dense<0.5> : tensor<128x16xf32>
+  %rows = lathe.embedding %t, %ids : (tensor<128x16xf32>, tensor<?xi64>) -> tensor<?x16xf32>
+  %g = lathe.gather %rows, %i {axis = 0 : i64} : (tensor<?x16xf32>, tensor<1x?xi64>) -> tensor<1x?x16xf32>
+  return %g : tensor<1x?x16xf32>
+}
