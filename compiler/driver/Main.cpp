@@ -3,6 +3,7 @@
 #include "compiler/pipeline/Pipeline.h"
 #include "runtime/tools/Commands.h"
 #include "runtime/tools/Eval.h"
+#include "runtime/tools/Generate.h"
 
 #include "mlir/IR/MLIRContext.h"
 #include "mlir/IR/Diagnostics.h"
@@ -166,6 +167,22 @@ int main(int argc, char **argv) {
   evalCmd->add_option("--threads", evalOptions.threads, "worker threads (default: physical cores)");
   evalCmd->add_option("--json", evalOptions.jsonPath, "also write the result as JSON");
 
+  lathe::tools::GenerateOptions gen;
+  auto *genCmd = app.add_subcommand("generate", "Generate tokens with a causal decoder through its KV cache");
+  genCmd->add_option("artifact", gen.artifact, "model.lathe")->required();
+  auto *promptOpt = genCmd->add_option("--prompt", gen.prompt, "prompt text (tokenized with the artifact's tokenizer)");
+  genCmd->add_option("--prompt-ids", gen.promptIds, "prompt token ids, e.g. 1,2,3 (models without a tokenizer)")->excludes(promptOpt);
+  genCmd->add_option("--max-new-tokens", gen.maxNewTokens, "tokens to generate (default 64)")->check(CLI::NonNegativeNumber);
+  genCmd->add_option("--max-context", gen.maxContext, "KV cache positions (default: prompt + max-new-tokens)")->check(CLI::NonNegativeNumber);
+  genCmd->add_option("--temperature", gen.sampling.temperature, "sample at this temperature (default 0: greedy)")->check(CLI::NonNegativeNumber);
+  genCmd->add_option("--top-k", gen.sampling.topK, "sample among the k most likely (0: all)")->check(CLI::NonNegativeNumber);
+  genCmd->add_option("--top-p", gen.sampling.topP, "nucleus sampling threshold in (0, 1]");
+  genCmd->add_option("--seed", gen.seed, "random seed for sampling (default 0)");
+  genCmd->add_flag("--ignore-eos", gen.ignoreEos, "keep going past the end-of-sequence token");
+  genCmd->add_flag("--quiet", gen.quiet, "print ids, not streamed text");
+  genCmd->add_option("--output-ids", gen.outputIds, "write the generated ids (prompt excluded) as int64 .npy");
+  genCmd->add_option("--threads", gen.threads, "worker threads (default: physical cores)");
+
   lathe::driver::BatchOptions batch;
   auto *bat = app.add_subcommand("batch", "Compile many models, each in its own process (see --help)");
   bat->add_option("manifest", batch.manifest,
@@ -189,6 +206,7 @@ int main(int argc, char **argv) {
   }
   if (benchCmd->parsed()) return lathe::tools::benchArtifactCommand(benchOptions);
   if (evalCmd->parsed()) return lathe::tools::evalArtifactCommand(evalOptions);
+  if (genCmd->parsed()) return lathe::tools::generateCommand(gen);
   if (check->parsed()) return lathe::driver::runCheck(checkModel);
   if (comp->parsed()) return runCompile(compile);
   if (insp->parsed()) return lathe::driver::runInspect(inspect);

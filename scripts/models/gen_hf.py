@@ -40,15 +40,15 @@ from onnx import numpy_helper, version_converter  # noqa: E402
 EXPORT_OPSETS = (14, 17)
 CONVERTED_OPSETS = (18, 19, 20, 21)
 MAX_BYTES = 2 * 1024 * 1024
-FAMILIES = ("bert", "gpt2", "llama", "llama-cached")
+FAMILIES = ("bert", "gpt2", "gpt2-lm", "llama", "llama-cached")
 # Weight seed and reference-input seed of each family. llama-cached deliberately reuses llama's seed:
 # same weights and inputs, so its outputs must equal llama-tiny's (checked against the 4.49 model).
-SEEDS = {"bert": 1, "gpt2": 2, "llama": 3, "llama-cached": 3}
+SEEDS = {"bert": 1, "gpt2": 2, "llama": 3, "llama-cached": 3, "gpt2-lm": 4}
 NAMES = {"llama-cached": "llama-tiny-cached"}
 
 
 def build(family: str):
-    from transformers import (BertConfig, BertModel, GPT2Config, GPT2Model, LlamaConfig, LlamaModel)
+    from transformers import (BertConfig, BertModel, GPT2Config, GPT2LMHeadModel, GPT2Model, LlamaConfig, LlamaModel)
     if family == "bert":
         cfg = BertConfig(vocab_size=1000, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
                          intermediate_size=128, max_position_embeddings=128, type_vocab_size=2,
@@ -59,6 +59,10 @@ def build(family: str):
         cfg = GPT2Config(vocab_size=1000, n_embd=64, n_layer=2, n_head=4, n_positions=128,
                          activation_function="gelu_new", initializer_range=0.1)
         cls, inputs, outputs, pad_id, low = GPT2Model, ["input_ids", "attention_mask"], ["last_hidden_state"], None, 0
+    elif family == "gpt2-lm":  # a plain causal LM export (tied head, logits), for generation from ids
+        cfg = GPT2Config(vocab_size=1000, n_embd=64, n_layer=2, n_head=4, n_positions=128,
+                         activation_function="gelu_new", initializer_range=0.1)
+        cls, inputs, outputs, pad_id, low = GPT2LMHeadModel, ["input_ids", "attention_mask"], ["logits"], None, 0
     elif family in ("llama", "llama-cached"):
         cfg = LlamaConfig(vocab_size=1000, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
                           num_key_value_heads=2, intermediate_size=128, rope_theta=10000.0,

@@ -32,7 +32,7 @@ def info_files(root: str, subdirs: list[str] | None = None) -> list[str]:
 
 def expected_infos(root: str, sub: str) -> list[str]:
     names = {"real": ["all-minilm-l6-v2", "smollm2-135m-instruct"],
-             "generated": ["bert-tiny", "gpt2-tiny", "llama-tiny", "llama-tiny-cached"]}.get(sub)
+             "generated": ["bert-tiny", "gpt2-tiny", "gpt2-lm-tiny", "llama-tiny", "llama-tiny-cached"]}.get(sub)
     if names is None:
         return [os.path.join(root, sub, "info.json")]
     return [os.path.join(root, sub, n, "info.json") for n in names]
@@ -137,6 +137,9 @@ def build_manifest(root: str) -> tuple[dict, list[str]]:
                 e["source"] = info["source"]
             entries.append(e)
     for p in glob.glob(os.path.join(root, "**", "*"), recursive=True):
+        # llamacpp/: llama.cpp's own copies (F32 GGUF) written by scripts/models/make_llamacpp_refs.py
+        if os.path.relpath(p, root).startswith("llamacpp" + os.sep):
+            continue
         if p.endswith(MODEL_EXTS) and os.path.abspath(p) not in described:
             problems.append(f"{os.path.relpath(p, root)}: model file not described by any info.json")
     manifest = {"schema": 1, "models_dir": os.path.abspath(root),

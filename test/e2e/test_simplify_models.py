@@ -14,6 +14,7 @@ from lathe_test_util import Checker, op_counts, parse_args, run
 FAMILIES = {
     "bert-tiny": dict(layers=2, norm="lathe.layer_norm", norms=5, act="lathe.gelu", causal=False, kv=None, tanh=1, linears=13),
     "gpt2-tiny": dict(layers=2, norm="lathe.layer_norm", norms=5, act="lathe.gelu", causal=True, kv=None, tanh=0, linears=12),
+    "gpt2-lm-tiny": dict(layers=2, norm="lathe.layer_norm", norms=5, act="lathe.gelu", causal=True, kv=None, tanh=0, linears=13),
     "llama-tiny": dict(layers=2, norm="lathe.rms_norm", norms=5, act="lathe.silu", causal=True, kv=2, tanh=0, linears=14),
     # Older transformers (≈4.36): cos/sin caches sliced by sequence length, mask from full/arange/masked_fill.
     "llama-tiny-cached": dict(layers=2, norm="lathe.rms_norm", norms=5, act="lathe.silu", causal=True, kv=2, tanh=0, linears=14),
