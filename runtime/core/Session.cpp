@@ -90,10 +90,17 @@ struct Session::Impl {
     std::map<std::string, Tensor> feeds;         // reused input buffers
     int64_t feedLength = -1;
     std::vector<float> lastLogits;
+    // The linear producing the first output ([batch, n, vocab] from [batch, n, hidden]):
+    // while appending, only the rows of the positions asked for are computed.
+    int32_t logitsKernel = -1;
+    int64_t stepLength = 0, lastPositions = 0;
   };
   std::unique_ptr<Decoder> decoder;
   const Decoder *activeDecoder = nullptr;        // set while append() runs the graph
 
+  /// The logits linear on the last rows of each sequence only: results packed
+  /// as [batch, lastPositions, vocab] at the start of its output buffer.
+  std::string runLastRows(size_t k, Plan &plan);
   /// Plans (or reuses the plan for) these inputs and runs every kernel.
   Expected<Plan *> execute(const std::map<std::string, Tensor> &feeds, bool decoding);
 
@@ -427,6 +434,13 @@ Expected<Plan *> Session::Impl::execute(const std::map<std::string, Tensor> &fee
     plan.views[size_t(spec.inputs[i])].data = const_cast<void *>(feeds.at(inputs[i].name).data());
   for (size_t k = 0; k < spec.kernels.size(); ++k) {
     bool rerun = activeDecoder && activeDecoder->offsetKernels[k];
+    if (activeDecoder && int32_t(k) == activeDecoder->logitsKernel && activeDecoder->lastPositions < activeDecoder->stepLength) {
+      if (std::string err = runLastRows(k, plan); !err.empty()) {
+        for (int32_t t : spec.inputs) plan.views[size_t(t)].data = nullptr;
+        return Status::error(err);
+      }
+      continue;
+    }
     if (!planTime[k] || rerun)
       if (std::string err = runKernel(k, plan); !err.empty()) {
         for (int32_t t : spec.inputs) plan.views[size_t(t)].data = nullptr;
@@ -435,6 +449,27 @@ Expected<Plan *> Session::Impl::execute(const std::map<std::string, Tensor> &fee
     fireTaps(k, plan);
   }
   return &plan;
+}
+
+std::string Session::Impl::runLastRows(size_t k, Plan &plan) {
+  const auto &kernel = art.spec.kernels[k];
+  const cpu::View in = plan.views[size_t(kernel.inputs[0])], out = plan.views[size_t(kernel.outputs[0])];
+  const int64_t n = activeDecoder->stepLength, last = activeDecoder->lastPositions;
+  const int64_t hidden = in.shape[2], width = out.shape[2];
+  for (int64_t b = 0; b < in.shape[0]; ++b) {
+    cpu::View rows = in, result = out;
+    rows.shape = {1, last, hidden};
+    rows.data = static_cast<float *>(in.data) + (b * n + n - last) * hidden;
+    result.shape = {1, last, width};
+    result.data = static_cast<float *>(out.data) + b * last * width;
+    plan.views[size_t(kernel.inputs[0])] = rows;
+    plan.views[size_t(kernel.outputs[0])] = result;
+    std::string err = runKernel(k, plan);
+    plan.views[size_t(kernel.inputs[0])] = in;
+    plan.views[size_t(kernel.outputs[0])] = out;
+    if (!err.empty()) return err;
+  }
+  return "";
 }
 
 Expected<std::vector<NamedTensor>> Session::run(const std::map<std::string, Tensor> &inputs) {
@@ -500,6 +535,14 @@ Status Session::startDecoding(int64_t maxContext, int64_t batch) {
     d->offsetKernels[k] = 1;
     for (int32_t out : spec.kernels[k].outputs) shifted[size_t(out)] = 1;
   }
+  for (size_t k = 0; k < spec.kernels.size(); ++k) {
+    const auto &kernel = spec.kernels[k];
+    if (kernel.op != "linear" || kernel.outputs.empty() || kernel.outputs[0] != spec.outputs[0] || kernel.inputs.empty()) continue;
+    const auto &x = spec.tensors[size_t(kernel.inputs[0])];
+    const auto &y = spec.tensors[size_t(kernel.outputs[0])];
+    if (x.dtype == DType::F32 && y.dtype == DType::F32 && x.shape.size() == 3 && y.shape.size() == 3 && x.shape[2].isStatic())
+      d->logitsKernel = int32_t(k);
+  }
   im.decoder = std::move(d);
   return Status();
 }
@@ -543,6 +586,8 @@ Expected<Tensor> Session::append(const std::vector<int32_t> &ids, int64_t lastPo
       }
   }
   for (auto &cache : d.caches) cache.past = d.past;
+  d.stepLength = n;
+  d.lastPositions = lastPositions;
   im.activeDecoder = &d;
   auto planned = im.execute(d.feeds, true);
   im.activeDecoder = nullptr;
@@ -557,8 +602,10 @@ Expected<Tensor> Session::append(const std::vector<int32_t> &ids, int64_t lastPo
   const int64_t vocab = out.shape[2];
   d.lastLogits.resize(size_t(d.batch * lastPositions * vocab));
   const float *src = static_cast<const float *>(out.data);
+  const bool packed = d.logitsKernel >= 0 && lastPositions < n; // runLastRows wrote [batch, last, vocab]
   for (int64_t b = 0; b < d.batch; ++b)
-    std::memcpy(d.lastLogits.data() + b * lastPositions * vocab, src + (b * n + n - lastPositions) * vocab,
+    std::memcpy(d.lastLogits.data() + b * lastPositions * vocab,
+                src + (packed ? b * lastPositions : b * n + n - lastPositions) * vocab,
                 size_t(lastPositions * vocab) * sizeof(float));
   return Tensor::borrow(DType::F32, {d.batch, lastPositions, vocab}, d.lastLogits.data());
 }

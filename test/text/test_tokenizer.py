@@ -10,6 +10,11 @@ b. encode: exact id equality with golden ids from llama.cpp's llama-tokenize (sm
 c. decode(encode(s)) == s for every string;
 d. errors: unsupported tokenizer.ggml.model / tokenizer.ggml.pre, an unknown token type, an id
    outside the vocabulary, a non-numeric id: exit 1 and a message naming it, never a signal.
+e. a fixed text of 3.5 KB (tokenizer_fixed_text.txt: prose, digits, runs of spaces, tabs, newlines,
+   punctuation, contractions, accented Latin, Greek, Cyrillic, CJK, emoji, curly quotes) encodes to
+   exactly llama-tokenize's ids (tokenizer_fixed_text_llamacpp.json, written by
+   scripts/models/make_llamacpp_refs.py) and to HF tokenizers' ids, and decodes back to the text;
+   a difference is reported with its first index and the text around it.
 
 Runs under the repo venv (tokenizers==0.21.4, gguf); re-executes itself there when started by
 another interpreter. Exit 77 (skip) when the venv or the model is missing, unless CI=true (then 1).
@@ -26,6 +31,8 @@ from lathe_test_util import Checker, reexec_with, skip_or_fail  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 GOLDEN = os.path.join(HERE, "smollm2_llamacpp_golden.json")
+FIXED_TEXT = os.path.join(HERE, "tokenizer_fixed_text.txt")
+FIXED_TEXT_GOLDEN = os.path.join(HERE, "tokenizer_fixed_text_llamacpp.json")
 
 # Every class of text this tokenizer claims. Non-ASCII letters, digits and punctuation outside the
 # blocks runtime/text/Tokenizer.h lists are not claimed (its category tables are approximate).
@@ -180,6 +187,37 @@ ids = reference.encode("Hello world 123", add_special_tokens=False).ids
 check(lathe_decode(model, ids) == "Hello world 123", "decode of reference ids")
 check(lathe_decode(model, [1]) == "<|im_start|>", "control token decodes literally")
 
+# --- e: the fixed text, whole ----------------------------------------------------------------
+def first_difference(got, want, text, name="lathe"):
+    """Where two id lists part, with the text around that place (from the reference's decoding)."""
+    index = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got), len(want)))
+    offset = len(reference.decode(want[:index]))
+    return (f"first differing index {index}: {name} {got[max(0, index - 3):index + 4]} vs llama.cpp "
+            f"{want[max(0, index - 3):index + 4]} (ids {max(0, index - 3)}..), text around character {offset}: "
+            f"{text[max(0, offset - 40):offset]!r} >>> {text[offset:offset + 40]!r}")
+
+
+with open(FIXED_TEXT, encoding="utf-8") as f:
+    fixed_text = f.read()
+with open(FIXED_TEXT_GOLDEN, encoding="utf-8") as f:
+    fixed_golden = json.load(f)
+fixed_ids = [i for row in fixed_golden["ids"] for i in row]
+check(len(fixed_ids) == fixed_golden["n_ids"] and len(fixed_text.encode()) == fixed_golden["text_bytes"],
+      f"{FIXED_TEXT_GOLDEN} does not describe {FIXED_TEXT} (re-run scripts/models/make_llamacpp_refs.py)")
+ids, err = lathe_encode(model, fixed_text)
+if ids is None:
+    failures.append(f"encode {FIXED_TEXT}: {err}")
+else:
+    check(ids == fixed_ids, f"{FIXED_TEXT}: lathe ({len(ids)} ids) != llama.cpp ({len(fixed_ids)} ids); "
+          + first_difference(ids, fixed_ids, fixed_text))
+    expected = reference.encode(fixed_text, add_special_tokens=False).ids
+    check(expected == fixed_ids, f"{FIXED_TEXT}: tokenizers != llama.cpp; " + first_difference(expected, fixed_ids, fixed_text, "tokenizers"))
+decoded = lathe_decode(model, fixed_ids)
+check(decoded == fixed_text, f"{FIXED_TEXT}: decode(llama.cpp ids) differs from the text"
+      + (f" from character {next((i for i, (a, b) in enumerate(zip(decoded, fixed_text)) if a != b), min(len(decoded), len(fixed_text)))}"
+         if decoded is not None else ""))
+print(f"fixed text: {len(fixed_text.encode())} bytes, {len(fixed_ids)} llama.cpp ids")
+
 # --- d: errors ----------------------------------------------------------------------------------
 def write_vocab(path, model_name="gpt2", pre="smollm", token_types=None):
     writer = gguf.GGUFWriter(path, "llama")
@@ -214,7 +252,8 @@ with tempfile.TemporaryDirectory() as tmp:
     expect_error([args.tokenize, good, "--decode", "x1"], "'x1' is not a token id", "decode non-number")
     expect_error([args.tokenize, os.path.join(tmp, "missing.gguf"), "ab"], "missing.gguf", "missing file")
 
-print(f"{len(STRINGS)} strings against tokenizers, {golden_checked} against llama.cpp golden ids; "
+print(f"{len(STRINGS)} strings against tokenizers, {golden_checked} against llama.cpp golden ids, "
+      f"the fixed text against both; "
       f"{checker.checks} checks, {len(failures)} failures")
 for failure in failures:
     print("FAIL:", failure)

@@ -1,0 +1,96 @@
+#!/usr/bin/env python3
+"""Incremental decoding on the real SmolLM2-135M (GGUF, fp32 weights).
+
+a. `lathe run --incremental 1` (one token per step through the KV cache) equals the full-sequence
+   logits within TOL at every one of 256 positions of English text (Pride and Prejudice, Debian's
+   r-cran-janeaustenr); also 8 tokens per step;
+b. greedy decoding of 64 tokens (`lathe generate --ignore-eos`) from the golden prompt gives exactly
+   the ids llama.cpp produced on the F32 copy of the same GGUF (test/gguf/smollm2_llamacpp_logits.json,
+   written by scripts/models/make_llamacpp_refs.py), both from --prompt-ids and from the prompt text
+   (tokenized by the artifact's embedded tokenizer).
+
+Stdlib + numpy. Exit 77 (skip) without the model, unless CI=true (then 1).
+"""
+import argparse
+import json
+import os
+import sys
+import tempfile
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e"))
+from lathe_test_util import Checker, models_or_skip, run, skip_or_fail  # noqa: E402
+
+TOL = 1e-4
+POSITIONS = 256
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--lathe", required=True)
+ap.add_argument("--tokenize", required=True)
+ap.add_argument("--models", required=True)
+args = ap.parse_args()
+models_or_skip(args.models)
+gguf = os.path.join(args.models, "real", "smollm2-135m-instruct", "smollm2-135m-instruct-q4_1.gguf")
+book = os.path.join(args.models, "corpus", "austen", "prideprejudice.txt")
+for path in (gguf, book):
+    if not os.path.exists(path):
+        skip_or_fail(f"{path} is missing (run scripts/models/prepare.sh)")
+golden = json.load(open(os.path.join(HERE, "smollm2_llamacpp_logits.json")))
+
+c = Checker()
+tmp = tempfile.mkdtemp(prefix="lathe-decode-")
+art = os.path.join(tmp, "smollm2.lathe")
+rc, _, err = run([args.lathe, "compile", gguf, "-o", art])
+if rc != 0:
+    print(err)
+    sys.exit(1)
+
+# a. 256 positions of text, incremental vs full.
+text = os.path.join(tmp, "text.txt")
+with open(book, "rb") as f:
+    data = f.read(4000)
+with open(text, "wb") as f:
+    f.write(data[:data.rfind(b"\n") + 1])
+rc, out, err = run([args.tokenize, gguf, "--file", text])
+ids = np.array([[int(x) for x in out.split()][:POSITIONS]], dtype=np.int64)
+c.expect(ids.shape == (1, POSITIONS), f"text gave {ids.shape[1]} tokens, need {POSITIONS}")
+np.save(os.path.join(tmp, "ids.npy"), ids)
+np.save(os.path.join(tmp, "mask.npy"), np.ones_like(ids))
+
+
+def logits(step=None):
+    d = tempfile.mkdtemp(dir=tmp)
+    cmd = [args.lathe, "run", art, "--threads", "2", "--output-dir", d, "--input", f"input_ids={tmp}/ids.npy",
+           "--input", f"attention_mask={tmp}/mask.npy"]
+    if step:
+        cmd += ["--incremental", str(step)]
+    rc, out, err = run(cmd)
+    c.expect(rc == 0, f"run --incremental {step}: {err.strip()}")
+    return np.load(os.path.join(d, "logits.npy")) if rc == 0 else None
+
+
+full = logits()
+for step in (1, 8):
+    inc = logits(step)
+    if full is not None and inc is not None:
+        diff = np.abs(inc - full).max(axis=-1)[0]
+        print(f"incremental step {step}: max |diff| {diff.max():.2e} over {POSITIONS} positions (worst at {diff.argmax()})")
+        c.expect(diff.max() <= TOL, f"step {step}: incremental logits differ by {diff.max():.2e} at position {diff.argmax()}")
+        c.expect(np.array_equal(inc.argmax(-1), full.argmax(-1)), f"step {step}: argmax differs")
+
+# b. greedy 64 tokens = llama.cpp's.
+want = golden["greedy64"]
+for how, prompt in (("ids", ["--prompt-ids", ",".join(map(str, golden["ids"]))]), ("text", ["--prompt", golden["prompt"]])):
+    out_ids = os.path.join(tmp, f"greedy_{how}.npy")
+    rc, out, err = run([args.lathe, "generate", art] + prompt + ["--max-new-tokens", str(len(want)), "--ignore-eos",
+                                                                "--output-ids", out_ids, "--threads", "2"])
+    c.expect(rc == 0, f"generate from {how}: {err.strip()}")
+    if rc == 0:
+        got = np.load(out_ids).tolist()
+        first = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), None)
+        c.expect(got == want, f"greedy from {how}: first difference at step {first}: {got[first:first + 5] if first is not None else got}"
+                              f" vs llama.cpp {want[first:first + 5] if first is not None else want}")
+        print(f"greedy 64 from {how}: {'equal to llama.cpp' if got == want else 'DIFFERENT'}; {err.strip().splitlines()[-1]}")
+c.finish()
