@@ -509,13 +509,22 @@ Status Session::startDecoding(int64_t maxContext, int64_t batch) {
     const auto &key = spec.tensors[size_t(kernel.inputs[1])];
     if (key.shape.size() != 4 || !key.shape[1].isStatic() || !key.shape[3].isStatic())
       return Status::error("node '" + kernel.source + "': the key's head count and head size must be static to size its cache");
-    uint64_t floats = uint64_t(batch) * uint64_t(key.shape[1].value) * uint64_t(maxContext) * uint64_t(key.shape[3].value);
-    Buffer storage = allocate(2 * floats * sizeof(float));
-    if (!storage) return Status::error("cannot allocate the KV cache (" + std::to_string(2 * floats * 4 >> 20) + " MiB per layer)");
+    // Kept in the attention kernel's packed block layout when it has one for
+    // this head size, so no step re-packs the cached keys and values.
+    const uint64_t heads = uint64_t(batch) * uint64_t(key.shape[1].value);
+    int64_t kHead = 0, vHead = 0;
+    im.isa->packedKvSize(maxContext, key.shape[3].value, &kHead, &vHead);
+    uint64_t kFloats = kHead > 0 ? heads * uint64_t(kHead) : heads * uint64_t(maxContext) * uint64_t(key.shape[3].value);
+    uint64_t vFloats = vHead > 0 ? heads * uint64_t(vHead) : kFloats;
+    Buffer storage = allocate((kFloats + vFloats) * sizeof(float));
+    if (!storage) return Status::error("cannot allocate the KV cache (" + std::to_string((kFloats + vFloats) * 4 >> 20) + " MiB per layer)");
+    std::memset(storage.get(), 0, (kFloats + vFloats) * sizeof(float));
     cpu::KvCache cache;
     cache.k = reinterpret_cast<float *>(storage.get());
-    cache.v = cache.k + floats;
+    cache.v = cache.k + kFloats;
     cache.capacity = maxContext;
+    cache.kHeadFloats = kHead;
+    cache.vHeadFloats = vHead;
     d->cacheOf[size_t(k)] = int32_t(d->caches.size());
     d->caches.push_back(cache);
     d->storage.push_back(std::move(storage));

@@ -42,6 +42,11 @@ struct AttentionArgs {
   int64_t batch, heads, kvHeads, querySeq, keySeq, headDim;
   float scale;
   int causal;
+  // Incremental decoding: keys and values already in the packed block layout
+  // (IsaTable::packKvRow), one region of k/vPackedHeadFloats per (batch, kv
+  // head); null: attention packs them from k and v itself.
+  const float *kPacked = nullptr, *vPacked = nullptr;
+  int64_t kPackedHeadFloats = 0, vPackedHeadFloats = 0;
 };
 
 struct IsaTable {
@@ -58,6 +63,11 @@ struct IsaTable {
   int64_t (*packedWeightSize)(int64_t n, int64_t k);
   /// Packs w [n, k] once (at session open) so GEMM calls skip packing.
   void (*packWeights)(const float *w, int64_t n, int64_t k, float *packed);
+  /// Floats of one (batch, kv head)'s packed key and value caches for `capacity`
+  /// positions of head size D; both 0 when D is beyond the blocked attention.
+  void (*packedKvSize)(int64_t capacity, int64_t D, int64_t *kFloats, int64_t *vFloats);
+  /// Writes the key and value of cache position j into one head's packed caches.
+  void (*packKvRow)(const float *key, const float *value, int64_t j, int64_t D, float *kHead, float *vHead);
 };
 
 namespace baseline { const IsaTable *table(); }

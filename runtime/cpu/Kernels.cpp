@@ -583,12 +583,31 @@ std::string runAttention(KernelContext &c) {
   a.querySeq = q.shape[2]; a.keySeq = k.shape[2]; a.headDim = q.shape[3];
   auto st = [](const View &t, int64_t *s) { auto x = stridesOf(t.shape); s[0] = x[0]; s[1] = x[1]; s[2] = x[2]; };
   st(q, a.qStrides); st(k, a.kStrides); st(v, a.vStrides); st(*c.outputs[0], a.outStrides);
+  a.scale = float(floatAttr(c, "scale", 1.0 / std::sqrt(double(a.headDim ? a.headDim : 1))));
+  a.causal = int(intAttr(c, "causal", 0) != 0);
   if (KvCache *cache = c.cache) {
     // Append this step's keys and values, then attend over everything cached.
     const int64_t n = a.keySeq, D = a.headDim, cap = cache->capacity;
     if (cache->past + n > cap)
       return fail(c, "the KV cache holds " + std::to_string(cap) + " positions; " + std::to_string(cache->past) + " + " +
                          std::to_string(n) + " do not fit");
+    if (cache->kHeadFloats > 0) {
+      for (int64_t b = 0; b < a.batch; ++b)
+        for (int64_t h = 0; h < a.kvHeads; ++h) {
+          float *kHead = cache->k + (b * a.kvHeads + h) * cache->kHeadFloats;
+          float *vHead = cache->v + (b * a.kvHeads + h) * cache->vHeadFloats;
+          for (int64_t j = 0; j < n; ++j)
+            c.isa->packKvRow(a.k + b * a.kStrides[0] + h * a.kStrides[1] + j * a.kStrides[2],
+                             a.v + b * a.vStrides[0] + h * a.vStrides[1] + j * a.vStrides[2], cache->past + j, D, kHead, vHead);
+        }
+      a.k = a.kPacked = cache->k;
+      a.v = a.vPacked = cache->v;
+      a.kPackedHeadFloats = cache->kHeadFloats;
+      a.vPackedHeadFloats = cache->vHeadFloats;
+      a.keySeq = cache->past + n;
+      c.pool->parallelFor(a.batch * a.heads * a.querySeq, [&](int64_t b, int64_t e) { c.isa->attention(&a, b, e); });
+      return "";
+    }
     for (int64_t b = 0; b < a.batch; ++b)
       for (int64_t h = 0; h < a.kvHeads; ++h) {
         float *kc = cache->k + ((b * a.kvHeads + h) * cap + cache->past) * D;
@@ -611,8 +630,6 @@ std::string runAttention(KernelContext &c) {
     auto ms = broadcastStrides(mask->shape, {a.batch, a.heads, a.querySeq, a.keySeq});
     for (int i = 0; i < 4; ++i) a.maskStrides[i] = ms[size_t(i)];
   }
-  a.scale = float(floatAttr(c, "scale", 1.0 / std::sqrt(double(a.headDim ? a.headDim : 1))));
-  a.causal = int(intAttr(c, "causal", 0) != 0);
   c.pool->parallelFor(a.batch * a.heads * a.querySeq, [&](int64_t b, int64_t e) { c.isa->attention(&a, b, e); });
   return "";
 }

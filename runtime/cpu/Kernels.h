@@ -30,6 +30,9 @@ struct View {
 struct KvCache {
   float *k = nullptr, *v = nullptr;
   int64_t capacity = 0, past = 0;
+  // > 0: k and v hold IsaTable::packKvRow's packed layout, this many floats per
+  // (batch, kv head); 0: plain [batch, kv_heads, capacity, head_dim].
+  int64_t kHeadFloats = 0, vHeadFloats = 0;
 };
 
 struct KernelContext {

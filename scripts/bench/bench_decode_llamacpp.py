@@ -2,7 +2,9 @@
 """SmolLM2-135M fp32: prefill of a 512-token prompt and batch-1 decode, Lathe vs llama.cpp's
 llama-bench on the same F32 GGUF, same threads (1 and 2), same run. Prints tokens/s, the ratio
 lathe/llama.cpp (> 1: Lathe faster) and, for decode, the fraction of the memory bandwidth the
-step reaches: (weight bytes + KV-cache bytes read per token) / time per token / --bandwidth.
+step reaches: (weight bytes + KV-cache bytes read per token) / time per token / bandwidth, with the
+bandwidth both as the issue states it (--bandwidth, 19 GB/s) and as lathe-membw measures it here
+with the same thread count.
 Writes JSON stamped with the git commit.
 
 Needs scripts/models/build_llamacpp.sh and scripts/models/make_llamacpp_refs.py first.
@@ -78,12 +80,22 @@ def main():
         llama_dec = next(r["avg_ts"] for r in results if r["n_gen"] == args.decode and r["n_prompt"] == 0)
         frac = (weight_bytes + kv_bytes) * lathe_dec / args.bandwidth
         frac_llama = (weight_bytes + kv_bytes) * llama_dec / args.bandwidth
+        membw = os.path.join(os.path.dirname(args.lathe), "lathe-membw")
+        measured = None
+        if os.path.exists(membw):
+            measured = float(re.search(r"([\d.]+) GB/s", sh([membw, str(threads)]).stdout).group(1)) * 1e9
         rows.append({"threads": threads, "prefill": {"lathe": lathe_pre, "llamacpp": llama_pre, "ratio": lathe_pre / llama_pre},
                      "decode": {"lathe": lathe_dec, "llamacpp": llama_dec, "ratio": lathe_dec / llama_dec,
-                                "bandwidth_fraction_lathe": frac, "bandwidth_fraction_llamacpp": frac_llama}})
+                                "bandwidth_fraction_lathe": frac, "bandwidth_fraction_llamacpp": frac_llama,
+                                "measured_bandwidth": measured,
+                                "measured_fraction_lathe": (weight_bytes + kv_bytes) * lathe_dec / measured if measured else None,
+                                "measured_fraction_llamacpp": (weight_bytes + kv_bytes) * llama_dec / measured if measured else None}})
         print(f"{threads:>7} {'prefill':8s} {lathe_pre:>10.1f} {llama_pre:>10.1f} {lathe_pre / llama_pre:>7.2f}")
         print(f"{threads:>7} {'decode':8s} {lathe_dec:>10.1f} {llama_dec:>10.1f} {lathe_dec / llama_dec:>7.2f} "
-              f"{100 * frac:>9.0f}%  (llama.cpp {100 * frac_llama:.0f}%)")
+              f"{100 * frac:>9.0f}%  (llama.cpp {100 * frac_llama:.0f}%) of {args.bandwidth / 1e9:.0f} GB/s")
+        if measured:
+            print(f"{'':7s} {'':8s} {'':10s} {'':10s} {'':7s} {100 * rows[-1]['decode']['measured_fraction_lathe']:>9.0f}%  "
+                  f"(llama.cpp {100 * rows[-1]['decode']['measured_fraction_llamacpp']:.0f}%) of {measured / 1e9:.1f} GB/s measured")
     json.dump({"commit": commit, "model": os.path.basename(f32), "prompt": args.prompt, "decode": args.decode,
                "weight_bytes": weight_bytes, "kv_bytes_per_token_mean": kv_bytes, "bandwidth": args.bandwidth,
                "rows": rows}, open(args.out, "w"), indent=2)
