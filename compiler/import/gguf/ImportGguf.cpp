@@ -48,6 +48,8 @@ struct LlamaConfig {
   int64_t vocabSize = 0;
   double rmsEpsilon = 0;
   double ropeFreqBase = 0;
+  double ropeLinearScale = 1; // llama.rope.scaling.type "linear": positions divided by llama.rope.scaling.factor
+  bool ropeFactors = false;   // rope_freqs.weight: per-frequency divisors (Llama 3.1 style)
   bool tiedOutput = false;
   std::string modelName;
 };
@@ -118,8 +120,17 @@ struct Preflight {
     c.ropeFreqBase = requireFloat("llama.rope.freq_base");
     if (auto experts = file.getUInt("llama.expert_count"); experts && *experts > 0)
       problems.push_back(cat("llama.expert_count = ", *experts, ": mixture-of-experts models are not supported"));
-    if (auto scaling = file.getString("llama.rope.scaling.type"); scaling && *scaling != "none")
-      problems.push_back(cat("llama.rope.scaling.type = '", *scaling, "' is not supported (only unscaled rope is)"));
+    if (auto scaling = file.getString("llama.rope.scaling.type"); scaling && *scaling == "linear") {
+      // llama.cpp: freq_scale = 1 / factor multiplies every angle.
+      auto factor = file.getFloat("llama.rope.scaling.factor");
+      if (!factor || !(*factor > 0))
+        problems.push_back("llama.rope.scaling.type = 'linear' needs a positive llama.rope.scaling.factor");
+      else
+        c.ropeLinearScale = *factor;
+    } else if (scaling && *scaling != "none") {
+      problems.push_back(cat("llama.rope.scaling.type = '", *scaling,
+                             "' is not supported (unscaled and 'linear' rope are; YaRN is not)"));
+    }
     if (c.headCount && c.embeddingLength) {
       if (c.embeddingLength % c.headCount)
         problems.push_back(cat("llama.embedding_length ", c.embeddingLength, " is not a multiple of head_count ",
@@ -160,7 +171,11 @@ struct Preflight {
       expectTensor(blk + "ffn_up.weight", {ff, dim});
       expectTensor(blk + "ffn_down.weight", {dim, ff});
     }
-    // A tensor the graph would ignore (biases, rope_freqs, extra blocks) means a variant we do not model.
+    if (file.findTensor("rope_freqs.weight")) {
+      expectTensor("rope_freqs.weight", {c.headDim / 2});
+      c.ropeFactors = true;
+    }
+    // A tensor the graph would ignore (biases, extra blocks) means a variant we do not model.
     for (const auto &t : file.tensors())
       if (!used.count(t.name))
         problems.push_back(cat("tensor '", t.name, "' is not part of the supported llama graph"));
@@ -174,7 +189,9 @@ struct Preflight {
     return cat("llama", config.modelName.empty() ? "" : " '" + config.modelName + "'", ": ", config.blockCount,
                " blocks, dim ", config.embeddingLength, ", ffn ", config.feedForwardLength, ", heads ",
                config.headCount, "/", config.headCountKv, " (q/kv), head dim ", config.headDim, ", vocab ",
-               config.vocabSize, ", rope base ", config.ropeFreqBase, ", ", config.tiedOutput ? "tied" : "untied",
+               config.vocabSize, ", rope base ", config.ropeFreqBase,
+               config.ropeLinearScale != 1 ? cat(" (linear scaling ", config.ropeLinearScale, ")") : std::string(),
+               config.ropeFactors ? " with rope_freqs" : "", ", ", config.tiedOutput ? "tied" : "untied",
                " output; ", file.tensors().size(), " tensors (", typeList, ")");
   }
 };
@@ -317,11 +334,22 @@ OwningOpRef<ModuleOp> Builder::build() {
   at("token_embd");
   Value hidden = make<ir::EmbeddingOp>({weight("token_embd.weight"), inputIds});
 
-  // cos/sin [S, D] of positions·inv_freq, inv_freq = base^(-2i/D) as transformers computes it in f32.
+  // cos/sin [S, D] of positions·inv_freq, inv_freq = base^(-2i/D) as transformers computes it in f32,
+  // divided by the linear scaling factor and by rope_freqs[i] where the file has them (as ggml's rope).
   at("rope");
   std::vector<float> inverseFrequency;
   for (int64_t i = 0; i < c.headDim; i += 2)
     inverseFrequency.push_back(1.0f / std::pow(float(c.ropeFreqBase), float(i) / float(c.headDim)));
+  if (c.ropeLinearScale != 1)
+    for (float &f : inverseFrequency) f = float(f / c.ropeLinearScale);
+  if (c.ropeFactors) {
+    auto factors = gguf::dequantizeTensor(*file_.findTensor("rope_freqs.weight"));
+    if (!factors) throw BuildError{factors.error()};
+    for (size_t i = 0; i < inverseFrequency.size(); ++i) {
+      if (!((*factors)[i] > 0)) throw BuildError{cat("rope_freqs.weight[", i, "] = ", (*factors)[i], " is not positive")};
+      inverseFrequency[i] /= (*factors)[i];
+    }
+  }
   Value positions = make<ir::PositionsOp>({inputIds}, {attr("axis", builder_.getI64IntegerAttr(1))});
   Value positionsF = make<ir::CastOp>({positions}, {attr("to", TypeAttr::get(builder_.getF32Type()))});
   Value column = make<ir::UnsqueezeOp>({positionsF}, {attr("axes", builder_.getDenseI64ArrayAttr({1}))});
