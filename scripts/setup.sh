@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the dependencies (Debian packages, a venv for pinned PyPI packages),
 # builds Lathe, prepares the models, and runs the main job on the real
-# MiniLM: check → compile to the simplified IR → inspect.
+# MiniLM and a Llama export (check → compile → run → compare with torch → inspect → bench), and
+# SmolLM2 from its GGUF file (generate, perplexity).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
@@ -34,5 +35,13 @@ main_job "${MODELS}/real/all-minilm-l6-v2/all-minilm-l6-v2.opset17.onnx" "${MODE
 main_job "${MODELS}/generated/llama-tiny/llama-tiny.opset17.onnx" "${MODELS}/generated/llama-tiny/b3_s33"
 "${LATHE}" inspect "${MODELS}/real/all-minilm-l6-v2/all-minilm-l6-v2.opset17.onnx" --batch 1 --seq 128
 "${LATHE}" bench "${OUT}/all-minilm-l6-v2.opset17.lathe" --batch 1 --seq 128 --iterations 10
+
+# The real decoder from its GGUF file: generate through the KV cache, then perplexity on English text.
+SMOL="${MODELS}/real/smollm2-135m-instruct/smollm2-135m-instruct-q4_1.gguf"
+echo
+echo "== main job: ${SMOL}"
+"${LATHE}" compile "${SMOL}" -o "${OUT}/smollm2.lathe"
+"${LATHE}" generate "${OUT}/smollm2.lathe" --prompt "The old lighthouse keeper wrote in his ledger:" --max-new-tokens 32
+"${LATHE}" eval "${OUT}/smollm2.lathe" --text "${MODELS}/corpus/austen/prideprejudice.txt" --protocol llama.cpp --chunks 8
 echo
 echo "Simplified IR (weights elided) and artifacts: ${OUT}"
