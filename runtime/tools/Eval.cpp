@@ -1,5 +1,6 @@
 #include "runtime/tools/Eval.h"
 
+#include "runtime/artifact/Incremental.h"
 #include "runtime/io/Npy.h"
 #include "runtime/text/Tokenizer.h"
 
@@ -35,11 +36,13 @@ Expected<ModelIo> describeModel(const Session &session) {
   ModelIo io;
   const TensorInfo *ids = nullptr;
   for (const TensorInfo &in : session.inputs()) {
-    std::string name = lower(in.name);
     Fill fill = Fill::Ids;
-    if (name.find("mask") != std::string::npos) fill = Fill::Ones;
-    else if (name.find("position") != std::string::npos) fill = Fill::Positions;
-    else if (name.find("type") != std::string::npos || name.find("segment") != std::string::npos) fill = Fill::Zeros;
+    switch (artifact::classifyInput(in.name)) {
+    case artifact::InputRole::Mask: fill = Fill::Ones; break;
+    case artifact::InputRole::Positions: fill = Fill::Positions; break;
+    case artifact::InputRole::Zeros: fill = Fill::Zeros; break;
+    case artifact::InputRole::Ids: break;
+    }
     if (!isInteger(in.dtype) || in.shape.size() != 2)
       return Status::error("input '" + in.describe() + "' is not an integer [batch, sequence] tensor; eval feeds token ids");
     if (fill == Fill::Ids) {
