@@ -64,11 +64,21 @@ class Checker:
         sys.exit(1 if self.failures else 0)
 
 
-def parse_args():
-    """--lathe and --models for every e2e test; skips (or fails under CI) without models."""
+def parse_args(*required):
+    """--lathe and --models for every e2e test, plus the `required` options a test names (e.g.
+    "--tokenize"); skips (or fails under CI) without models."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--lathe", required=True)
     ap.add_argument("--models", required=True)
+    for option in required:
+        ap.add_argument(option, required=True)
     args = ap.parse_args()
     models_or_skip(args.models)
     return args
+
+
+def require_files(*paths):
+    """Skips (fails under CI) naming the first missing file."""
+    for path in paths:
+        if not os.path.exists(path):
+            skip_or_fail(f"{path} is missing (run scripts/models/prepare.sh)")

@@ -15,7 +15,6 @@ d. errors exit 1 with a message, never a signal: a text shorter than one window,
 Text: the first TEXT_BYTES of Pride and Prejudice from Debian's r-cran-janeaustenr
 (scripts/models/fetch_corpus.py). Stdlib + numpy. Exit 77 (skip) without models, unless CI=true.
 """
-import argparse
 import json
 import os
 import subprocess
@@ -25,23 +24,16 @@ import tempfile
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e"))
-from lathe_test_util import Checker, models_or_skip, run, skip_or_fail  # noqa: E402
+from lathe_test_util import Checker, parse_args, require_files, run  # noqa: E402
 
 PPL_RTOL = 1e-5     # same logits, different summation order (double in both)
 BATCH_RTOL = 1e-4   # batch 1 vs 2: GEMM blocking differs
 TEXT_BYTES = 12000
 
-ap = argparse.ArgumentParser()
-ap.add_argument("--lathe", required=True)
-ap.add_argument("--tokenize", required=True)
-ap.add_argument("--models", required=True)
-args = ap.parse_args()
-models_or_skip(args.models)
+args = parse_args("--tokenize")
 gguf = os.path.join(args.models, "real", "smollm2-135m-instruct", "smollm2-135m-instruct-q4_1.gguf")
 book = os.path.join(args.models, "corpus", "austen", "prideprejudice.txt")
-for path in (gguf, book):
-    if not os.path.exists(path):
-        skip_or_fail(f"{path} is missing (run scripts/models/prepare.sh)")
+require_files(gguf, book)
 
 c = Checker()
 tmp = tempfile.mkdtemp(prefix="lathe-eval-")

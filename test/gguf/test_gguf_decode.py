@@ -11,7 +11,6 @@ b. greedy decoding of 64 tokens (`lathe generate --ignore-eos`) from the golden 
 
 Stdlib + numpy. Exit 77 (skip) without the model, unless CI=true (then 1).
 """
-import argparse
 import json
 import os
 import sys
@@ -20,23 +19,16 @@ import tempfile
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e"))
-from lathe_test_util import Checker, models_or_skip, run, skip_or_fail  # noqa: E402
+from lathe_test_util import Checker, parse_args, require_files, run  # noqa: E402
 
 TOL = 1e-4
 POSITIONS = 256
 HERE = os.path.dirname(os.path.abspath(__file__))
 
-ap = argparse.ArgumentParser()
-ap.add_argument("--lathe", required=True)
-ap.add_argument("--tokenize", required=True)
-ap.add_argument("--models", required=True)
-args = ap.parse_args()
-models_or_skip(args.models)
+args = parse_args("--tokenize")
 gguf = os.path.join(args.models, "real", "smollm2-135m-instruct", "smollm2-135m-instruct-q4_1.gguf")
 book = os.path.join(args.models, "corpus", "austen", "prideprejudice.txt")
-for path in (gguf, book):
-    if not os.path.exists(path):
-        skip_or_fail(f"{path} is missing (run scripts/models/prepare.sh)")
+require_files(gguf, book)
 golden = json.load(open(os.path.join(HERE, "smollm2_llamacpp_logits.json")))
 
 c = Checker()
