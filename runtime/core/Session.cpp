@@ -606,9 +606,10 @@ Expected<Tensor> Session::append(const std::vector<int32_t> &ids, int64_t lastPo
   d.past += n;
   // The logits: the first output (the analysis checked every output is [batch, sequence, ...]).
   const cpu::View &out = p.views[size_t(spec.outputs[0])];
-  if (out.dtype != DType::F32 || out.shape.size() != 3)
-    return Status::error("output '" + im.outputs[0].name + "' is not f32 [batch, sequence, vocab]");
-  const int64_t vocab = out.shape[2];
+  if (out.dtype != DType::F32 || out.shape.size() < 2)
+    return Status::error("output '" + im.outputs[0].name + "' is not f32 [batch, sequence, ...]");
+  int64_t vocab = 1; // everything after the sequence axis, per position
+  for (size_t d = 2; d < out.shape.size(); ++d) vocab *= out.shape[d];
   d.lastLogits.resize(size_t(d.batch * lastPositions * vocab));
   const float *src = static_cast<const float *>(out.data);
   const bool packed = d.logitsKernel >= 0 && lastPositions < n; // runLastRows wrote [batch, last, vocab]
@@ -616,7 +617,9 @@ Expected<Tensor> Session::append(const std::vector<int32_t> &ids, int64_t lastPo
     std::memcpy(d.lastLogits.data() + b * lastPositions * vocab,
                 src + (packed ? b * lastPositions : b * n + n - lastPositions) * vocab,
                 size_t(lastPositions * vocab) * sizeof(float));
-  return Tensor::borrow(DType::F32, {d.batch, lastPositions, vocab}, d.lastLogits.data());
+  std::vector<int64_t> shape = out.shape;
+  shape[1] = lastPositions;
+  return Tensor::borrow(DType::F32, shape, d.lastLogits.data());
 }
 
 } // namespace lathe

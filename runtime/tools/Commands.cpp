@@ -106,8 +106,13 @@ Expected<std::vector<NamedTensor>> runIncrementally(Session &session, const std:
         chunk.push_back(ids.dtype() == DType::I64 ? int32_t(ids.data<int64_t>()[b * seq + j]) : ids.data<int32_t>()[b * seq + j]);
     auto out = session.append(chunk, n);
     if (!out) return out.status();
-    const int64_t width = out->shape()[2];
-    if (start == 0) result = Tensor::zeros(DType::F32, {batch, seq, width});
+    int64_t width = 1;
+    for (int64_t d = 2; d < out->rank(); ++d) width *= out->shape()[size_t(d)];
+    if (start == 0) {
+      std::vector<int64_t> shape = out->shape();
+      shape[1] = seq;
+      result = Tensor::zeros(DType::F32, shape);
+    }
     for (int64_t b = 0; b < batch; ++b)
       std::memcpy(result.data<float>() + (b * seq + start) * width, out->data<float>() + b * n * width, size_t(n * width) * sizeof(float));
   }

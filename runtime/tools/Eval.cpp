@@ -52,6 +52,16 @@ Expected<ModelIo> describeModel(const Session &session) {
     io.inputs.emplace_back(&in, fill);
   }
   if (!ids) return Status::error("the model has no token-ids input");
+  auto logits = logitsOutput(session);
+  if (!logits) return logits.status();
+  io.logits = *logits;
+  io.vocab = session.outputs()[io.logits].shape[2].value;
+  return io;
+}
+
+} // namespace
+
+Expected<size_t> logitsOutput(const Session &session) {
   const auto &outputs = session.outputs();
   std::vector<size_t> candidates;
   for (size_t i = 0; i < outputs.size(); ++i) {
@@ -60,16 +70,15 @@ Expected<ModelIo> describeModel(const Session &session) {
   }
   auto named = std::find_if(candidates.begin(), candidates.end(),
                             [&](size_t i) { return lower(outputs[i].name).find("logits") != std::string::npos; });
-  if (named != candidates.end()) io.logits = *named;
-  else if (candidates.size() == 1 && session.vocabulary() &&
-           outputs[candidates[0]].shape[2].value == int64_t(session.vocabulary()->tokens.size()))
-    io.logits = candidates[0];
-  else
-    return Status::error("the model has no logits output (an f32 [batch, sequence, vocab] output named '*logits*'); "
-                         "is it a language model with its output head?");
-  io.vocab = outputs[io.logits].shape[2].value;
-  return io;
+  if (named != candidates.end()) return *named;
+  if (candidates.size() == 1 && session.vocabulary() &&
+      outputs[candidates[0]].shape[2].value == int64_t(session.vocabulary()->tokens.size()))
+    return candidates[0];
+  return Status::error("the model has no logits output (an f32 [batch, sequence, vocab] output named '*logits*'); "
+                       "is it a language model with its output head?");
 }
+
+namespace {
 
 std::string secondsString(double s) {
   char buffer[32];

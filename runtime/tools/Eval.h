@@ -44,6 +44,10 @@ struct PerplexityResult {
 Expected<PerplexityResult> evaluatePerplexity(Session &session, const std::vector<int32_t> &tokens,
                                               const PerplexityOptions &options);
 
+/// The output holding next-token logits: f32 [batch, sequence, vocab] named
+/// "*logits*", or the only such output when its width is the vocabulary's size.
+Expected<size_t> logitsOutput(const Session &session);
+
 struct EvalOptions {
   std::string artifact;
   std::string textFile;  // tokenized with the artifact's tokenizer

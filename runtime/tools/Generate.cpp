@@ -3,6 +3,7 @@
 #include "lathe/Session.h"
 #include "runtime/io/Npy.h"
 #include "runtime/text/Tokenizer.h"
+#include "runtime/tools/Eval.h"
 
 #include <algorithm>
 #include <chrono>
@@ -93,6 +94,9 @@ int generateCommand(const GenerateOptions &o) {
   if (!session) return fail(session.error());
   Session &s = **session;
   if (!s.incrementalReason().empty()) return fail("'" + o.artifact + "' cannot generate: " + s.incrementalReason());
+  auto logitsIndex = logitsOutput(s);
+  if (!logitsIndex) return fail("'" + o.artifact + "' cannot generate: " + logitsIndex.error());
+  if (*logitsIndex != 0) return fail("'" + o.artifact + "' cannot generate: its logits are not its first output");
 
   std::optional<text::Tokenizer> tokenizer;
   if (const artifact::Vocabulary *v = s.vocabulary()) {
@@ -143,6 +147,8 @@ int generateCommand(const GenerateOptions &o) {
   auto logits = s.append(prompt, 1);
   prefillSeconds = std::chrono::duration<double>(Clock::now() - t0).count();
   if (!logits) return fail(logits.error());
+  if (logits->rank() != 3)
+    return fail("output '" + s.outputs()[0].name + "' is not [batch, sequence, vocab] logits (a model without its output head?)");
   const int64_t vocab = logits->shape()[2];
   for (int64_t i = 0; i < o.maxNewTokens; ++i) {
     int32_t next = sampleToken(logits->data<float>(), vocab, o.sampling, rng);

@@ -9,7 +9,8 @@ b. `lathe run --incremental N` (N = 1 and 4 tokens per step) equals the full-seq
 c. `lathe generate --prompt-ids ... --output-ids F.npy` on the GPT2LMHeadModel export: int64 ids,
    prompt excluded, each the argmax of the full-sequence logits of everything before it (greedy);
    sampling with a seed is reproducible and stays in the vocabulary; top-k 1 equals greedy;
-d. errors exit 1 with a message: generate on an encoder names the non-causal attention; a prompt
+d. errors exit 1 with a message: generate on an encoder names the non-causal attention; on a
+   decoder without an output head (GPT2Model: last_hidden_state) says there are no logits; a prompt
    and --max-new-tokens beyond --max-context; a non-numeric --prompt-ids entry; --prompt on an
    artifact without a tokenizer; --incremental with a padded attention mask.
 """
@@ -141,6 +142,9 @@ def main():
                                            "--max-context", "5"], "exceed --max-context 5")
         expect_error("bad prompt ids", [args.lathe, "generate", lm, "--prompt-ids", "1,x,3"], "'x' is not a token id")
         expect_error("text prompt without tokenizer", [args.lathe, "generate", lm, "--prompt", "hello"], "has no tokenizer")
+        base = compile_model(os.path.join(args.models, "generated", "gpt2-tiny", "gpt2-tiny.opset17.onnx"))
+        if base:
+            expect_error("no logits output", [args.lathe, "generate", base, "--prompt-ids", "1,2"], "no logits output")
         ids = np.ones((1, 6), dtype=np.int64)
         mask = ids.copy()
         mask[0, 4:] = 0

@@ -119,3 +119,77 @@ TEST_CASE("LATHE_ISA levels", "[session]") {
   CHECK_THAT(err, Catch::Contains("sse9"));
   for (const auto &l : levels) CHECK(std::string(cpu::selectIsa(l, err)->name) == l);
 }
+
+namespace {
+// ids [batch, sequence] → embedding → q = k = v [batch, 1 head, sequence, 8] → attention → [batch, sequence, 1, 8].
+Graph tinyDecoder(bool causal) {
+  Graph g;
+  const std::vector<Dim> bs = {Dim{-1, "batch"}, Dim{-1, "sequence"}};
+  int32_t ids = g.input("input_ids", DType::I64, bs);
+  int32_t table = g.weight("table", DType::F32, {16, 8}, randomFloats(16 * 8, 7));
+  int32_t target = g.weight("target", DType::I64, {4}, std::vector<int64_t>{0, 0, 1, 8});
+  auto t = [&](const char *name, std::vector<Dim> shape) {
+    g.spec.tensors.push_back({name, DType::F32, shape});
+    return int32_t(g.spec.tensors.size() - 1);
+  };
+  int32_t x = t("x", {bs[0], bs[1], Dim{8, ""}});
+  int32_t heads = t("heads", {bs[0], bs[1], Dim{1, ""}, Dim{8, ""}});
+  int32_t q = t("q", {bs[0], Dim{1, ""}, bs[1], Dim{8, ""}});
+  int32_t a = t("a", {bs[0], Dim{1, ""}, bs[1], Dim{8, ""}});
+  int32_t y = t("y", {bs[0], bs[1], Dim{1, ""}, Dim{8, ""}});
+  g.kernel("embedding", {table, ids}, {x});
+  g.kernel("reshape", {x, target}, {heads});
+  g.kernel("transpose", {heads}, {q}, {{"perm", std::vector<int64_t>{0, 2, 1, 3}}});
+  g.kernel("attention", {q, q, q}, {a}, {{"causal", int64_t(causal)}, {"num_heads", int64_t(1)}, {"num_kv_heads", int64_t(1)}},
+           "/attn");
+  g.kernel("transpose", {a}, {y}, {{"perm", std::vector<int64_t>{0, 2, 1, 3}}});
+  g.output(y);
+  return g;
+}
+} // namespace
+
+TEST_CASE("step API: appended tokens give the full-sequence outputs; the cache has a limit", "[session][decode]") {
+  Graph g = tinyDecoder(true);
+  auto session = g.open();
+  REQUIRE(session);
+  Session &s = **session;
+  CHECK(s.incrementalReason().empty());
+  const std::vector<int64_t> ids = {3, 1, 4, 1, 5, 9, 2};
+  Tensor idsT = Tensor::zeros(DType::I64, {1, 7});
+  for (size_t i = 0; i < ids.size(); ++i) idsT.data<int64_t>()[i] = ids[i];
+  auto full = s.run({{"input_ids", idsT}});
+  REQUIRE(full);
+  const float *want = (*full)[0].tensor.data<float>();
+
+  CHECK_THAT(s.append({1}).error(), Catch::Contains("startDecoding"));
+  REQUIRE(s.startDecoding(7).ok());
+  auto first = s.append({3, 1, 4}, 3); // prefill: every position asked for
+  INFO(first.error());
+  REQUIRE(first);
+  for (int64_t i = 0; i < 3 * 8; ++i) CHECK(first->data<float>()[i] == want[i]);
+  for (size_t p = 3; p < ids.size(); ++p) {
+    auto step = s.append({int32_t(ids[p])});
+    REQUIRE(step);
+    REQUIRE(step->shape() == std::vector<int64_t>{1, 1, 1, 8});
+    for (int64_t d = 0; d < 8; ++d) CHECK(step->data<float>()[d] == want[p * 8 + size_t(d)]);
+  }
+  CHECK(s.decodedLength() == 7);
+  auto over = s.append({2});
+  REQUIRE(!over);
+  CHECK_THAT(over.error(), Catch::Contains("context is full") && Catch::Contains("maximum of 7"));
+  CHECK(s.decodedLength() == 7); // a refused step changes nothing
+  s.resetDecoding();
+  CHECK(s.decodedLength() == 0);
+  auto again = s.append({3, 1, 4, 1}, 1);
+  REQUIRE(again);
+  for (int64_t d = 0; d < 8; ++d) CHECK(again->data<float>()[d] == want[3 * 8 + size_t(d)]);
+  CHECK_THAT(s.append({1, 2}, 3).error(), Catch::Contains("lastPositions"));
+}
+
+TEST_CASE("step API: a non-causal model says why it cannot decode", "[session][decode]") {
+  Graph g = tinyDecoder(false);
+  auto session = g.open();
+  REQUIRE(session);
+  CHECK_THAT((*session)->incrementalReason(), Catch::Contains("'/attn'") && Catch::Contains("not causal"));
+  CHECK_THAT((*session)->startDecoding(8).message(), Catch::Contains("cannot decode incrementally"));
+}

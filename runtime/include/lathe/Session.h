@@ -100,7 +100,8 @@ public:
   Status startDecoding(int64_t maxContext, int64_t batch = 1);
   /// Appends n = ids.size() / batch tokens to every sequence (row-major
   /// [batch, n]) and returns the logits of the last `lastPositions` of them,
-  /// [batch, lastPositions, vocab]. The tensor borrows session memory that the
+  /// [batch, lastPositions, vocab] (the first output's shape with the sequence
+  /// cut to lastPositions). The tensor borrows session memory that the
   /// next append overwrites. Fails, changing nothing, when the cache would overflow.
   Expected<Tensor> append(const std::vector<int32_t> &ids, int64_t lastPositions = 1);
   /// Positions cached so far (0 after startDecoding/resetDecoding).
