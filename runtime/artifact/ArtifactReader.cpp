@@ -25,6 +25,10 @@ const std::map<std::string, OpRule> &opRules() {
     std::map<std::string, OpRule> r;
     Operand anyT{'A', -1, false};
     r["linear"] = {{{'F', -2, false}, {'F', 2, false}, {'F', 1, true}}, false, 1, 1, 'F'};
+    // Compact weight formats: the rule is keyed "op:format" (see the kernel table's formats).
+    r["linear:int8"] = {{{'F', -2, false}, {'I', 2, false}, {'F', 2, false}, {'F', 1, true}}, false, 1, 1, 'F'};
+    r["linear:int4"] = {{{'F', -2, false}, {'I', 2, false}, {'F', 2, false}, {'F', 2, true}, {'F', 1, true}}, false, 1, 1, 'F'};
+    r["linear:bf16"] = {{{'F', -2, false}, {'F', 2, false}, {'F', 1, true}}, false, 1, 1, 'F'};
     r["matmul"] = {{{'F', -2, false}, {'F', -2, false}}, false, 1, 1, 'F'};
     r["attention"] = {{{'F', 4, false}, {'F', 4, false}, {'F', 4, false}, {'A', -1, true}}, false, 1, 1, 'F'};
     r["layer_norm"] = {{{'F', -2, false}, {'F', -1, false}, {'F', -1, true}}, false, 1, 1, 'F'};
@@ -120,8 +124,10 @@ std::string validateSpec(const ArtifactSpec &spec) {
   for (size_t k = 0; k < spec.kernels.size(); ++k) {
     const KernelSpec &kernel = spec.kernels[k];
     std::string where = "kernel " + std::to_string(k) + " (" + kernel.op + ", node '" + kernel.source + "')";
-    auto rule = rules.find(kernel.op);
-    if (rule == rules.end()) return where + ": unknown op '" + kernel.op + "'";
+    const bool dense = kernel.weightFormat.empty() || kernel.weightFormat == "f32";
+    auto rule = rules.find(dense ? kernel.op : kernel.op + ":" + kernel.weightFormat);
+    if (rule == rules.end())
+      return where + ": unknown op '" + kernel.op + "'" + (dense ? "" : " with weight format '" + kernel.weightFormat + "'");
     const OpRule &r = rule->second;
     size_t maxIn = r.variadic ? size_t(1) << 20 : r.inputs.size();
     size_t minIn = 0;
@@ -156,7 +162,7 @@ std::string validateSpec(const ArtifactSpec &spec) {
       if (d < 0) d += rank;
       return d >= 0 && d < rank ? s[size_t(d)].value : -1;
     };
-    if (kernel.op == "linear") {
+    if (kernel.op == "linear" && dense) {
       int64_t in = dimOf(kernel.inputs[0], -1), w = dimOf(kernel.inputs[1], 1);
       if (in >= 0 && w >= 0 && in != w)
         return where + ": input has " + std::to_string(in) + " features but the weight expects " + std::to_string(w);

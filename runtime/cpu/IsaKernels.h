@@ -44,9 +44,31 @@ struct AttentionArgs {
   int causal;
   // Incremental decoding: keys and values already in the packed block layout
   // (IsaTable::packKvRow), one region of k/vPackedHeadFloats per (batch, kv
-  // head); null: attention packs them from k and v itself.
-  const float *kPacked = nullptr, *vPacked = nullptr;
-  int64_t kPackedHeadFloats = 0, vPackedHeadFloats = 0;
+  // head); null: attention packs them from k and v itself. (Callers value-
+  // initialize: this header has no default member initializers.)
+  const float *kPacked, *vPacked;
+  int64_t kPackedHeadFloats, vPackedHeadFloats;
+};
+
+/// A linear layer's weight in a compact format, for IsaTable::quantGemm:
+///   QuantFormat::Int8: q is int8 [n, k]; W[i, j] = scale(i, j/group) · q
+///   QuantFormat::Int4: q is uint8 [n, k/2] in ggml's nibble order (each 32-weight
+///     block is 16 bytes: weight t in the low nibble of byte t, weight t+16 in the
+///     high nibble); W = scale · q + min (mins given) or scale · (q - 8)
+///   QuantFormat::Bf16: q is bf16 [n, k]; no scales
+/// Scales and mins are f16 [n, k/group]. group divides k (and is a multiple of 32 for Int4).
+enum class QuantFormat : int32_t { Int8 = 0, Int4 = 1, Bf16 = 2 };
+struct QuantArgs {
+  QuantFormat format;
+  const void *q;
+  const uint16_t *scales, *mins;
+  int64_t group;
+  const float *a;
+  int64_t lda;
+  float *c;
+  int64_t ldc;
+  const float *bias; // may be null
+  int64_t m, n, k;
 };
 
 struct IsaTable {
@@ -68,6 +90,11 @@ struct IsaTable {
   void (*packedKvSize)(int64_t capacity, int64_t D, int64_t *kFloats, int64_t *vFloats);
   /// Writes the key and value of cache position j into one head's packed caches.
   void (*packKvRow)(const float *key, const float *value, int64_t j, int64_t D, float *kHead, float *vHead);
+  /// C[m, n] = A[m, k] · Wᵀ (+ bias) for a compact weight, on output columns
+  /// [nBegin, nEnd) (split on multiples of gemmPanelWidth). Dequantization is
+  /// fused: a few rows use dot products over the packed data; more rows
+  /// dequantize one NR x KC panel at a time into the fp32 micro-kernel's layout.
+  void (*quantGemm)(const QuantArgs *args, int64_t nBegin, int64_t nEnd);
 };
 
 namespace baseline { const IsaTable *table(); }

@@ -503,6 +503,67 @@ std::string runLinear(KernelContext &c) {
   return "";
 }
 
+// Linear layers with compact weights (weight formats "int8", "int4", "bf16"):
+//   int8: (x, q i8 [n, k], scales f16 [n, k/group], bias?)
+//   int4: (x, q u8 [n, k/2], scales f16 [n, k/group], mins f16 [n, k/group]?, bias?)
+//   bf16: (x, w bf16 [n, k], bias?)
+// attribute group_size (int8/int4). Dequantization is fused into the products.
+struct QuantOperands {
+  QuantFormat format;
+  const View *q, *scales, *mins, *bias;
+  int64_t n, k, group;
+};
+std::string quantOperands(KernelContext &c, QuantOperands &o) {
+  const std::string &f = c.spec->weightFormat;
+  o.format = f == "int8" ? QuantFormat::Int8 : f == "int4" ? QuantFormat::Int4 : QuantFormat::Bf16;
+  auto at = [&](size_t i) { return i < c.inputs.size() ? c.inputs[i] : nullptr; };
+  o.q = at(1);
+  o.scales = o.format == QuantFormat::Bf16 ? nullptr : at(2);
+  o.mins = o.format == QuantFormat::Int4 ? at(3) : nullptr;
+  o.bias = at(o.format == QuantFormat::Int4 ? 4 : o.format == QuantFormat::Int8 ? 3 : 2);
+  if (auto e = needFloat32(c, 0); !e.empty()) return e;
+  if (!o.q || o.q->shape.size() != 2) return fail(c, "the " + f + " weight must be 2-D");
+  DType want = o.format == QuantFormat::Int8 ? DType::I8 : o.format == QuantFormat::Int4 ? DType::U8 : DType::BF16;
+  if (o.q->dtype != want) return fail(c, "the " + f + " weight must be " + dtypeName(want) + ", found " + desc(*o.q));
+  o.n = o.q->shape[0];
+  o.k = o.format == QuantFormat::Int4 ? 2 * o.q->shape[1] : o.q->shape[1];
+  o.group = o.format == QuantFormat::Bf16 ? o.k : intAttr(c, "group_size", o.k);
+  if (o.group <= 0 || o.k % o.group || (o.format == QuantFormat::Int4 && o.group % 32))
+    return fail(c, "group size " + std::to_string(o.group) + " does not divide " + std::to_string(o.k) + " input features" +
+                       (o.format == QuantFormat::Int4 ? " in multiples of 32" : ""));
+  for (const View *s : {o.scales, o.mins}) {
+    if (!s) continue;
+    if (s->dtype != DType::F16 || s->shape != std::vector<int64_t>{o.n, o.k / o.group})
+      return fail(c, "scales/mins must be f16 [" + std::to_string(o.n) + ", " + std::to_string(o.k / o.group) + "], found " + desc(*s));
+  }
+  if (o.format != QuantFormat::Bf16 && !o.scales) return fail(c, "the " + f + " weight has no scales");
+  if (o.bias && (o.bias->dtype != DType::F32 || o.bias->numel() != o.n))
+    return fail(c, "bias " + desc(*o.bias) + " does not match " + std::to_string(o.n) + " outputs");
+  return "";
+}
+std::string shapeQuantLinear(KernelContext &c) {
+  QuantOperands o;
+  if (auto e = quantOperands(c, o); !e.empty()) return e;
+  const View &x = *c.inputs[0];
+  if (x.shape.empty() || x.shape.back() != o.k)
+    return fail(c, "input " + desc(x) + " does not have the weight's " + std::to_string(o.k) + " input features");
+  c.outputs[0]->shape = x.shape;
+  c.outputs[0]->shape.back() = o.n;
+  return "";
+}
+std::string runQuantLinear(KernelContext &c) {
+  QuantOperands o;
+  if (auto e = quantOperands(c, o); !e.empty()) return e;
+  const View &x = *c.inputs[0];
+  QuantArgs a{o.format, o.q->data, o.scales ? static_cast<const uint16_t *>(o.scales->data) : nullptr,
+              o.mins ? static_cast<const uint16_t *>(o.mins->data) : nullptr, o.group, static_cast<const float *>(x.data), o.k,
+              static_cast<float *>(c.outputs[0]->data), o.n, o.bias ? static_cast<const float *>(o.bias->data) : nullptr,
+              o.k ? x.numel() / o.k : 0, o.n, o.k};
+  const int64_t panel = c.isa->gemmPanelWidth;
+  c.pool->parallelFor(o.n, [&](int64_t b, int64_t e) { c.isa->quantGemm(&a, b, e); }, a.m <= 4 ? 16 : panel);
+  return "";
+}
+
 std::string shapeMatmul(KernelContext &c) {
   for (size_t i = 0; i < 2; ++i) if (auto e = needFloat32(c, i); !e.empty()) return e;
   std::vector<int64_t> a = c.inputs[0]->shape, b = c.inputs[1]->shape;
@@ -1264,6 +1325,8 @@ Registry &registry() {
       reg->entries[{op, "f32", "cpu"}] = KernelEntry{shape, run, inPlace, std::move(values)};
     };
     add("linear", shapeLinear, runLinear);
+    for (const char *format : {"int8", "int4", "bf16"})
+      reg->entries[{"linear", format, "cpu"}] = KernelEntry{shapeQuantLinear, runQuantLinear, false, {}};
     add("matmul", shapeMatmul, runMatmul);
     add("attention", shapeAttention, runAttention);
     add("layer_norm", shapeNorm, runNorm, true);

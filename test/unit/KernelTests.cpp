@@ -360,3 +360,152 @@ TEST_CASE("user errors name the thing", "[kernels]") {
   auto good = (*session)->run({{"ids", tensorOf(std::vector<int64_t>{0, 1, 2}, {1, 3})}, {"mask", tensorOf(std::vector<int64_t>{1, 1, 1}, {1, 3})}});
   REQUIRE(good.ok());
 }
+
+namespace {
+uint16_t floatToHalf(float f) { // round to nearest even; normal range only (test values)
+  uint32_t x;
+  std::memcpy(&x, &f, 4);
+  uint32_t sign = (x >> 16) & 0x8000u;
+  int32_t exponent = int32_t((x >> 23) & 0xFF) - 127 + 15;
+  uint32_t mantissa = x & 0x7FFFFFu;
+  if (exponent <= 0) return uint16_t(sign);
+  uint32_t h = sign | uint32_t(exponent) << 10 | mantissa >> 13;
+  uint32_t rest = mantissa & 0x1FFFu;
+  if (rest > 0x1000u || (rest == 0x1000u && (h & 1))) ++h;
+  return uint16_t(h);
+}
+float halfToFloat(uint16_t h) {
+  uint32_t sign = uint32_t(h & 0x8000u) << 16, exponent = (h >> 10) & 0x1F, mantissa = h & 0x3FF;
+  if (exponent == 0) return (sign ? -1.0f : 1.0f) * float(mantissa) * 5.9604644775390625e-8f;
+  uint32_t bits = sign | (exponent + 112) << 23 | mantissa << 13;
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+/// A compact weight and the floats it stands for (the naive reference multiplies by these).
+struct CompactWeight {
+  std::string format;
+  std::vector<uint8_t> q;
+  std::vector<uint16_t> scales, mins;
+  std::vector<float> dequantized;
+  int64_t group = 0;
+};
+
+CompactWeight makeCompact(const std::string &format, int64_t n, int64_t k, int64_t group, bool asym, uint32_t seed) {
+  CompactWeight w;
+  w.format = format;
+  w.group = group;
+  std::vector<float> raw = randomFloats(size_t(n * k), seed);
+  w.dequantized.resize(raw.size());
+  if (format == "bf16") {
+    w.q.resize(raw.size() * 2);
+    for (size_t i = 0; i < raw.size(); ++i) {
+      uint32_t bits;
+      std::memcpy(&bits, &raw[i], 4);
+      uint16_t h = uint16_t(bits >> 16);
+      std::memcpy(&w.q[2 * i], &h, 2);
+      uint32_t back = uint32_t(h) << 16;
+      std::memcpy(&w.dequantized[i], &back, 4);
+    }
+    return w;
+  }
+  const int64_t groups = k / group;
+  w.q.assign(format == "int8" ? size_t(n * k) : size_t(n * k / 2), 0);
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t g = 0; g < groups; ++g) {
+      float lo = 1e30f, hi = -1e30f, amax = 0;
+      for (int64_t i = 0; i < group; ++i) {
+        float v = raw[size_t(r * k + g * group + i)];
+        lo = std::min(lo, v), hi = std::max(hi, v), amax = std::max(amax, std::fabs(v));
+      }
+      float d, mn = 0;
+      if (format == "int8") d = amax / 127.0f;
+      else if (asym) d = (hi - lo) / 15.0f, mn = lo;
+      else d = amax / 7.0f;
+      uint16_t dh = floatToHalf(d), mh = floatToHalf(mn);
+      w.scales.push_back(dh);
+      if (asym) w.mins.push_back(mh);
+      const float df = halfToFloat(dh), mf = asym ? halfToFloat(mh) : -8.0f * df;
+      for (int64_t i = 0; i < group; ++i) {
+        const int64_t col = g * group + i;
+        float v = raw[size_t(r * k + col)];
+        float value;
+        if (format == "int8") {
+          int q = int(std::lround(v / df));
+          q = std::clamp(q, -127, 127);
+          w.q[size_t(r * k + col)] = uint8_t(int8_t(q));
+          value = df * float(q);
+        } else {
+          int q = asym ? int(std::lround((v - mf) / df)) : int(std::lround(v / df)) + 8;
+          q = std::clamp(q, 0, 15);
+          // ggml order: in each 32-block, weight t in the low nibble of byte t, t+16 in the high nibble.
+          const int64_t block = col / 32, t = col % 32;
+          uint8_t &byte = w.q[size_t(r * (k / 2) + block * 16 + (t % 16))];
+          byte = uint8_t(t < 16 ? (byte & 0xF0) | q : (byte & 0x0F) | (q << 4));
+          value = df * float(q) + mf;
+        }
+        w.dequantized[size_t(r * k + col)] = value;
+      }
+    }
+  return w;
+}
+} // namespace
+
+TEST_CASE("compact-weight linear (int8, int4 sym/asym, bf16) matches x·W_deqᵀ+b", "[kernels][quant]") {
+  struct Case { std::string format; int64_t group; bool asym; };
+  const std::vector<Case> cases = {{"int8", 0, false}, {"int8", 32, false}, {"int4", 32, true}, {"int4", 32, false},
+                                   {"int4", 64, false}, {"bf16", 0, false}};
+  for (auto isa : isas())
+    for (const Case &cs : cases)
+      for (auto [m, k, n] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{{1, 128, 67}, {2, 64, 5}, {3, 192, 130}, {4, 256, 9},
+                                                                                {5, 128, 70}, {13, 320, 33}, {70, 64, 129}}) {
+        if (cs.group > 0 && k % cs.group) continue;
+        const int64_t group = cs.group ? cs.group : k;
+        INFO(isa << " " << cs.format << " group " << group << (cs.asym ? " asym" : "") << " m " << m << " k " << k << " n " << n);
+        CompactWeight w = makeCompact(cs.format, n, k, group, cs.asym, uint32_t(m * 1000 + k + n));
+        for (bool withBias : {false, true}) {
+          Graph g;
+          int32_t x = g.input("x", DType::F32, {Dim{-1, "batch"}, Dim{k, ""}});
+          int32_t q = cs.format == "bf16" ? g.weight("w", DType::BF16, {n, k}, w.q)
+                                          : g.weight("q", cs.format == "int8" ? DType::I8 : DType::U8,
+                                                     {n, cs.format == "int8" ? k : k / 2}, w.q);
+          std::vector<int32_t> in = {x, q};
+          if (cs.format != "bf16") in.push_back(g.weight("scales", DType::F16, {n, k / group}, w.scales));
+          if (cs.format == "int4") in.push_back(cs.asym ? g.weight("mins", DType::F16, {n, k / group}, w.mins) : -1);
+          std::vector<float> bias = randomFloats(size_t(n), 3);
+          if (withBias) in.push_back(g.weight("b", DType::F32, {n}, bias));
+          int32_t y = g.tensor("y", DType::F32, 2);
+          g.kernel("linear", in, {y}, {{"group_size", group}});
+          g.spec.kernels.back().weightFormat = cs.format;
+          g.output(y);
+          std::vector<float> xs = randomFloats(size_t(m * k), 9), ref(size_t(m * n));
+          for (int64_t i = 0; i < m; ++i)
+            for (int64_t j = 0; j < n; ++j) {
+              double s = withBias ? bias[size_t(j)] : 0.0;
+              for (int64_t t = 0; t < k; ++t) s += double(xs[size_t(i * k + t)]) * w.dequantized[size_t(j * k + t)];
+              ref[size_t(i * n + j)] = float(s);
+            }
+          for (int threads : {1, 2}) {
+            auto out = runOne(g, {{"x", tensorOf(xs, {m, k})}}, isa, threads);
+            requireClose(out[0].tensor, ref, 2e-5f * float(k) / 64.0f + 1e-5f);
+          }
+        }
+      }
+}
+
+TEST_CASE("compact-weight linear rejects inconsistent operands", "[kernels][quant]") {
+  Graph g;
+  int32_t x = g.input("x", DType::F32, {Dim{-1, "batch"}, Dim{64, ""}});
+  int32_t q = g.weight("q", DType::U8, {4, 32}, std::vector<uint8_t>(128, 0));
+  int32_t scales = g.weight("scales", DType::F16, {4, 3}, std::vector<uint16_t>(12, 0));
+  int32_t y = g.tensor("y", DType::F32, 2);
+  g.kernel("linear", {x, q, scales}, {y}, {{"group_size", int64_t(32)}}, "/fc");
+  g.spec.kernels.back().weightFormat = "int4";
+  g.output(y);
+  auto session = g.open();
+  REQUIRE(session);
+  auto out = (*session)->run({{"x", tensorOf(randomFloats(64, 1), {1, 64})}});
+  REQUIRE(!out);
+  CHECK_THAT(out.error(), Catch::Contains("/fc") && Catch::Contains("scales/mins must be f16 [4, 2]"));
+}
