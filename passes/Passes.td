@@ -94,4 +94,25 @@ def VerifyLowerable : Pass<"lathe-verify-lowerable", "mlir::func::FuncOp"> {
   }];
 }
 
+
+def QuantizeWeights : Pass<"lathe-quantize-weights", "mlir::func::FuncOp"> {
+  let summary = "Round-to-nearest weight-only quantization: lathe.linear → lathe.quantized_linear (int8, int4, bf16)";
+  let description = [{
+    Compresses the constant weight of every lathe.linear whose node name matches
+    `include` (all when empty) and no `exclude` pattern. Scales are f16; each new
+    op carries a lathe.compression dictionary (method, bits per weight, bytes
+    before/after, relative weight error) for the compile report. Layers it
+    cannot compress get a remark saying why.
+  }];
+  let dependentDialects = ["::lathe::ir::LatheDialect"];
+  let options = [
+    Option<"format", "format", "std::string", "\"int8\"", "int8 | int4 | bf16">,
+    Option<"groupSize", "group-size", "int64_t", "0",
+           "weights per scale: 0 = one per output channel (int8) or 32 (int4); int4 needs a multiple of 32">,
+    Option<"symmetric", "symmetric", "bool", "true", "int4: scale·(q−8) (true) or scale·q + min (false)">,
+    ListOption<"include", "include", "std::string", "glob patterns on node names (empty: every linear)">,
+    ListOption<"exclude", "exclude", "std::string", "glob patterns on node names to leave alone">,
+  ];
+}
+
 #endif // LATHE_PASSES

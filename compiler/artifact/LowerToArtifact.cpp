@@ -202,7 +202,23 @@ LogicalResult Lowering::run(std::string &error) {
     artifact::KernelSpec kernel;
     kernel.op = op.getName().stripDialect().str();
     kernel.source = source;
-    for (Value operand : op.getOperands()) {
+    kernel.weightFormat = "f32";
+    SmallVector<Value> operands(op.getOperands());
+    if (auto q = dyn_cast<ir::QuantizedLinearOp>(op)) {
+      // The compact formats are the `linear` kernel with another weight format;
+      // operands in the kernel's fixed order, absent ones as null (-1).
+      kernel.op = "linear";
+      kernel.weightFormat = q.getFormat().str();
+      operands = {q.getInput(), q.getWeight()};
+      if (kernel.weightFormat != "bf16") operands.push_back(q.getScales());
+      if (kernel.weightFormat == "int4") operands.push_back(q.getMins());
+      operands.push_back(q.getBias());
+    }
+    for (Value operand : operands) {
+      if (!operand) {
+        kernel.inputs.push_back(-1);
+        continue;
+      }
       auto it = index_.find(operand);
       if (it == index_.end()) {
         error = "operand of node '" + source + "' is defined after its use";
@@ -210,8 +226,9 @@ LogicalResult Lowering::run(std::string &error) {
       }
       kernel.inputs.push_back(it->second);
     }
-    size_t arity = fixedArity(kernel.op);
+    size_t arity = kernel.weightFormat == "f32" ? fixedArity(kernel.op) : 0;
     while (kernel.inputs.size() < arity) kernel.inputs.push_back(-1);
+    while (!kernel.inputs.empty() && kernel.inputs.back() == -1 && kernel.weightFormat != "f32") kernel.inputs.pop_back();
     for (auto [i, result] : llvm::enumerate(op.getResults())) {
       std::string name = source.empty() ? kernel.op : source;
       if (op.getNumResults() > 1) name += "#" + std::to_string(i);
@@ -220,6 +237,11 @@ LogicalResult Lowering::run(std::string &error) {
       kernel.outputs.push_back(id);
     }
     for (NamedAttribute attr : op.getAttrDictionary()) {
+      // Compiler-side annotations (lathe.compression, ...) and the format, which
+      // became the kernel's weight format, are not kernel attributes.
+      if (attr.getName().strref().starts_with("lathe.") || attr.getName() == "operandSegmentSizes" ||
+          (kernel.weightFormat != "f32" && attr.getName() == "format"))
+        continue;
       if (auto elements = dyn_cast<ElementsAttr>(attr.getValue())) { // fill's value
         auto host = ir::readHostTensor(elements, 1);
         auto dtype = dtypeOf(cast<ShapedType>(elements.getType()).getElementType());
@@ -239,12 +261,13 @@ LogicalResult Lowering::run(std::string &error) {
       }
       kernel.attrs[attr.getName().str()] = value;
     }
-    kernel.weightFormat = "f32";
-    // Per-layer manifest: ops that own weights.
+    // Per-layer manifest: ops that own weights (every constant operand of a
+    // compact-weight layer: codes, scales, mins, bias).
     uint64_t weightBytes = 0;
+    const bool compact = kernel.weightFormat != "f32";
     for (Value operand : op.getOperands())
       if (auto c = operand.getDefiningOp<ir::ConstantOp>();
-          c && isa<FloatType>(cast<RankedTensorType>(c.getType()).getElementType()) &&
+          c && (compact || isa<FloatType>(cast<RankedTensorType>(c.getType()).getElementType())) &&
           cast<RankedTensorType>(c.getType()).getNumElements() > 1)
         weightBytes += cast<RankedTensorType>(c.getType()).getNumElements() *
                        artifact::dtypeSize(*dtypeOf(cast<RankedTensorType>(c.getType()).getElementType()));

@@ -134,6 +134,22 @@ LogicalResult LinearOp::inferReturnTypes(MLIRContext *, std::optional<Location> 
   return pushTensor(types, out, rankedType(adaptor.getInput()).getElementType());
 }
 
+LogicalResult QuantizedLinearOp::inferReturnTypes(MLIRContext *, std::optional<Location> loc, Adaptor adaptor,
+                                                  SmallVectorImpl<Type> &types) {
+  auto in = shapeOf(adaptor.getInput());
+  auto w = shapeOf(adaptor.getWeight());
+  if (in.empty() || w.size() != 2)
+    return emitOptionalError(loc, "quantized_linear needs an input of rank >= 1 and a 2-D weight");
+  SmallVector<int64_t> out(in.begin(), in.end());
+  out.back() = w[0];
+  return pushTensor(types, out, rankedType(adaptor.getInput()).getElementType());
+}
+
+int64_t QuantizedLinearOp::getInFeatures() {
+  int64_t stored = cast<RankedTensorType>(getWeight().getType()).getDimSize(1);
+  return getFormat() == "int4" && stored != kDynamic ? 2 * stored : stored;
+}
+
 LogicalResult MatMulOp::inferReturnTypes(MLIRContext *, std::optional<Location> loc, Adaptor adaptor,
                                          SmallVectorImpl<Type> &types) {
   SmallVector<int64_t> a(shapeOf(adaptor.getLhs())), b(shapeOf(adaptor.getRhs()));
@@ -469,6 +485,44 @@ LogicalResult LinearOp::verify() {
     auto b = shapeOf(getBias());
     if (b.size() != 1 || (b[0] != kDynamic && w[0] != kDynamic && b[0] != w[0]))
       return emitOpError("bias must be [") << w[0] << "], got " << shapeToString(b);
+  }
+  return success();
+}
+
+LogicalResult QuantizedLinearOp::verify() {
+  auto w = cast<RankedTensorType>(getWeight().getType());
+  StringRef format = getFormat();
+  Type element = w.getElementType();
+  bool elementOk = (format == "int8" && element.isSignlessInteger(8)) ||
+                   (format == "int4" && element.isUnsignedInteger(8)) || (format == "bf16" && element.isBF16());
+  if (format != "int8" && format != "int4" && format != "bf16")
+    return emitOpError("unknown format '") << format << "' (expected int8, int4 or bf16)";
+  if (!elementOk)
+    return emitOpError("a ") << format << " weight must be " << (format == "int8" ? "i8" : format == "int4" ? "ui8" : "bf16")
+                             << ", got " << element;
+  if (w.getRank() != 2 || !w.hasStaticShape()) return emitOpError("the weight must be a static 2-D tensor");
+  const int64_t out = w.getDimSize(0), in = getInFeatures(), group = getGroupSize();
+  auto x = shapeOf(getInput());
+  if (x.empty() || (x.back() != kDynamic && x.back() != in))
+    return emitOpError("input has ") << (x.empty() ? 0 : x.back()) << " features but the weight expects " << in;
+  if (format == "bf16") {
+    if (getScales() || getMins()) return emitOpError("a bf16 weight has no scales or mins");
+  } else {
+    if (group <= 0 || in % group || (format == "int4" && group % 32))
+      return emitOpError("group_size ") << group << " must divide " << in << " input features"
+                                        << (format == "int4" ? " and be a multiple of 32" : "");
+    if (!getScales()) return emitOpError("a ") << format << " weight needs scales";
+    for (Value v : {getScales(), getMins()}) {
+      if (!v) continue;
+      auto t = cast<RankedTensorType>(v.getType());
+      if (!t.getElementType().isF16() || t.getShape() != ArrayRef<int64_t>{out, in / group})
+        return emitOpError("scales and mins must be f16 [") << out << ", " << in / group << "], got " << t;
+    }
+    if (getMins() && format != "int4") return emitOpError("only int4 weights have mins");
+  }
+  if (getBias()) {
+    auto b = shapeOf(getBias());
+    if (b.size() != 1 || (b[0] != kDynamic && b[0] != out)) return emitOpError("bias must be [") << out << "]";
   }
   return success();
 }

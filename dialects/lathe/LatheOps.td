@@ -66,6 +66,37 @@ def Lathe_LinearOp : Lathe_InferOp<"linear"> {
   let hasVerifier = 1;
 }
 
+def Lathe_QuantizedLinearOp : Lathe_InferOp<"quantized_linear", [AttrSizedOperandSegments]> {
+  let summary = "y = x·Ŵᵀ + b with Ŵ [out_features, in_features] stored compactly";
+  let description = [{
+    Weight-only compression of lathe.linear. `format`:
+      "int8": weight i8 [out, in], scales f16 [out, in/group_size]; Ŵ = scale·q.
+      "int4": weight ui8 [out, in/2] in ggml's nibble order (each 32-weight block
+              is 16 bytes: weight t in the low nibble of byte t, weight t+16 in the
+              high one), scales f16 [out, in/group_size], optional mins of the same
+              shape; Ŵ = scale·q + min, or scale·(q − 8) without mins.
+      "bf16": weight bf16 [out, in]; no scales.
+    group_size divides in_features (a multiple of 32 for int4; in_features for
+    one scale per output channel).
+  }];
+  let arguments = (ins AnyRankedTensor:$input, AnyRankedTensor:$weight,
+                       Optional<AnyRankedTensor>:$scales, Optional<AnyRankedTensor>:$mins,
+                       Optional<AnyRankedTensor>:$bias, StrAttr:$format, I64Attr:$group_size);
+  let results = (outs AnyRankedTensor:$result);
+  let hasVerifier = 1;
+  let assemblyFormat = [{
+    $input `,` $weight (`scales` $scales^)? (`mins` $mins^)? (`bias` $bias^)? attr-dict `:`
+    functional-type(operands, results)
+  }];
+  let extraClassDeclaration = [{
+    static bool isCompatibleReturnTypes(::mlir::TypeRange inferred, ::mlir::TypeRange actual) {
+      return ::lathe::ir::areCompatibleResultTypes(inferred, actual);
+    }
+    /// in_features (the int4 weight holds two per byte).
+    int64_t getInFeatures();
+  }];
+}
+
 def Lathe_MatMulOp : Lathe_InferOp<"matmul"> {
   let summary = "batched matrix product with numpy broadcasting of batch dims";
   let arguments = (ins AnyRankedTensor:$lhs, AnyRankedTensor:$rhs);

@@ -1,0 +1,108 @@
+// lathe-quantize-weights: round-to-nearest weight-only compression of
+// lathe.linear layers whose weight is a constant, into lathe.quantized_linear.
+//   int8: symmetric, one f16 scale per group (group 0 = per output channel):
+//         d = max|w| / 127, q = clamp(round(w / d), -127, 127)
+//   int4: ggml's rules, one f16 scale (and min) per group of 32/64/128:
+//         symmetric  (Q4_0):  d = m / -8 where m is the value of largest
+//                    magnitude, q = clamp(round(w / d) + 8, 0, 15), ŵ = d·(q − 8)
+//         asymmetric (Q4_1):  d = (max − min) / 15, q = clamp(round((w − min) / d), 0, 15),
+//                    ŵ = d·q + min
+//   bf16: round to nearest even.
+// Scales and mins are rounded to f16 first and the codes computed against the
+// rounded values, so the runtime's ŵ is exactly what the pass measured. Each
+// new op carries lathe.compression = {method, bits_per_weight, bytes_before,
+// bytes_after, weight_error} (weight_error = ‖W − Ŵ‖ / ‖W‖) for the report.
+#include "passes/Passes.h"
+#include "passes/quantize/QuantizeUtils.h"
+
+#include "dialects/lathe/LatheDialect.h"
+#include "dialects/lathe/ShapeHelpers.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/IR/Builders.h"
+
+#include <cmath>
+
+using namespace mlir;
+using namespace lathe::ir;
+
+namespace lathe::passes {
+#define GEN_PASS_DEF_QUANTIZEWEIGHTS
+#include "passes/Passes.h.inc"
+
+namespace {
+
+struct QuantizeWeightsPass : impl::QuantizeWeightsBase<QuantizeWeightsPass> {
+  using QuantizeWeightsBase::QuantizeWeightsBase;
+
+  void runOnOperation() override {
+    if (format != "int8" && format != "int4" && format != "bf16") {
+      getOperation().emitError("lathe-quantize-weights: unknown format '") << format << "' (int8, int4 or bf16)";
+      return signalPassFailure();
+    }
+    SmallVector<LinearOp> targets;
+    getOperation().walk([&](LinearOp op) {
+      std::string name = quantize::opName(op);
+      if (!quantize::matchesAny(name, include, /*emptyMatches=*/true) || quantize::matchesAny(name, exclude, false)) return;
+      targets.push_back(op);
+    });
+    for (LinearOp op : targets)
+      if (failed(rewrite(op))) return signalPassFailure();
+  }
+
+  LogicalResult rewrite(LinearOp op) {
+    auto weightOp = op.getWeight().getDefiningOp<ConstantOp>();
+    auto type = cast<RankedTensorType>(op.getWeight().getType());
+    if (!weightOp || !type.getElementType().isF32() || !type.hasStaticShape()) {
+      op.emitRemark("not quantized: its weight is not a constant f32 tensor");
+      return success();
+    }
+    auto weights = quantize::readF32(weightOp.getValue());
+    if (!weights) return op.emitError("cannot read the weight of this linear layer");
+    const int64_t out = type.getDimSize(0), in = type.getDimSize(1);
+    int64_t group = groupSize;
+    if (format == "int8" && group == 0) group = in;
+    if (format == "int4" && group == 0) group = 32;
+    if (format != "bf16" && (group <= 0 || in % group || (format == "int4" && group % 32))) {
+      op.emitRemark("not quantized: group size ") << group << " does not divide its " << in << " input features"
+                                                  << (format == "int4" ? " in multiples of 32" : "");
+      return success();
+    }
+    quantize::Quantized q = format == "int8"   ? quantize::quantizeInt8(*weights, out, in, group)
+                            : format == "int4" ? quantize::quantizeInt4(*weights, out, in, group, symmetric)
+                                               : quantize::quantizeBf16(*weights, out, in);
+    OpBuilder b(op);
+    Location loc = op.getLoc();
+    std::string base = quantize::opName(op);
+    auto constant = [&](RankedTensorType t, const std::vector<char> &bytes, StringRef suffix) -> Value {
+      return b.create<ConstantOp>(loc, t, makeResourceAttr(t, (base + suffix).str(), bytes));
+    };
+    auto i8 = IntegerType::get(&getContext(), 8), u8 = IntegerType::get(&getContext(), 8, IntegerType::Unsigned);
+    Type weightType = format == "int8" ? Type(i8) : format == "int4" ? Type(u8) : Type(b.getBF16Type());
+    Value w = constant(RankedTensorType::get({out, format == "int4" ? in / 2 : in}, weightType), q.codes, ".q");
+    Value scales, mins;
+    if (format != "bf16") {
+      auto st = RankedTensorType::get({out, in / group}, b.getF16Type());
+      scales = constant(st, q.scales, ".scales");
+      if (!q.mins.empty()) mins = constant(st, q.mins, ".mins");
+    }
+    auto replacement = b.create<QuantizedLinearOp>(loc, op.getType(), op.getInput(), w, scales, mins, op.getBias(),
+                                                   b.getStringAttr(format), b.getI64IntegerAttr(format == "bf16" ? in : group));
+    const double bytesBefore = double(out) * double(in) * 4.0;
+    const double bytesAfter = double(q.codes.size() + q.scales.size() + q.mins.size());
+    std::string method = format == "bf16" ? "bf16" : (format + (format == "int4" ? (symmetric ? "-sym" : "-asym") : "") + "-rtn-g" +
+                                                      std::to_string(group));
+    replacement->setAttr("lathe.compression",
+                         b.getDictionaryAttr({b.getNamedAttr("method", b.getStringAttr(method)),
+                                              b.getNamedAttr("bits_per_weight", b.getF64FloatAttr(8.0 * bytesAfter / double(out * in))),
+                                              b.getNamedAttr("bytes_before", b.getI64IntegerAttr(int64_t(bytesBefore))),
+                                              b.getNamedAttr("bytes_after", b.getI64IntegerAttr(int64_t(bytesAfter))),
+                                              b.getNamedAttr("weight_error", b.getF64FloatAttr(q.relativeError))}));
+    op.replaceAllUsesWith(replacement.getResult());
+    op.erase();
+    if (weightOp->use_empty()) weightOp->erase();
+    return success();
+  }
+};
+
+} // namespace
+} // namespace lathe::passes
