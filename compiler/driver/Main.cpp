@@ -1,6 +1,7 @@
 // lathe: the compiler's command line. Subcommands: check, compile, inspect.
 #include "compiler/driver/Commands.h"
 #include "compiler/pipeline/Pipeline.h"
+#include "compiler/pipeline/Report.h"
 #include "runtime/tools/Commands.h"
 #include "runtime/tools/Eval.h"
 #include "runtime/tools/Generate.h"
@@ -11,6 +12,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include <chrono>
+#include <filesystem>
 #include <iostream>
 
 using namespace lathe;
@@ -29,6 +32,8 @@ struct CompileOptions {
   bool printIrAfterAll = false;
   std::vector<std::string> printIrAfter;
   std::string dumpDir;
+  std::string recipe;
+  std::string report; // default: <output>.report.json when a recipe is given
 };
 
 int runCompile(const CompileOptions &o) {
@@ -46,6 +51,14 @@ int runCompile(const CompileOptions &o) {
       return 2;
     }
     to = *p;
+  }
+  std::optional<pipeline::Recipe> recipe;
+  if (!o.recipe.empty()) {
+    recipe = pipeline::loadRecipe(o.recipe, error);
+    if (!recipe) {
+      std::cerr << "error: " << error << "\n";
+      return 1;
+    }
   }
   auto module = pipeline::loadModel(context, o.input, error);
   if (!module) {
@@ -78,19 +91,44 @@ int runCompile(const CompileOptions &o) {
               << "\n";
     return 2;
   }
+  if (recipe && (int(from) >= int(pipeline::Phase::Compress) || int(to) < int(pipeline::Phase::Compress))) {
+    std::cerr << "error: --recipe applies in the compress phase, which this compile does not run (from "
+              << pipeline::phaseName(from) << " to " << pipeline::phaseName(to) << ")\n";
+    return 2;
+  }
   pipeline::IrPrinting printing{o.printIrAfterAll, o.printIrAfter, o.dumpDir};
-  if (mlir::failed(pipeline::runPhases(*module, from, to, printing, error))) {
+  std::vector<pipeline::PhaseStat> stats;
+  if (mlir::failed(pipeline::runPhases(*module, from, to, printing, error, recipe ? &*recipe : nullptr, &stats))) {
     std::cerr << "error: " << o.input << ": " << error << "\n";
     return 1;
   }
+  // The report of a recipe: printed, and written as JSON next to the output.
+  auto report = [&](uint64_t artifactBytes) {
+    if (!recipe) return true;
+    pipeline::CompressionReport r{recipe->name.empty() ? recipe->path : recipe->name, o.input,
+                                  pipeline::collectLayers(*module), stats, artifactBytes};
+    pipeline::printReport(r, llvm::outs());
+    std::string path = o.report.empty() ? o.output + ".report.json" : o.report;
+    std::string reportError;
+    if (!pipeline::writeReportJson(r, path, reportError)) {
+      std::cerr << "error: " << reportError << "\n";
+      return false;
+    }
+    std::cerr << "wrote " << path << "\n";
+    return true;
+  };
   if (artifactOutput) {
-    std::string pipelineText = pipeline::describePipeline(&context, from, to);
+    std::string pipelineText = pipeline::describePipeline(&context, from, to, recipe ? &*recipe : nullptr);
+    auto started = std::chrono::steady_clock::now();
     if (mlir::failed(pipeline::writeArtifactFile(*module, pipelineText, o.output, error))) {
       std::cerr << "error: " << o.input << ": " << error << "\n";
       return 1;
     }
+    stats.push_back({pipeline::Phase::Package, std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(), 0});
+    std::error_code ec;
+    uint64_t bytes = std::filesystem::file_size(o.output, ec);
     std::cerr << "wrote " << o.output << "\n";
-    return 0;
+    return report(ec ? 0 : bytes) ? 0 : 1;
   }
   if (o.output.empty() || o.output == "-") {
     pipeline::printForReading(*module, llvm::outs());
@@ -101,7 +139,7 @@ int runCompile(const CompileOptions &o) {
     return 1;
   }
   std::cerr << "wrote " << o.output << " (after phase " << pipeline::phaseName(to) << ")\n";
-  return 0;
+  return report(0) ? 0 : 1;
 }
 
 } // namespace
@@ -124,6 +162,8 @@ int main(int argc, char **argv) {
   comp->add_flag("--print-ir-after-all", compile.printIrAfterAll, "print the IR after every pass (stderr)");
   comp->add_option("--print-ir-after", compile.printIrAfter, "print the IR after the named pass (repeatable)");
   comp->add_option("--dump-dir", compile.dumpDir, "write numbered per-pass IR files (only when the IR changed)");
+  comp->add_option("--recipe", compile.recipe, "compression recipe (YAML/JSON; presets in examples/recipes/)");
+  comp->add_option("--report", compile.report, "where the recipe's JSON report goes (default: <output>.report.json)");
 
   lathe::driver::InspectOptions inspect;
   auto *insp = app.add_subcommand("inspect", "Per-phase tables: op counts, parameters, weight bytes, FLOPs");

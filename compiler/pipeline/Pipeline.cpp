@@ -20,7 +20,9 @@
 #include "llvm/Support/SourceMgr.h"
 #include "llvm/Support/raw_ostream.h"
 
+#include <chrono>
 #include <filesystem>
+#include <sys/resource.h>
 #include <iomanip>
 #include <map>
 #include <sstream>
@@ -29,7 +31,7 @@ using namespace mlir;
 
 namespace lathe::pipeline {
 
-static const char *kPhaseNames[] = {"import", "simplify", "lower", "package"};
+static const char *kPhaseNames[] = {"import", "simplify", "compress", "lower", "package"};
 
 std::optional<Phase> parsePhase(const std::string &name) {
   for (int i = 0; i <= int(kLastPhase); ++i)
@@ -205,18 +207,22 @@ private:
 };
 } // namespace
 
-static void addPhasePasses(PassManager &pm, Phase phase) {
+static void addPhasePasses(PassManager &pm, Phase phase, const Recipe *recipe) {
   if (phase == Phase::Simplify) passes::buildSimplifyPipeline(pm);
+  if (phase == Phase::Compress && recipe) buildCompressPipeline(pm, *recipe);
   if (phase == Phase::Lower) passes::buildLowerPipeline(pm);
 }
 
-LogicalResult runPhases(ModuleOp module, Phase from, Phase to, const IrPrinting &printing, std::string &error) {
+LogicalResult runPhases(ModuleOp module, Phase from, Phase to, const IrPrinting &printing, std::string &error,
+                        const Recipe *recipe, std::vector<PhaseStat> *stats) {
   MLIRContext *context = module.getContext();
   for (int p = int(from) + 1; p <= int(to); ++p) {
     Phase phase = Phase(p);
     PassManager pm(context, ModuleOp::getOperationName());
     if (phase == Phase::Package) break; // not IR: see writeArtifactFile
-    addPhasePasses(pm, phase);
+    auto started = std::chrono::steady_clock::now();
+    if (phase == Phase::Compress && recipe && failed(checkRecipeMatches(module, *recipe, error))) return failure();
+    addPhasePasses(pm, phase, recipe);
     if (printing.afterAll || !printing.afterPasses.empty()) {
       context->disableMultithreading();
       auto after = printing.afterPasses;
@@ -247,19 +253,32 @@ LogicalResult runPhases(ModuleOp module, Phase from, Phase to, const IrPrinting 
       return failure();
     }
     module->setAttr("lathe.phase", StringAttr::get(context, phaseName(phase)));
+    if (stats) {
+      struct rusage usage {};
+      getrusage(RUSAGE_SELF, &usage);
+      stats->push_back({phase, std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(),
+                        uint64_t(usage.ru_maxrss) * 1024});
+    }
   }
   return success();
 }
 
-std::string describePipeline(MLIRContext *context, Phase from, Phase to) {
+std::string describePipeline(MLIRContext *context, Phase from, Phase to, const Recipe *recipe) {
   std::string out;
   llvm::raw_string_ostream os(out);
   for (int p = int(from) + 1; p <= int(to); ++p) {
     Phase phase = Phase(p);
     os << (out.empty() ? "" : "; ") << phaseName(phase);
     if (phase == Phase::Package || phase == Phase::Import) continue;
+    if (phase == Phase::Compress) {
+      if (!recipe) {
+        os << " (no recipe)";
+        continue;
+      }
+      os << " (recipe " << (recipe->name.empty() ? recipe->path : recipe->name) << ")";
+    }
     PassManager pm(context, ModuleOp::getOperationName());
-    addPhasePasses(pm, phase);
+    addPhasePasses(pm, phase, recipe);
     os << ": ";
     pm.printAsTextualPipeline(os);
   }

@@ -6,15 +6,18 @@
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/IR/OwningOpRef.h"
 
+#include "compiler/pipeline/Recipe.h"
+
 #include <optional>
 #include <string>
 #include <vector>
 
 namespace lathe::pipeline {
 
-/// Phases in order. calibrate and compress come with the compression issues.
-/// `package` is not a pass pipeline: it writes the .lathe artifact.
-enum class Phase { Import = 0, Simplify = 1, Lower = 2, Package = 3 };
+/// Phases in order. `compress` runs the recipe's passes (nothing without a
+/// recipe); calibrate comes with the calibration-driven methods. `package` is
+/// not a pass pipeline: it writes the .lathe artifact.
+enum class Phase { Import = 0, Simplify = 1, Compress = 2, Lower = 3, Package = 4 };
 constexpr Phase kLastPhase = Phase::Package;
 /// The last phase whose result is still IR (what -o x.mlir/.mlirbc can hold).
 constexpr Phase kLastIrPhase = Phase::Lower;
@@ -37,12 +40,21 @@ struct IrPrinting {
 mlir::OwningOpRef<mlir::ModuleOp> loadModel(mlir::MLIRContext &context, const std::string &path,
                                             std::string &error);
 
-/// Runs the phases after `from` up to and including `to`.
+/// Wall time and peak memory of one phase (for the compile report).
+struct PhaseStat {
+  Phase phase;
+  double seconds = 0;
+  uint64_t peakRssBytes = 0; // the process's peak so far, read after the phase
+};
+
+/// Runs the phases after `from` up to and including `to`; `recipe` (may be
+/// null) supplies the compress phase's passes.
 mlir::LogicalResult runPhases(mlir::ModuleOp module, Phase from, Phase to, const IrPrinting &printing,
-                              std::string &error);
+                              std::string &error, const Recipe *recipe = nullptr,
+                              std::vector<PhaseStat> *stats = nullptr);
 
 /// The textual pipeline of the phases after `from` up to `to`, recorded in artifacts.
-std::string describePipeline(mlir::MLIRContext *context, Phase from, Phase to);
+std::string describePipeline(mlir::MLIRContext *context, Phase from, Phase to, const Recipe *recipe = nullptr);
 
 /// Lowers a module that completed the `lower` phase and writes the artifact.
 mlir::LogicalResult writeArtifactFile(mlir::ModuleOp module, const std::string &pipeline,

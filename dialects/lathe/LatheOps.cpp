@@ -508,15 +508,16 @@ LogicalResult QuantizedLinearOp::verify() {
   if (format == "bf16") {
     if (getScales() || getMins()) return emitOpError("a bf16 weight has no scales or mins");
   } else {
-    if (group <= 0 || in % group || (format == "int4" && group % 32))
-      return emitOpError("group_size ") << group << " must divide " << in << " input features"
-                                        << (format == "int4" ? " and be a multiple of 32" : "");
+    if (group <= 0 || (format == "int4" && (group % 32 || in % 32)))
+      return emitOpError("group_size ") << group << " is invalid for " << in << " input features"
+                                        << (format == "int4" ? " (int4 needs multiples of 32)" : "");
+    const int64_t groups = (in + group - 1) / group;
     if (!getScales()) return emitOpError("a ") << format << " weight needs scales";
     for (Value v : {getScales(), getMins()}) {
       if (!v) continue;
       auto t = cast<RankedTensorType>(v.getType());
-      if (!t.getElementType().isF16() || t.getShape() != ArrayRef<int64_t>{out, in / group})
-        return emitOpError("scales and mins must be f16 [") << out << ", " << in / group << "], got " << t;
+      if (!t.getElementType().isF16() || t.getShape() != ArrayRef<int64_t>{out, groups})
+        return emitOpError("scales and mins must be f16 [") << out << ", " << groups << "], got " << t;
     }
     if (getMins() && format != "int4") return emitOpError("only int4 weights have mins");
   }

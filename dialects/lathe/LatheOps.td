@@ -76,8 +76,9 @@ def Lathe_QuantizedLinearOp : Lathe_InferOp<"quantized_linear", [AttrSizedOperan
               high one), scales f16 [out, in/group_size], optional mins of the same
               shape; Ŵ = scale·q + min, or scale·(q − 8) without mins.
       "bf16": weight bf16 [out, in]; no scales.
-    group_size divides in_features (a multiple of 32 for int4; in_features for
-    one scale per output channel).
+    Scales and mins have ceil(in/group_size) columns: groups of group_size weights
+    along in_features, the last possibly shorter (int4: multiples of 32;
+    group_size = in_features gives one scale per output channel).
   }];
   let arguments = (ins AnyRankedTensor:$input, AnyRankedTensor:$weight,
                        Optional<AnyRankedTensor>:$scales, Optional<AnyRankedTensor>:$mins,

@@ -51,12 +51,13 @@ Quantized quantizeInt8(const std::vector<float> &w, int64_t out, int64_t in, int
   for (int64_t r = 0; r < out; ++r)
     for (int64_t g0 = 0; g0 < in; g0 += group) {
       const float *x = w.data() + r * in + g0;
+      const int64_t size = std::min(group, in - g0); // the last group may be shorter
       float amax = 0;
-      for (int64_t i = 0; i < group; ++i) amax = std::max(amax, std::fabs(x[i]));
+      for (int64_t i = 0; i < size; ++i) amax = std::max(amax, std::fabs(x[i]));
       uint16_t dh = floatToHalf(amax / 127.0f);
       float d = halfToFloat(dh);
       put16(q.scales, dh);
-      for (int64_t i = 0; i < group; ++i) {
+      for (int64_t i = 0; i < size; ++i) {
         int code = d > 0 ? int(std::lround(x[i] / d)) : 0;
         code = std::clamp(code, -127, 127);
         q.codes[size_t(r * in + g0 + i)] = char(int8_t(code));
@@ -74,10 +75,11 @@ Quantized quantizeInt4(const std::vector<float> &w, int64_t out, int64_t in, int
   for (int64_t r = 0; r < out; ++r)
     for (int64_t g0 = 0; g0 < in; g0 += group) {
       const float *x = w.data() + r * in + g0;
+      const int64_t size = std::min(group, in - g0); // the last group may be shorter
       float d, mn;
       if (symmetric) { // ggml Q4_0: the value of largest magnitude maps to code 0 (−8)
         float extreme = 0;
-        for (int64_t i = 0; i < group; ++i)
+        for (int64_t i = 0; i < size; ++i)
           if (std::fabs(x[i]) > std::fabs(extreme)) extreme = x[i];
         uint16_t dh = floatToHalf(extreme / -8.0f);
         put16(q.scales, dh);
@@ -85,14 +87,14 @@ Quantized quantizeInt4(const std::vector<float> &w, int64_t out, int64_t in, int
         mn = -8.0f * d;
       } else { // ggml Q4_1
         float lo = x[0], hi = x[0];
-        for (int64_t i = 1; i < group; ++i) lo = std::min(lo, x[i]), hi = std::max(hi, x[i]);
+        for (int64_t i = 1; i < size; ++i) lo = std::min(lo, x[i]), hi = std::max(hi, x[i]);
         uint16_t dh = floatToHalf((hi - lo) / 15.0f), mh = floatToHalf(lo);
         put16(q.scales, dh);
         put16(q.mins, mh);
         d = halfToFloat(dh);
         mn = halfToFloat(mh);
       }
-      for (int64_t i = 0; i < group; ++i) {
+      for (int64_t i = 0; i < size; ++i) {
         int code = d != 0 ? int(std::lround((x[i] - mn) / d)) : (symmetric ? 8 : 0);
         code = std::clamp(code, 0, 15);
         const int64_t col = g0 + i, block = col / 32, t = col % 32;

@@ -15,7 +15,7 @@ namespace lathe::quantize {
 
 struct Quantized {
   std::vector<char> codes;        // int8 [out, in] | uint8 [out, in/2] (ggml nibble order) | bf16 [out, in]
-  std::vector<char> scales, mins; // f16 [out, in/group]; mins only for asymmetric int4
+  std::vector<char> scales, mins; // f16 [out, ceil(in/group)] (last group may be shorter); mins: asymmetric int4
   double relativeError = 0;       // ‖W − Ŵ‖ / ‖W‖
 };
 

@@ -62,9 +62,9 @@ struct QuantizeWeightsPass : impl::QuantizeWeightsBase<QuantizeWeightsPass> {
     int64_t group = groupSize;
     if (format == "int8" && group == 0) group = in;
     if (format == "int4" && group == 0) group = 32;
-    if (format != "bf16" && (group <= 0 || in % group || (format == "int4" && group % 32))) {
-      op.emitRemark("not quantized: group size ") << group << " does not divide its " << in << " input features"
-                                                  << (format == "int4" ? " in multiples of 32" : "");
+    if (format == "int4" && (group % 32 || in % 32)) {
+      op.emitRemark("not quantized: int4 needs input features and group size in multiples of 32, got ")
+          << in << " and " << group;
       return success();
     }
     quantize::Quantized q = format == "int8"   ? quantize::quantizeInt8(*weights, out, in, group)
@@ -81,7 +81,7 @@ struct QuantizeWeightsPass : impl::QuantizeWeightsBase<QuantizeWeightsPass> {
     Value w = constant(RankedTensorType::get({out, format == "int4" ? in / 2 : in}, weightType), q.codes, ".q");
     Value scales, mins;
     if (format != "bf16") {
-      auto st = RankedTensorType::get({out, in / group}, b.getF16Type());
+      auto st = RankedTensorType::get({out, (in + group - 1) / group}, b.getF16Type());
       scales = constant(st, q.scales, ".scales");
       if (!q.mins.empty()) mins = constant(st, q.mins, ".mins");
     }

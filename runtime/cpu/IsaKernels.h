@@ -56,7 +56,8 @@ struct AttentionArgs {
 ///     block is 16 bytes: weight t in the low nibble of byte t, weight t+16 in the
 ///     high nibble); W = scale · q + min (mins given) or scale · (q - 8)
 ///   QuantFormat::Bf16: q is bf16 [n, k]; no scales
-/// Scales and mins are f16 [n, k/group]. group divides k (and is a multiple of 32 for Int4).
+/// Scales and mins are f16 [n, ceil(k/group)]: groups of `group` weights along k,
+/// the last one possibly shorter (k and group are multiples of 32 for Int4).
 enum class QuantFormat : int32_t { Int8 = 0, Int4 = 1, Bf16 = 2 };
 struct QuantArgs {
   QuantFormat format;

@@ -528,13 +528,14 @@ std::string quantOperands(KernelContext &c, QuantOperands &o) {
   o.n = o.q->shape[0];
   o.k = o.format == QuantFormat::Int4 ? 2 * o.q->shape[1] : o.q->shape[1];
   o.group = o.format == QuantFormat::Bf16 ? o.k : intAttr(c, "group_size", o.k);
-  if (o.group <= 0 || o.k % o.group || (o.format == QuantFormat::Int4 && o.group % 32))
-    return fail(c, "group size " + std::to_string(o.group) + " does not divide " + std::to_string(o.k) + " input features" +
-                       (o.format == QuantFormat::Int4 ? " in multiples of 32" : ""));
+  if (o.group <= 0 || (o.format == QuantFormat::Int4 && (o.group % 32 || o.k % 32)))
+    return fail(c, "group size " + std::to_string(o.group) + " is invalid for " + std::to_string(o.k) + " input features" +
+                       (o.format == QuantFormat::Int4 ? " (int4 needs multiples of 32)" : ""));
+  const int64_t groups = (o.k + o.group - 1) / o.group;
   for (const View *s : {o.scales, o.mins}) {
     if (!s) continue;
-    if (s->dtype != DType::F16 || s->shape != std::vector<int64_t>{o.n, o.k / o.group})
-      return fail(c, "scales/mins must be f16 [" + std::to_string(o.n) + ", " + std::to_string(o.k / o.group) + "], found " + desc(*s));
+    if (s->dtype != DType::F16 || s->shape != std::vector<int64_t>{o.n, groups})
+      return fail(c, "scales/mins must be f16 [" + std::to_string(o.n) + ", " + std::to_string(groups) + "], found " + desc(*s));
   }
   if (o.format != QuantFormat::Bf16 && !o.scales) return fail(c, "the " + f + " weight has no scales");
   if (o.bias && (o.bias->dtype != DType::F32 || o.bias->numel() != o.n))

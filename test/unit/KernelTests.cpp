@@ -410,12 +410,13 @@ CompactWeight makeCompact(const std::string &format, int64_t n, int64_t k, int64
     }
     return w;
   }
-  const int64_t groups = k / group;
+  const int64_t groups = (k + group - 1) / group; // the last group may be shorter
   w.q.assign(format == "int8" ? size_t(n * k) : size_t(n * k / 2), 0);
   for (int64_t r = 0; r < n; ++r)
     for (int64_t g = 0; g < groups; ++g) {
+      const int64_t size = std::min(group, k - g * group);
       float lo = 1e30f, hi = -1e30f, amax = 0;
-      for (int64_t i = 0; i < group; ++i) {
+      for (int64_t i = 0; i < size; ++i) {
         float v = raw[size_t(r * k + g * group + i)];
         lo = std::min(lo, v), hi = std::max(hi, v), amax = std::max(amax, std::fabs(v));
       }
@@ -427,7 +428,7 @@ CompactWeight makeCompact(const std::string &format, int64_t n, int64_t k, int64
       w.scales.push_back(dh);
       if (asym) w.mins.push_back(mh);
       const float df = halfToFloat(dh), mf = asym ? halfToFloat(mh) : -8.0f * df;
-      for (int64_t i = 0; i < group; ++i) {
+      for (int64_t i = 0; i < size; ++i) {
         const int64_t col = g * group + i;
         float v = raw[size_t(r * k + col)];
         float value;
@@ -454,14 +455,13 @@ CompactWeight makeCompact(const std::string &format, int64_t n, int64_t k, int64
 
 TEST_CASE("compact-weight linear (int8, int4 sym/asym, bf16) matches x·W_deqᵀ+b", "[kernels][quant]") {
   struct Case { std::string format; int64_t group; bool asym; };
-  const std::vector<Case> cases = {{"int8", 0, false}, {"int8", 32, false}, {"int4", 32, true}, {"int4", 32, false},
-                                   {"int4", 64, false}, {"bf16", 0, false}};
+  const std::vector<Case> cases = {{"int8", 0, false}, {"int8", 32, false}, {"int8", 100, false}, {"int4", 32, true},
+                                   {"int4", 32, false}, {"int4", 64, false}, {"int4", 128, true}, {"bf16", 0, false}};
   for (auto isa : isas())
     for (const Case &cs : cases)
       for (auto [m, k, n] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{{1, 128, 67}, {2, 64, 5}, {3, 192, 130}, {4, 256, 9},
                                                                                 {5, 128, 70}, {13, 320, 33}, {70, 64, 129}}) {
-        if (cs.group > 0 && k % cs.group) continue;
-        const int64_t group = cs.group ? cs.group : k;
+        const int64_t group = cs.group ? cs.group : k; // groups need not divide k: the last one is shorter
         INFO(isa << " " << cs.format << " group " << group << (cs.asym ? " asym" : "") << " m " << m << " k " << k << " n " << n);
         CompactWeight w = makeCompact(cs.format, n, k, group, cs.asym, uint32_t(m * 1000 + k + n));
         for (bool withBias : {false, true}) {
@@ -471,8 +471,9 @@ TEST_CASE("compact-weight linear (int8, int4 sym/asym, bf16) matches x·W_deqᵀ
                                           : g.weight("q", cs.format == "int8" ? DType::I8 : DType::U8,
                                                      {n, cs.format == "int8" ? k : k / 2}, w.q);
           std::vector<int32_t> in = {x, q};
-          if (cs.format != "bf16") in.push_back(g.weight("scales", DType::F16, {n, k / group}, w.scales));
-          if (cs.format == "int4") in.push_back(cs.asym ? g.weight("mins", DType::F16, {n, k / group}, w.mins) : -1);
+          const int64_t groups = (k + group - 1) / group;
+          if (cs.format != "bf16") in.push_back(g.weight("scales", DType::F16, {n, groups}, w.scales));
+          if (cs.format == "int4") in.push_back(cs.asym ? g.weight("mins", DType::F16, {n, groups}, w.mins) : -1);
           std::vector<float> bias = randomFloats(size_t(n), 3);
           if (withBias) in.push_back(g.weight("b", DType::F32, {n}, bias));
           int32_t y = g.tensor("y", DType::F32, 2);

@@ -1,0 +1,159 @@
+#include "compiler/pipeline/Recipe.h"
+
+#include "dialects/lathe/LatheDialect.h"
+#include "passes/Passes.h"
+#include "passes/quantize/QuantizeUtils.h"
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <set>
+
+namespace lathe::pipeline {
+
+std::string QuantizeSettings::describe() const {
+  std::string s = format;
+  if (format != "bf16") s += " g" + (groupSize ? std::to_string(groupSize) : std::string(format == "int8" ? "channel" : "32"));
+  if (format == "int4") s += symmetric ? " sym" : " asym";
+  if (format != "bf16") s += " " + method;
+  return s;
+}
+
+namespace {
+
+struct RecipeError {
+  std::string message;
+};
+
+int lineOf(const YAML::Node &node) { return node.Mark().line + 1; }
+
+[[noreturn]] void failAt(const YAML::Node &node, const std::string &message) {
+  throw RecipeError{"line " + std::to_string(lineOf(node)) + ": " + message};
+}
+
+void onlyKeys(const YAML::Node &map, const std::set<std::string> &allowed, const std::string &where) {
+  if (!map.IsMap()) failAt(map, where + " must be a mapping");
+  for (const auto &kv : map) {
+    std::string key = kv.first.as<std::string>();
+    if (!allowed.count(key)) {
+      std::string list;
+      for (const auto &a : allowed) list += (list.empty() ? "" : ", ") + a;
+      failAt(kv.first, "unknown key '" + key + "' in " + where + " (expected one of: " + list + ")");
+    }
+  }
+}
+
+template <class T> T scalar(const YAML::Node &node, const std::string &what) {
+  try {
+    return node.as<T>();
+  } catch (const YAML::Exception &) {
+    failAt(node, what + " has an invalid value '" + (node.IsScalar() ? node.Scalar() : std::string("(not a scalar)")) + "'");
+  }
+}
+
+QuantizeSettings parseQuantize(const YAML::Node &node, const std::string &where) {
+  onlyKeys(node, {"format", "group_size", "symmetric", "method"}, where);
+  QuantizeSettings q;
+  if (node["format"]) q.format = scalar<std::string>(node["format"], "format");
+  if (q.format != "int8" && q.format != "int4" && q.format != "bf16")
+    failAt(node["format"], "format '" + q.format + "' is not one of int8, int4, bf16" +
+                               (q.format == "int3" ? " (3-bit codes are not implemented yet)" : ""));
+  if (node["group_size"]) {
+    q.groupSize = scalar<int64_t>(node["group_size"], "group_size");
+    if (q.format == "bf16") failAt(node["group_size"], "bf16 has no group_size");
+    if (q.groupSize < 0) failAt(node["group_size"], "group_size must be >= 0");
+    if (q.format == "int4" && (q.groupSize == 0 || q.groupSize % 32))
+      failAt(node["group_size"], "int4 needs a group_size that is a positive multiple of 32, got " + std::to_string(q.groupSize));
+  } else if (q.format == "int4") {
+    q.groupSize = 32;
+  }
+  if (node["symmetric"]) {
+    q.symmetric = scalar<bool>(node["symmetric"], "symmetric");
+    if (q.format != "int4") failAt(node["symmetric"], q.format + " is always symmetric; 'symmetric' applies to int4 only");
+  }
+  if (node["method"]) {
+    q.method = scalar<std::string>(node["method"], "method");
+    if (q.method == "gptq" || q.method == "awq")
+      failAt(node["method"], "method '" + q.method + "' is not available in this version (round-to-nearest 'rtn' is)");
+    if (q.method != "rtn") failAt(node["method"], "unknown method '" + q.method + "' (expected rtn)");
+    if (q.format == "bf16") failAt(node["method"], "bf16 is a storage format; it takes no method");
+  }
+  return q;
+}
+
+} // namespace
+
+std::optional<Recipe> loadRecipe(const std::string &path, std::string &error) {
+  Recipe recipe;
+  recipe.path = path;
+  try {
+    YAML::Node root = YAML::LoadFile(path);
+    if (!root.IsMap()) throw RecipeError{"line 1: a recipe is a mapping with 'quantize' and/or 'overrides'"};
+    onlyKeys(root, {"name", "description", "quantize", "overrides"}, "the recipe");
+    if (root["name"]) recipe.name = scalar<std::string>(root["name"], "name");
+    if (root["quantize"]) recipe.defaults = parseQuantize(root["quantize"], "'quantize'");
+    if (YAML::Node overrides = root["overrides"]) {
+      if (!overrides.IsSequence()) failAt(overrides, "'overrides' must be a list");
+      for (const YAML::Node &item : overrides) {
+        onlyKeys(item, {"match", "skip", "quantize"}, "an override");
+        RecipeRule rule;
+        rule.line = lineOf(item);
+        if (!item["match"]) failAt(item, "an override needs 'match' (a node-name pattern)");
+        rule.match = scalar<std::string>(item["match"], "match");
+        if (item["skip"]) rule.skip = scalar<bool>(item["skip"], "skip");
+        if (rule.skip && item["quantize"]) failAt(item, "an override cannot both skip and quantize");
+        if (!rule.skip && !item["quantize"]) failAt(item, "an override needs 'quantize' or 'skip: true'");
+        if (item["quantize"]) rule.quantize = parseQuantize(item["quantize"], "an override's 'quantize'");
+        recipe.overrides.push_back(rule);
+      }
+    }
+    if (!recipe.defaults && recipe.overrides.empty()) throw RecipeError{"line 1: the recipe compresses nothing (no 'quantize', no 'overrides')"};
+  } catch (const RecipeError &e) {
+    error = "recipe '" + path + "': " + e.message;
+    return std::nullopt;
+  } catch (const YAML::BadFile &) {
+    error = "recipe '" + path + "': cannot read the file";
+    return std::nullopt;
+  } catch (const YAML::Exception &e) {
+    error = "recipe '" + path + "': line " + std::to_string(e.mark.line + 1) + ": " + e.msg;
+    return std::nullopt;
+  }
+  return recipe;
+}
+
+mlir::LogicalResult checkRecipeMatches(mlir::ModuleOp module, const Recipe &recipe, std::string &error) {
+  std::vector<std::string> names;
+  module.walk([&](ir::LinearOp op) { names.push_back(quantize::opName(op)); });
+  for (const RecipeRule &rule : recipe.overrides) {
+    bool any = false;
+    for (const std::string &name : names) any |= quantize::matchesAny(name, {rule.match}, false);
+    if (!any) {
+      error = "recipe '" + recipe.path + "': line " + std::to_string(rule.line) + ": pattern '" + rule.match +
+              "' matches no linear layer (names look like '" + (names.empty() ? std::string("?") : names.front()) + "')";
+      return mlir::failure();
+    }
+  }
+  return mlir::success();
+}
+
+void buildCompressPipeline(mlir::OpPassManager &pm, const Recipe &recipe) {
+  auto &fn = pm.nest<mlir::func::FuncOp>();
+  std::vector<std::string> skipped;
+  auto add = [&](const QuantizeSettings &q, std::vector<std::string> include) {
+    passes::QuantizeWeightsOptions options;
+    options.format = q.format;
+    options.groupSize = q.groupSize;
+    options.symmetric = q.symmetric;
+    options.include = include;
+    options.exclude = skipped;
+    fn.addPass(passes::createQuantizeWeights(options));
+  };
+  for (const RecipeRule &rule : recipe.overrides) {
+    if (rule.skip) skipped.push_back(rule.match);
+    else add(rule.quantize, {rule.match});
+  }
+  if (recipe.defaults) add(*recipe.defaults, {});
+}
+
+} // namespace lathe::pipeline

@@ -1,0 +1,61 @@
+// Compression recipes: what to compress and how, with per-layer overrides by
+// node-name pattern (ONNX node names, GGUF tensor names such as "blk.3.attn_q").
+//
+//   name: int4-rtn-g128
+//   quantize:               # the default for every linear layer
+//     format: int4          # int8 | int4 | bf16
+//     group_size: 128       # int8: 0 = one scale per output channel; int4: a multiple of 32
+//     symmetric: true       # int4 only: scale·(q−8) or scale·q + min
+//     method: rtn           # round to nearest
+//   overrides:              # first match wins; before the default
+//     - match: "output"     # glob: * any run, ? one character
+//       quantize: {format: int8}
+//     - match: "blk.0.*"
+//       skip: true          # leave these layers in f32
+//
+// YAML (Debian's yaml-cpp; JSON is YAML too). Unknown keys, impossible
+// combinations and patterns that match no linear layer are errors naming the
+// file and line.
+#pragma once
+
+#include "mlir/IR/BuiltinOps.h"
+#include "mlir/Pass/PassManager.h"
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace lathe::pipeline {
+
+struct QuantizeSettings {
+  std::string format = "int8";
+  int64_t groupSize = 0;
+  bool symmetric = true;
+  std::string method = "rtn";
+  std::string describe() const; // "int4 g128 sym rtn"
+};
+
+struct RecipeRule {
+  std::string match;
+  bool skip = false;
+  QuantizeSettings quantize;
+  int line = 0; // 1-based line in the recipe file
+};
+
+struct Recipe {
+  std::string path, name;
+  std::optional<QuantizeSettings> defaults;
+  std::vector<RecipeRule> overrides;
+};
+
+/// Parses and checks a recipe file. Errors name the file and line.
+std::optional<Recipe> loadRecipe(const std::string &path, std::string &error);
+
+/// Every override pattern must match at least one linear layer of the module.
+mlir::LogicalResult checkRecipeMatches(mlir::ModuleOp module, const Recipe &recipe, std::string &error);
+
+/// The compress phase: one lathe-quantize-weights pass per override (skips
+/// excluded from everything after them), then the default.
+void buildCompressPipeline(mlir::OpPassManager &pm, const Recipe &recipe);
+
+} // namespace lathe::pipeline

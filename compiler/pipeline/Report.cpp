@@ -1,0 +1,110 @@
+#include "compiler/pipeline/Report.h"
+
+#include "dialects/lathe/LatheDialect.h"
+#include "passes/quantize/QuantizeUtils.h"
+
+#include "llvm/Support/raw_ostream.h"
+
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+namespace lathe::pipeline {
+
+std::vector<LayerReport> collectLayers(mlir::ModuleOp module) {
+  std::vector<LayerReport> rows;
+  module.walk([&](mlir::Operation *op) {
+    if (auto linear = mlir::dyn_cast<ir::LinearOp>(op)) {
+      auto w = mlir::cast<mlir::RankedTensorType>(linear.getWeight().getType());
+      if (!w.hasStaticShape()) return;
+      LayerReport row;
+      row.name = quantize::opName(op);
+      row.method = "f32 (kept)";
+      row.bytesBefore = row.bytesAfter = w.getNumElements() * 4;
+      rows.push_back(row);
+    } else if (auto q = mlir::dyn_cast<ir::QuantizedLinearOp>(op)) {
+      LayerReport row;
+      row.name = quantize::opName(op);
+      auto info = op->getAttrOfType<mlir::DictionaryAttr>("lathe.compression");
+      if (!info) return;
+      if (auto m = info.getAs<mlir::StringAttr>("method")) row.method = m.str();
+      if (auto b = info.getAs<mlir::FloatAttr>("bits_per_weight")) row.bitsPerWeight = b.getValueAsDouble();
+      if (auto b = info.getAs<mlir::IntegerAttr>("bytes_before")) row.bytesBefore = b.getInt();
+      if (auto b = info.getAs<mlir::IntegerAttr>("bytes_after")) row.bytesAfter = b.getInt();
+      if (auto e = info.getAs<mlir::FloatAttr>("weight_error")) row.weightError = e.getValueAsDouble();
+      rows.push_back(row);
+    }
+  });
+  return rows;
+}
+
+namespace {
+template <class... Args> std::string line(const char *format, Args... args) {
+  char buffer[512];
+  std::snprintf(buffer, sizeof buffer, format, args...);
+  return buffer;
+}
+std::string mib(int64_t bytes) {
+  char buffer[32];
+  std::snprintf(buffer, sizeof buffer, "%.2f MiB", double(bytes) / double(1 << 20));
+  return buffer;
+}
+} // namespace
+
+void printReport(const CompressionReport &r, llvm::raw_ostream &os) {
+  os << "compression report: recipe " << r.recipe << ", " << r.source << "\n";
+  os << line("%-32s %-22s %8s %12s %12s %10s\n", "layer", "method", "bits/w", "before", "after", "w error");
+  int64_t before = 0, after = 0, weights = 0;
+  double weightedBits = 0;
+  for (const LayerReport &l : r.layers) {
+    os << line("%-32s %-22s %8.3f %12s %12s %10.2e\n", l.name.c_str(), l.method.c_str(), l.bitsPerWeight,
+                       mib(l.bytesBefore).c_str(), mib(l.bytesAfter).c_str(), l.weightError);
+    before += l.bytesBefore;
+    after += l.bytesAfter;
+    weights += l.bytesBefore / 4;
+    weightedBits += l.bitsPerWeight * double(l.bytesBefore / 4);
+  }
+  os << line("%-32s %-22s %8.3f %12s %12s %9.2fx\n", "total (linear layers)", "", weights ? weightedBits / double(weights) : 0.0,
+                     mib(before).c_str(), mib(after).c_str(), after ? double(before) / double(after) : 0.0);
+  if (r.artifactBytes) os << "artifact " << mib(int64_t(r.artifactBytes)) << "\n";
+  for (const PhaseStat &p : r.phases)
+    os << line("phase %-9s %8.2f s, peak RSS %s\n", phaseName(p.phase), p.seconds, mib(int64_t(p.peakRssBytes)).c_str());
+  os << "(output error on calibration data needs the calibration driver, not in this version; w error = ‖W−Ŵ‖/‖W‖)\n";
+}
+
+bool writeReportJson(const CompressionReport &r, const std::string &path, std::string &error) {
+  nlohmann::json j;
+  j["recipe"] = r.recipe;
+  j["source"] = r.source;
+  j["artifact_bytes"] = r.artifactBytes;
+  int64_t before = 0, after = 0;
+  for (const LayerReport &l : r.layers) {
+    j["layers"].push_back({{"name", l.name}, {"method", l.method}, {"bits_per_weight", l.bitsPerWeight},
+                           {"bytes_before", l.bytesBefore}, {"bytes_after", l.bytesAfter}, {"weight_error", l.weightError}});
+    before += l.bytesBefore;
+    after += l.bytesAfter;
+  }
+  j["totals"] = {{"linear_bytes_before", before}, {"linear_bytes_after", after}};
+  for (const PhaseStat &p : r.phases)
+    j["phases"].push_back({{"phase", phaseName(p.phase)}, {"seconds", p.seconds}, {"peak_rss_bytes", p.peakRssBytes}});
+  std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp);
+    out << j.dump(2) << "\n";
+    if (!out) {
+      error = "cannot write '" + tmp + "'";
+      return false;
+    }
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) {
+    error = "cannot rename '" + tmp + "' to '" + path + "': " + ec.message();
+    return false;
+  }
+  return true;
+}
+
+} // namespace lathe::pipeline
