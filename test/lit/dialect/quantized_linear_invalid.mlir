@@ -1,0 +1,39 @@
+// RUN: lathe-opt %s -split-input-file -verify-diagnostics
+
+func.func @unknown_format(%x: tensor<?x64xf32>, %w: tensor<4x64xi8>, %s: tensor<4x1xf16>) -> tensor<?x4xf32> {
+  // expected-error @+1 {{unknown format 'int2'}}
+  %0 = lathe.quantized_linear %x, %w scales %s {format = "int2", group_size = 64 : i64} : (tensor<?x64xf32>, tensor<4x64xi8>, tensor<4x1xf16>) -> tensor<?x4xf32>
+  return %0 : tensor<?x4xf32>
+}
+
+// -----
+
+func.func @int4_needs_ui8(%x: tensor<?x64xf32>, %w: tensor<4x32xi8>, %s: tensor<4x2xf16>) -> tensor<?x4xf32> {
+  // expected-error @+1 {{a int4 weight must be ui8}}
+  %0 = lathe.quantized_linear %x, %w scales %s {format = "int4", group_size = 32 : i64} : (tensor<?x64xf32>, tensor<4x32xi8>, tensor<4x2xf16>) -> tensor<?x4xf32>
+  return %0 : tensor<?x4xf32>
+}
+
+// -----
+
+func.func @scales_shape(%x: tensor<?x64xf32>, %w: tensor<4x32xui8>, %s: tensor<4x3xf16>) -> tensor<?x4xf32> {
+  // expected-error @+1 {{scales and mins must be f16 [4, 2]}}
+  %0 = lathe.quantized_linear %x, %w scales %s {format = "int4", group_size = 32 : i64} : (tensor<?x64xf32>, tensor<4x32xui8>, tensor<4x3xf16>) -> tensor<?x4xf32>
+  return %0 : tensor<?x4xf32>
+}
+
+// -----
+
+func.func @int4_group(%x: tensor<?x64xf32>, %w: tensor<4x32xui8>, %s: tensor<4x2xf16>) -> tensor<?x4xf32> {
+  // expected-error @+1 {{group_size 40 is invalid for 64 input features (int4 needs multiples of 32)}}
+  %0 = lathe.quantized_linear %x, %w scales %s {format = "int4", group_size = 40 : i64} : (tensor<?x64xf32>, tensor<4x32xui8>, tensor<4x2xf16>) -> tensor<?x4xf32>
+  return %0 : tensor<?x4xf32>
+}
+
+// -----
+
+func.func @features(%x: tensor<?x60xf32>, %w: tensor<4x64xi8>, %s: tensor<4x1xf16>) -> tensor<?x4xf32> {
+  // expected-error @+1 {{input has 60 features but the weight expects 64}}
+  %0 = lathe.quantized_linear %x, %w scales %s {format = "int8", group_size = 64 : i64} : (tensor<?x60xf32>, tensor<4x64xi8>, tensor<4x1xf16>) -> tensor<?x4xf32>
+  return %0 : tensor<?x4xf32>
+}
