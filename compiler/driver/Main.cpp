@@ -206,6 +206,10 @@ int main(int argc, char **argv) {
   evalCmd->add_option("--batch", evalOptions.batch, "windows per run")->check(CLI::PositiveNumber);
   evalCmd->add_option("--threads", evalOptions.threads, "worker threads (default: physical cores)");
   evalCmd->add_option("--json", evalOptions.jsonPath, "also write the result as JSON");
+  evalCmd->add_option("--reference", evalOptions.reference,
+                      "compare with this artifact (e.g. the fp32 original): its perplexity, KL divergence, top-1 agreement");
+  evalCmd->add_option("--data", evalOptions.dataDir,
+                      "with --reference: DIR/<input>.npy inputs; every output compared vector by vector (cosine, abs error)");
 
   lathe::tools::GenerateOptions gen;
   auto *genCmd = app.add_subcommand("generate", "Generate tokens with a causal decoder through its KV cache");

@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <unistd.h>
 
@@ -90,9 +91,18 @@ std::string secondsString(double s) {
 } // namespace
 
 Expected<PerplexityResult> evaluatePerplexity(Session &session, const std::vector<int32_t> &tokens,
-                                              const PerplexityOptions &options) {
+                                              const PerplexityOptions &options, Session *reference) {
   auto io = describeModel(session);
   if (!io) return io.status();
+  std::optional<ModelIo> refIo;
+  if (reference) {
+    auto r = describeModel(*reference);
+    if (!r) return Status::error("the reference: " + r.error());
+    if (r->vocab != io->vocab)
+      return Status::error("the reference has " + std::to_string(r->vocab) + " logits per position, the model " +
+                           std::to_string(io->vocab));
+    refIo = std::move(*r);
+  }
   const int64_t ctx = options.ctx;
   if (ctx < 2 || (options.protocol == PerplexityProtocol::LlamaCpp && ctx < 4))
     return Status::error("--ctx must be at least 4 (2 for --protocol full), got " + std::to_string(ctx));
@@ -110,13 +120,21 @@ Expected<PerplexityResult> evaluatePerplexity(Session &session, const std::vecto
 
   PerplexityResult result;
   result.streamTokens = int64_t(tokens.size());
-  double nll = 0, nll2 = 0;
-  int64_t count = 0;
+  double nll = 0, nll2 = 0, refNll = 0, kld = 0;
+  int64_t count = 0, agree = 0;
   const bool tty = isatty(2);
-  for (int64_t c0 = 0; c0 < chunks; c0 += options.batch) {
-    const int64_t b = std::min(options.batch, chunks - c0);
+  const int64_t V = io->vocab;
+  std::vector<double> logp(static_cast<size_t>(V)), refLogp(static_cast<size_t>(V));
+  auto logSoftmax = [V](const float *row, std::vector<double> &out) {
+    float max = *std::max_element(row, row + V);
+    double sum = 0;
+    for (int64_t v = 0; v < V; ++v) sum += std::exp(double(row[v]) - max);
+    const double shift = std::log(sum) + max;
+    for (int64_t v = 0; v < V; ++v) out[size_t(v)] = double(row[v]) - shift;
+  };
+  auto makeFeeds = [&](const ModelIo &model, int64_t c0, int64_t b) {
     std::map<std::string, Tensor> feeds;
-    for (auto [info, fill] : io->inputs) {
+    for (auto [info, fill] : model.inputs) {
       Tensor t = Tensor::zeros(info->dtype, {b, ctx});
       for (int64_t r = 0; r < b; ++r)
         for (int64_t j = 0; j < ctx; ++j) {
@@ -134,25 +152,44 @@ Expected<PerplexityResult> evaluatePerplexity(Session &session, const std::vecto
         }
       feeds.emplace(info->name, std::move(t));
     }
+    return feeds;
+  };
+  for (int64_t c0 = 0; c0 < chunks; c0 += options.batch) {
+    const int64_t b = std::min(options.batch, chunks - c0);
     auto t0 = std::chrono::steady_clock::now();
-    auto outputs = session.run(feeds);
+    auto outputs = session.run(makeFeeds(*io, c0, b));
     result.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (!outputs) return outputs.status();
     const Tensor &logits = (*outputs)[io->logits].tensor;
-    if (logits.shape() != std::vector<int64_t>{b, ctx, io->vocab})
-      return Status::error("logits have shape " + shapeString(logits.shape()) + ", expected " +
-                           shapeString({b, ctx, io->vocab}));
+    if (logits.shape() != std::vector<int64_t>{b, ctx, V})
+      return Status::error("logits have shape " + shapeString(logits.shape()) + ", expected " + shapeString({b, ctx, V}));
+    std::optional<std::vector<NamedTensor>> refOutputs;
+    if (reference) {
+      auto r = reference->run(makeFeeds(*refIo, c0, b));
+      if (!r) return Status::error("the reference: " + r.error());
+      refOutputs = std::move(*r);
+      if ((*refOutputs)[refIo->logits].tensor.shape() != logits.shape())
+        return Status::error("the reference's logits have shape " + shapeString((*refOutputs)[refIo->logits].tensor.shape()));
+    }
     for (int64_t r = 0; r < b; ++r) {
       const int64_t start = (c0 + r) * ctx;
       for (int64_t j = first; j < ctx - 1; ++j) {
-        const float *row = logits.data<float>() + (r * ctx + j) * io->vocab;
-        float max = *std::max_element(row, row + io->vocab);
-        double sum = 0;
-        for (int64_t v = 0; v < io->vocab; ++v) sum += std::exp(double(row[v]) - max);
-        double value = std::log(sum) + max - double(row[tokens[size_t(start + j + 1)]]);
+        const float *row = logits.data<float>() + (r * ctx + j) * V;
+        const int32_t target = tokens[size_t(start + j + 1)];
+        logSoftmax(row, logp);
+        double value = -logp[size_t(target)];
         nll += value;
         nll2 += value * value;
         ++count;
+        if (refOutputs) {
+          const float *refRow = (*refOutputs)[refIo->logits].tensor.data<float>() + (r * ctx + j) * V;
+          logSoftmax(refRow, refLogp);
+          refNll -= refLogp[size_t(target)];
+          double k = 0;
+          for (int64_t v = 0; v < V; ++v) k += std::exp(refLogp[size_t(v)]) * (refLogp[size_t(v)] - logp[size_t(v)]);
+          kld += k;
+          agree += (std::max_element(row, row + V) - row) == (std::max_element(refRow, refRow + V) - refRow);
+        }
       }
       result.runningPpl.push_back(std::exp(nll / double(count)));
     }
@@ -173,6 +210,11 @@ Expected<PerplexityResult> evaluatePerplexity(Session &session, const std::vecto
   result.ppl = std::exp(result.meanNll);
   double variance = nll2 / double(count) - result.meanNll * result.meanNll;
   result.pplError = (variance > 0 && count > 1) ? std::sqrt(variance / double(count - 1)) * result.ppl : 0;
+  if (reference) {
+    result.referencePpl = std::exp(refNll / double(count));
+    result.meanKld = kld / double(count);
+    result.top1Agreement = double(agree) / double(count);
+  }
   return result;
 }
 
@@ -219,6 +261,67 @@ bool writeJson(const std::string &path, const std::string &text) {
 
 } // namespace
 
+namespace {
+
+/// Encoders (and any model): run both artifacts on DIR/<input>.npy and compare
+/// every float output vector by vector along its last axis.
+int compareOnData(const EvalOptions &options) {
+  auto fail = [](const std::string &message) {
+    std::fprintf(stderr, "error: %s\n", message.c_str());
+    return 1;
+  };
+  if (options.reference.empty()) return fail("--data compares two artifacts: give --reference R.lathe");
+  auto model = Session::open(options.artifact, {options.threads, ""});
+  if (!model) return fail(model.error());
+  auto reference = Session::open(options.reference, {options.threads, ""});
+  if (!reference) return fail(reference.error());
+  std::map<std::string, Tensor> feeds;
+  for (const TensorInfo &in : (*model)->inputs()) {
+    std::string path = (std::filesystem::path(options.dataDir) / (in.name + ".npy")).string();
+    auto t = io::readNpy(path);
+    if (!t) return fail("input '" + in.name + "': " + t.error());
+    feeds[in.name] = std::move(*t);
+  }
+  auto got = (*model)->run(feeds);
+  if (!got) return fail(got.error());
+  auto want = (*reference)->run(feeds);
+  if (!want) return fail("the reference: " + want.error());
+  std::string json = "{\n  \"artifact\": " + jsonString(options.artifact) + ",\n  \"reference\": " +
+                     jsonString(options.reference) + ",\n  \"outputs\": [";
+  for (size_t o = 0; o < got->size(); ++o) {
+    const Tensor &a = (*got)[o].tensor, *b = nullptr;
+    for (const auto &w : *want)
+      if (w.name == (*got)[o].name) b = &w.tensor;
+    if (!b || b->shape() != a.shape() || a.dtype() != DType::F32 || a.rank() == 0) continue;
+    const int64_t width = a.shape().back(), vectors = width ? a.numel() / width : 0;
+    double cosSum = 0, cosMin = 1, maxAbs = 0, sumAbs = 0;
+    for (int64_t v = 0; v < vectors; ++v) {
+      double dot = 0, na = 0, nb = 0;
+      for (int64_t i = 0; i < width; ++i) {
+        const double x = a.data<float>()[v * width + i], y = b->data<float>()[v * width + i];
+        dot += x * y, na += x * x, nb += y * y;
+        maxAbs = std::max(maxAbs, std::fabs(x - y));
+        sumAbs += std::fabs(x - y);
+      }
+      const double c = (na > 0 && nb > 0) ? dot / std::sqrt(na * nb) : (na == nb ? 1.0 : 0.0);
+      cosSum += c;
+      cosMin = std::min(cosMin, c);
+    }
+    const double meanCos = vectors ? cosSum / double(vectors) : 1.0, meanAbs = a.numel() ? sumAbs / double(a.numel()) : 0;
+    std::printf("%-24s %s: cosine mean %.6f, worst %.6f over %lld vectors; |error| max %.3e, mean %.3e\n",
+                (*got)[o].name.c_str(), a.describe().c_str(), meanCos, cosMin, (long long)vectors, maxAbs, meanAbs);
+    char row[512];
+    std::snprintf(row, sizeof row, "%s\n    {\"name\": %s, \"cosine_mean\": %.9g, \"cosine_worst\": %.9g, \"max_abs\": %.6g, \"mean_abs\": %.6g}",
+                  o ? "," : "", jsonString((*got)[o].name).c_str(), meanCos, cosMin, maxAbs, meanAbs);
+    json += row;
+  }
+  json += "\n  ]\n}\n";
+  if (!options.jsonPath.empty() && !writeJson(options.jsonPath, json)) return fail("cannot write '" + options.jsonPath + "'");
+  return 0;
+}
+
+} // namespace
+
 int evalArtifactCommand(const EvalOptions &options) {
   auto fail = [](const std::string &message) {
     std::fprintf(stderr, "error: %s\n", message.c_str());
@@ -228,12 +331,20 @@ int evalArtifactCommand(const EvalOptions &options) {
   if (options.protocol == "llama.cpp") popts.protocol = PerplexityProtocol::LlamaCpp;
   else if (options.protocol == "full") popts.protocol = PerplexityProtocol::Full;
   else return fail("unknown --protocol '" + options.protocol + "' (expected llama.cpp or full)");
-  if (options.textFile.empty() == options.idsFile.empty()) return fail("give exactly one of --text FILE or --ids FILE.npy");
+  if (!options.dataDir.empty()) return compareOnData(options);
+  if (options.textFile.empty() == options.idsFile.empty())
+    return fail("give exactly one of --text FILE, --ids FILE.npy or (with --reference) --data DIR");
   popts.ctx = options.ctx;
   popts.maxChunks = options.chunks;
   popts.batch = options.batch;
   auto session = Session::open(options.artifact, {options.threads, ""});
   if (!session) return fail(session.error());
+  std::unique_ptr<Session> reference;
+  if (!options.reference.empty()) {
+    auto r = Session::open(options.reference, {options.threads, ""});
+    if (!r) return fail(r.error());
+    reference = std::move(*r);
+  }
 
   std::vector<int32_t> tokens;
   std::string bosNote;
@@ -267,7 +378,7 @@ int evalArtifactCommand(const EvalOptions &options) {
     bosNote = "ids as given";
     std::printf("ids         %s: %zu tokens\n", options.idsFile.c_str(), tokens.size());
   }
-  auto result = evaluatePerplexity(**session, tokens, popts);
+  auto result = evaluatePerplexity(**session, tokens, popts, reference.get());
   if (!result) return fail(result.error());
   const PerplexityResult &r = *result;
   std::printf("protocol    %s, ctx %lld, %lld windows, %s\n", options.protocol.c_str(), (long long)options.ctx,
@@ -277,16 +388,22 @@ int evalArtifactCommand(const EvalOptions &options) {
   std::printf("perplexity  %.4f +/- %.5f   (mean NLL %.6f)\n", r.ppl, r.pplError, r.meanNll);
   std::printf("speed       %lld tokens in %.2fs: %.1f tokens/s, %d threads\n", (long long)r.tokensEvaluated, r.seconds,
               double(r.tokensEvaluated) / r.seconds, (*session)->threads());
+  if (reference)
+    std::printf("reference   %s: perplexity %.4f (%+.3f %%), KL divergence %.6f nats/token, top-1 agreement %.2f %%\n",
+                options.reference.c_str(), r.referencePpl, 100.0 * (r.ppl / r.referencePpl - 1.0), r.meanKld,
+                100.0 * r.top1Agreement);
   if (!options.jsonPath.empty()) {
     char json[8192];
     std::snprintf(json, sizeof json,
                   "{\n  \"artifact\": %s,\n  \"protocol\": \"%s\",\n  \"ctx\": %lld,\n  \"chunks\": %lld,\n"
                   "  \"stream_tokens\": %lld,\n  \"tokens_scored\": %lld,\n  \"ppl\": %.9g,\n  \"ppl_error\": %.9g,\n"
                   "  \"mean_nll\": %.12g,\n  \"seconds\": %.6g,\n  \"tokens_per_second\": %.6g,\n  \"threads\": %d,\n"
-                  "  \"bos_id\": %lld\n}\n",
+                  "  \"bos_id\": %lld,\n  \"reference\": %s,\n  \"reference_ppl\": %.9g,\n  \"mean_kld\": %.9g,\n"
+                  "  \"top1_agreement\": %.9g\n}\n",
                   jsonString(options.artifact).c_str(), options.protocol.c_str(), (long long)options.ctx, (long long)r.chunks,
                   (long long)r.streamTokens, (long long)r.tokensScored, r.ppl, r.pplError, r.meanNll, r.seconds,
-                  double(r.tokensEvaluated) / r.seconds, (*session)->threads(), (long long)popts.bosId);
+                  double(r.tokensEvaluated) / r.seconds, (*session)->threads(), (long long)popts.bosId,
+                  reference ? jsonString(options.reference).c_str() : "null", r.referencePpl, r.meanKld, r.top1Agreement);
     if (!writeJson(options.jsonPath, json)) return fail("cannot write '" + options.jsonPath + "'");
   }
   return 0;

@@ -34,7 +34,11 @@ struct PerplexityOptions {
 struct PerplexityResult {
   double ppl = 0, pplError = 0, meanNll = 0;
   int64_t chunks = 0, tokensScored = 0, tokensEvaluated = 0, streamTokens = 0;
-  double seconds = 0;                     // model time only
+  double seconds = 0;                     // model time only (the evaluated model)
+  // With a reference model (same tokens, same windows): its perplexity, the mean
+  // KL divergence KL(reference ‖ model) of the next-token distributions over the
+  // scored positions (nats), and how often both predict the same top-1 token.
+  double referencePpl = 0, meanKld = 0, top1Agreement = 0;
   std::vector<double> runningPpl;         // after each chunk, as llama-perplexity prints it
 };
 
@@ -42,7 +46,7 @@ struct PerplexityResult {
 /// (other inputs: names with "mask" get ones, "position" 0..S-1, "type" zeros)
 /// and a float logits output [batch, sequence, vocab].
 Expected<PerplexityResult> evaluatePerplexity(Session &session, const std::vector<int32_t> &tokens,
-                                              const PerplexityOptions &options);
+                                              const PerplexityOptions &options, Session *reference = nullptr);
 
 /// The output holding next-token logits: f32 [batch, sequence, vocab] named
 /// "*logits*", or the only such output when its width is the vocabulary's size.
@@ -58,6 +62,8 @@ struct EvalOptions {
   int64_t batch = 1;
   int threads = 0;
   std::string jsonPath;  // also write the result as JSON
+  std::string reference; // compare with this artifact (e.g. the fp32 original)
+  std::string dataDir;   // encoders: <input name>.npy files, outputs compared with --reference
 };
 
 int evalArtifactCommand(const EvalOptions &options);
