@@ -34,6 +34,7 @@ struct CompileOptions {
   std::string dumpDir;
   std::string recipe;
   std::string report; // default: <output>.report.json when a recipe is given
+  std::string ggufWeights = "f32";
 };
 
 int runCompile(const CompileOptions &o) {
@@ -60,7 +61,7 @@ int runCompile(const CompileOptions &o) {
       return 1;
     }
   }
-  auto module = pipeline::loadModel(context, o.input, error);
+  auto module = pipeline::loadModel(context, o.input, error, {o.ggufWeights == "native"});
   if (!module) {
     std::cerr << "error: " << error << "\n";
     return 1;
@@ -104,8 +105,8 @@ int runCompile(const CompileOptions &o) {
   }
   // The report of a recipe: printed, and written as JSON next to the output.
   auto report = [&](uint64_t artifactBytes) {
-    if (!recipe) return true;
-    pipeline::CompressionReport r{recipe->name.empty() ? recipe->path : recipe->name, o.input,
+    if (!recipe && o.ggufWeights != "native") return true;
+    pipeline::CompressionReport r{recipe ? (recipe->name.empty() ? recipe->path : recipe->name) : "none (GGUF weights kept native)", o.input,
                                   pipeline::collectLayers(*module), stats, artifactBytes};
     pipeline::printReport(r, llvm::outs());
     std::string path = o.report.empty() ? o.output + ".report.json" : o.report;
@@ -164,6 +165,9 @@ int main(int argc, char **argv) {
   comp->add_option("--dump-dir", compile.dumpDir, "write numbered per-pass IR files (only when the IR changed)");
   comp->add_option("--recipe", compile.recipe, "compression recipe (YAML/JSON; presets in examples/recipes/)");
   comp->add_option("--report", compile.report, "where the recipe's JSON report goes (default: <output>.report.json)");
+  comp->add_option("--gguf-weights", compile.ggufWeights,
+                   "f32: dequantize GGUF weights; native: keep Q8_0/Q4_0/Q4_1 linear weights as int8/int4 g32 (exact)")
+      ->check(CLI::IsMember({"f32", "native"}));
 
   lathe::driver::InspectOptions inspect;
   auto *insp = app.add_subcommand("inspect", "Per-phase tables: op counts, parameters, weight bytes, FLOPs");

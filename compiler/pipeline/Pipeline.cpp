@@ -65,7 +65,8 @@ static bool endsWith(const std::string &s, const std::string &suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-OwningOpRef<ModuleOp> loadModel(MLIRContext &context, const std::string &path, std::string &error) {
+OwningOpRef<ModuleOp> loadModel(MLIRContext &context, const std::string &path, std::string &error,
+                                const LoadOptions &options) {
   // An imported module records its phase and must verify before any pass runs.
   auto finishImport = [&](OwningOpRef<ModuleOp> module) -> OwningOpRef<ModuleOp> {
     module->getOperation()->setAttr("lathe.phase", StringAttr::get(&context, "import"));
@@ -97,7 +98,7 @@ OwningOpRef<ModuleOp> loadModel(MLIRContext &context, const std::string &path, s
     return finishImport(std::move(result.module));
   }
   if (endsWith(path, ".gguf")) {
-    auto result = importer::importGgufFile(context, path);
+    auto result = importer::importGgufFile(context, path, {options.ggufNative});
     if (!result.fatalError.empty()) {
       error = path + ": " + result.fatalError;
       return nullptr;

@@ -37,8 +37,11 @@ struct IrPrinting {
 
 /// Loads .onnx (importing it), .mlir or .mlirbc. On failure returns null and
 /// fills `error` (for ONNX, with every node problem listed).
+struct LoadOptions {
+  bool ggufNative = false; // keep GGUF Q8_0/Q4_0/Q4_1 linear weights in Lathe's int8/int4 formats
+};
 mlir::OwningOpRef<mlir::ModuleOp> loadModel(mlir::MLIRContext &context, const std::string &path,
-                                            std::string &error);
+                                            std::string &error, const LoadOptions &options = {});
 
 /// Wall time and peak memory of one phase (for the compile report).
 struct PhaseStat {

@@ -9,6 +9,8 @@ b. accuracy on English text (Pride and Prejudice, 3 windows of 256 tokens, llama
    grid, so it is nearly lossless too; symmetric int4 RTN is lossy but bounded);
 c. MiniLM (ONNX) int8 and bf16: `lathe eval --data` cosine of every output vector against fp32;
 d. a quantized decoder still decodes incrementally: `run --incremental 1` equals the full run;
+   GGUF Q4_1/Q8_0 weights kept natively (--gguf-weights native) compute what the f32 import does
+   (KL divergence < 1e-6, identical top-1);
 e. recipe errors exit 1 naming the file and line: unknown key, impossible combinations, a method that
    does not exist, a pattern matching no layer, a missing file.
 """
@@ -80,6 +82,19 @@ def main():
         if bound:
             c.expect(rise <= bound[0], f"{preset}: perplexity +{100 * rise:.2f} % > +{100 * bound[0]:.1f} %")
             c.expect(r["top1_agreement"] >= bound[1], f"{preset}: top-1 agreement {r['top1_agreement']:.3f} < {bound[1]}")
+
+    # GGUF Q4_1/Q8_0 kept as int4/int8 g32 without a round trip: the same function as the f32 import.
+    native = os.path.join(tmp, "native.lathe")
+    rc, stdout, err = run([args.lathe, "compile", gguf, "--gguf-weights", "native", "-o", native])
+    c.expect(rc == 0 and "gguf-q4_1" in stdout, f"--gguf-weights native: rc {rc} {err.strip()[-300:]}")
+    if rc == 0:
+        js = os.path.join(tmp, "native.eval.json")
+        rc, _, err = run([args.lathe, "eval", native, "--reference", fp32, "--text", text, "--ctx", "256", "--chunks", "3",
+                          "--threads", "2", "--json", js])
+        r = json.load(open(js)) if rc == 0 else None
+        c.expect(r is not None and r["mean_kld"] < 1e-6 and abs(r["ppl"] / r["reference_ppl"] - 1) < 1e-5 and
+                 r["top1_agreement"] == 1.0, f"native GGUF weights differ from the f32 import: {r}")
+        c.expect(os.path.getsize(native) < 0.45 * os.path.getsize(fp32), "native artifact is not much smaller than fp32")
 
     # d. incremental decoding of a quantized model.
     q8 = os.path.join(tmp, "int8-weight-only.lathe")

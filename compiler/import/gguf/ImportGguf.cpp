@@ -210,8 +210,8 @@ std::string blobKey(const std::string &name) {
 
 class Builder {
 public:
-  Builder(MLIRContext &ctx, const GgufFile &file, const LlamaConfig &config)
-      : ctx_(ctx), file_(file), config_(config), builder_(&ctx) {}
+  Builder(MLIRContext &ctx, const GgufFile &file, const LlamaConfig &config, const GgufImportOptions &options)
+      : ctx_(ctx), file_(file), config_(config), options_(options), builder_(&ctx) {}
 
   OwningOpRef<ModuleOp> build();
 
@@ -223,6 +223,9 @@ private:
   Value constF32(ArrayRef<float> values, ArrayRef<int64_t> shape);
   Value weight(const std::string &tensorName, RowLayout layout = RowLayout::AsStored, int64_t heads = 0);
   Value linear(Value x, const std::string &tensorName, RowLayout layout = RowLayout::AsStored, int64_t heads = 0);
+  /// Q8_0 / Q4_0 / Q4_1 blocks as a lathe.quantized_linear (int8 / int4 sym /
+  /// int4 asym, group 32) with the file's codes and scales; null for other types.
+  Value nativeLinear(Value x, const std::string &tensorName, RowLayout layout, int64_t heads);
   Value rmsNorm(Value x, const std::string &tensorName);
   Value splitHeads(Value x, int64_t headDim);
   Value rotate(Value x, Value cos, Value sin);
@@ -230,6 +233,7 @@ private:
   MLIRContext &ctx_;
   const GgufFile &file_;
   const LlamaConfig &config_;
+  const GgufImportOptions &options_;
   OpBuilder builder_;
   Location loc_ = UnknownLoc::get(&ctx_);
   std::map<std::string, Value> weights_;
@@ -287,7 +291,65 @@ Value Builder::weight(const std::string &tensorName, RowLayout layout, int64_t h
   return value;
 }
 
+/// The stored row that holds row `to` of the transformers layout (see weight()).
+static int64_t storedRow(int64_t to, RowLayout layout, int64_t rows, int64_t heads) {
+  if (layout != RowLayout::UnpermuteRopeHeads) return to;
+  const int64_t headDim = rows / heads, half = headDim / 2, h = to / headDim, r = to % headDim;
+  const int64_t j = r / half, i = r % half;
+  return h * headDim + 2 * i + j;
+}
+
+Value Builder::nativeLinear(Value x, const std::string &tensorName, RowLayout layout, int64_t heads) {
+  const GgufTensor *tensor = file_.findTensor(tensorName);
+  if (!tensor || tensor->ne.size() != 2) return nullptr;
+  const gguf::GgmlType type = tensor->type();
+  const bool q8 = type == gguf::GgmlType::Q8_0, q40 = type == gguf::GgmlType::Q4_0, q41 = type == gguf::GgmlType::Q4_1;
+  if (!q8 && !q40 && !q41) return nullptr;
+  const int64_t rows = tensor->rows(), cols = tensor->cols(), blocks = cols / 32;
+  const size_t blockBytes = q8 ? 34 : q40 ? 18 : 20;
+  std::vector<char> codes(size_t(rows * (q8 ? cols : cols / 2))), scales(size_t(rows * blocks * 2)), mins;
+  if (q41) mins.resize(scales.size());
+  for (int64_t r = 0; r < rows; ++r) {
+    const uint8_t *row = tensor->data + size_t(storedRow(r, layout, rows, heads)) * size_t(blocks) * blockBytes;
+    for (int64_t b = 0; b < blocks; ++b) {
+      const uint8_t *block = row + size_t(b) * blockBytes;
+      std::memcpy(&scales[size_t((r * blocks + b) * 2)], block, 2); // f16 d
+      if (q41) std::memcpy(&mins[size_t((r * blocks + b) * 2)], block + 2, 2); // f16 m
+      const uint8_t *qs = block + (q41 ? 4 : 2);
+      if (q8) std::memcpy(&codes[size_t(r * cols + b * 32)], qs, 32);
+      else std::memcpy(&codes[size_t(r * (cols / 2) + b * 16)], qs, 16); // ggml's nibble order is Lathe's
+    }
+  }
+  Location saved = loc_;
+  loc_ = NameLoc::get(builder_.getStringAttr(tensorName));
+  auto constant = [&](Type element, ArrayRef<int64_t> shape, const std::vector<char> &bytes, const char *suffix) -> Value {
+    auto t = RankedTensorType::get(shape, element);
+    return builder_.create<ir::ConstantOp>(loc_, ir::makeResourceAttr(t, blobKey(tensorName + suffix), bytes));
+  };
+  Value w = constant(q8 ? Type(builder_.getIntegerType(8)) : Type(IntegerType::get(&ctx_, 8, IntegerType::Unsigned)),
+                     {rows, q8 ? cols : cols / 2}, codes, ".q");
+  Value s = constant(builder_.getF16Type(), {rows, blocks}, scales, ".scales");
+  Value m = q41 ? constant(builder_.getF16Type(), {rows, blocks}, mins, ".mins") : Value();
+  loc_ = saved;
+  SmallVector<int64_t> outShape(cast<RankedTensorType>(x.getType()).getShape());
+  outShape.back() = rows;
+  auto resultType = RankedTensorType::get(outShape, builder_.getF32Type());
+  auto op = builder_.create<ir::QuantizedLinearOp>(loc_, resultType, x, w, s, m, Value(),
+                                                   builder_.getStringAttr(q8 ? "int8" : "int4"), builder_.getI64IntegerAttr(32));
+  const double after = double(codes.size() + scales.size() + mins.size());
+  op->setAttr("lathe.compression",
+              builder_.getDictionaryAttr(
+                  {builder_.getNamedAttr("method", builder_.getStringAttr(q8 ? "gguf-q8_0" : q40 ? "gguf-q4_0" : "gguf-q4_1")),
+                   builder_.getNamedAttr("bits_per_weight", builder_.getF64FloatAttr(8.0 * after / double(rows * cols))),
+                   builder_.getNamedAttr("bytes_before", builder_.getI64IntegerAttr(rows * cols * 4)),
+                   builder_.getNamedAttr("bytes_after", builder_.getI64IntegerAttr(int64_t(after))),
+                   builder_.getNamedAttr("weight_error", builder_.getF64FloatAttr(0.0))}));
+  return op.getResult();
+}
+
 Value Builder::linear(Value x, const std::string &tensorName, RowLayout layout, int64_t heads) {
+  if (options_.keepQuantized)
+    if (Value native = nativeLinear(x, tensorName, layout, heads)) return native;
   return make<ir::LinearOp>({x, weight(tensorName, layout, heads)});
 }
 
@@ -440,14 +502,14 @@ GgufImportResult checkGgufFile(const std::string &path) {
   return preflight(path, file, config);
 }
 
-GgufImportResult importGgufFile(MLIRContext &context, const std::string &path) {
+GgufImportResult importGgufFile(MLIRContext &context, const std::string &path, const GgufImportOptions &options) {
   std::optional<GgufFile> file;
   LlamaConfig config;
   GgufImportResult result = preflight(path, file, config);
   if (!result.fatalError.empty() || !result.problems.empty()) return result;
   context.loadDialect<ir::LatheDialect, func::FuncDialect>();
   try {
-    Builder builder(context, *file, config);
+    Builder builder(context, *file, config, options);
     result.module = builder.build();
   } catch (const BuildError &e) {
     result.fatalError = e.reason;

@@ -35,8 +35,16 @@ struct GgufImportResult {
 /// Checks the file (metadata, tensor names, shapes and types) without building IR.
 GgufImportResult checkGgufFile(const std::string &path);
 
+struct GgufImportOptions {
+  /// Keep Q8_0 / Q4_0 / Q4_1 linear weights in Lathe's int8 / int4 formats
+  /// (group 32, the file's own codes and f16 scales: no dequantize-requantize
+  /// round trip) instead of dequantizing them to f32.
+  bool keepQuantized = false;
+};
+
 /// Imports the model at `path`. On problems, `module` is null and the problems
 /// (or the fatal error) say what is wrong.
-GgufImportResult importGgufFile(mlir::MLIRContext &context, const std::string &path);
+GgufImportResult importGgufFile(mlir::MLIRContext &context, const std::string &path,
+                                const GgufImportOptions &options = {});
 
 } // namespace lathe::importer
