@@ -212,6 +212,8 @@ int main(int argc, char **argv) {
   evalCmd->add_option("--json", evalOptions.jsonPath, "also write the result as JSON");
   evalCmd->add_option("--reference", evalOptions.reference,
                       "compare with this artifact (e.g. the fp32 original): its perplexity, KL divergence, top-1 agreement");
+  evalCmd->add_flag("--per-layer", evalOptions.perLayer,
+                    "with --reference: each linear layer's relative output error, worst first (taps)");
   evalCmd->add_option("--data", evalOptions.dataDir,
                       "with --reference: DIR/<input>.npy inputs; every output compared vector by vector (cosine, abs error)");
 

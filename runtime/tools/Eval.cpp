@@ -263,6 +263,61 @@ bool writeJson(const std::string &path, const std::string &text) {
 
 namespace {
 
+/// Each linear layer's output in `model` against the same-named layer of
+/// `reference` on the same inputs: ‖y − y_ref‖ / ‖y_ref‖, worst first. Taps
+/// see every layer, so the errors include what upstream layers passed on.
+struct LayerError {
+  std::string name, format;
+  double relative = 0;
+};
+Expected<std::vector<LayerError>> perLayerErrors(Session &model, Session &reference, const std::map<std::string, Tensor> &feeds) {
+  std::map<std::string, std::vector<float>> want;
+  std::vector<LayerError> rows;
+  reference.addTap("*", [&](const TapEvent &e) {
+    if (e.op == "linear" && e.tensor.dtype() == DType::F32)
+      want[e.source].assign(e.tensor.data<float>(), e.tensor.data<float>() + e.tensor.numel());
+  });
+  auto r = reference.run(feeds);
+  reference.clearTaps();
+  if (!r) return Status::error("the reference: " + r.error());
+  std::map<std::string, std::string> formats;
+  for (const auto &l : model.info().manifest) formats[l.source] = l.weightFormat;
+  model.addTap("*", [&](const TapEvent &e) {
+    auto it = want.find(e.source);
+    if (e.op != "linear" || it == want.end() || size_t(e.tensor.numel()) != it->second.size()) return;
+    double diff = 0, norm = 0;
+    for (size_t i = 0; i < it->second.size(); ++i) {
+      const double d = double(e.tensor.data<float>()[i]) - it->second[i];
+      diff += d * d;
+      norm += double(it->second[i]) * it->second[i];
+    }
+    rows.push_back({e.source, formats.count(e.source) ? formats[e.source] : "?", norm > 0 ? std::sqrt(diff / norm) : 0.0});
+  });
+  auto m = model.run(feeds);
+  model.clearTaps();
+  if (!m) return m.status();
+  std::stable_sort(rows.begin(), rows.end(), [](const LayerError &a, const LayerError &b) { return a.relative > b.relative; });
+  return rows;
+}
+
+void printLayerErrors(const std::vector<LayerError> &rows, std::string &json) {
+  std::printf("per layer   relative output error ‖y − y_ref‖/‖y_ref‖ of %zu linear layers, worst first:\n", rows.size());
+  for (size_t i = 0; i < rows.size(); ++i) {
+    if (i < 15 || i + 3 >= rows.size())
+      std::printf("  %-48s %-6s %.3e\n", rows[i].name.c_str(), rows[i].format.c_str(), rows[i].relative);
+    else if (i == 15)
+      std::printf("  ...\n");
+  }
+  json = "[";
+  for (size_t i = 0; i < rows.size(); ++i) {
+    char row[512];
+    std::snprintf(row, sizeof row, "%s\n    {\"name\": %s, \"format\": \"%s\", \"relative_error\": %.6g}", i ? "," : "",
+                  jsonString(rows[i].name).c_str(), rows[i].format.c_str(), rows[i].relative);
+    json += row;
+  }
+  json += "\n  ]";
+}
+
 /// Encoders (and any model): run both artifacts on DIR/<input>.npy and compare
 /// every float output vector by vector along its last axis.
 int compareOnData(const EvalOptions &options) {
@@ -315,7 +370,15 @@ int compareOnData(const EvalOptions &options) {
                   o ? "," : "", jsonString((*got)[o].name).c_str(), meanCos, cosMin, maxAbs, meanAbs);
     json += row;
   }
-  json += "\n  ]\n}\n";
+  json += "\n  ]";
+  if (options.perLayer) {
+    auto layers = perLayerErrors(**model, **reference, feeds);
+    if (!layers) return fail(layers.error());
+    std::string rows;
+    printLayerErrors(*layers, rows);
+    json += ",\n  \"per_layer\": " + rows;
+  }
+  json += "\n}\n";
   if (!options.jsonPath.empty() && !writeJson(options.jsonPath, json)) return fail("cannot write '" + options.jsonPath + "'");
   return 0;
 }
@@ -392,18 +455,41 @@ int evalArtifactCommand(const EvalOptions &options) {
     std::printf("reference   %s: perplexity %.4f (%+.3f %%), KL divergence %.6f nats/token, top-1 agreement %.2f %%\n",
                 options.reference.c_str(), r.referencePpl, 100.0 * (r.ppl / r.referencePpl - 1.0), r.meanKld,
                 100.0 * r.top1Agreement);
+  std::string perLayerJson = "null";
+  if (options.perLayer) {
+    if (!reference) return fail("--per-layer compares with a reference: give --reference R.lathe");
+    // The first window, fed as evaluatePerplexity feeds it.
+    auto io = describeModel(**session);
+    if (!io) return fail(io.error());
+    std::map<std::string, Tensor> feeds;
+    for (auto [info, fill] : io->inputs) {
+      Tensor t = Tensor::zeros(info->dtype, {1, options.ctx});
+      for (int64_t j = 0; j < options.ctx; ++j) {
+        int64_t v = fill == Fill::Ids ? (j == 0 && popts.bosId >= 0 ? popts.bosId : tokens[size_t(j)])
+                    : fill == Fill::Ones ? 1 : fill == Fill::Positions ? j : 0;
+        if (info->dtype == DType::I64) t.data<int64_t>()[j] = v;
+        else t.data<int32_t>()[j] = int32_t(v);
+      }
+      feeds.emplace(info->name, std::move(t));
+    }
+    auto layers = perLayerErrors(**session, *reference, feeds);
+    if (!layers) return fail(layers.error());
+    printLayerErrors(*layers, perLayerJson);
+  }
   if (!options.jsonPath.empty()) {
-    char json[8192];
-    std::snprintf(json, sizeof json,
+    std::vector<char> jsonBuffer(16384 + perLayerJson.size());
+    char *json = jsonBuffer.data();
+    std::snprintf(json, jsonBuffer.size(),
                   "{\n  \"artifact\": %s,\n  \"protocol\": \"%s\",\n  \"ctx\": %lld,\n  \"chunks\": %lld,\n"
                   "  \"stream_tokens\": %lld,\n  \"tokens_scored\": %lld,\n  \"ppl\": %.9g,\n  \"ppl_error\": %.9g,\n"
                   "  \"mean_nll\": %.12g,\n  \"seconds\": %.6g,\n  \"tokens_per_second\": %.6g,\n  \"threads\": %d,\n"
                   "  \"bos_id\": %lld,\n  \"reference\": %s,\n  \"reference_ppl\": %.9g,\n  \"mean_kld\": %.9g,\n"
-                  "  \"top1_agreement\": %.9g\n}\n",
+                  "  \"top1_agreement\": %.9g,\n  \"per_layer\": %s\n}\n",
                   jsonString(options.artifact).c_str(), options.protocol.c_str(), (long long)options.ctx, (long long)r.chunks,
                   (long long)r.streamTokens, (long long)r.tokensScored, r.ppl, r.pplError, r.meanNll, r.seconds,
                   double(r.tokensEvaluated) / r.seconds, (*session)->threads(), (long long)popts.bosId,
-                  reference ? jsonString(options.reference).c_str() : "null", r.referencePpl, r.meanKld, r.top1Agreement);
+                  reference ? jsonString(options.reference).c_str() : "null", r.referencePpl, r.meanKld, r.top1Agreement,
+                  perLayerJson.c_str());
     if (!writeJson(options.jsonPath, json)) return fail("cannot write '" + options.jsonPath + "'");
   }
   return 0;

@@ -64,6 +64,7 @@ struct EvalOptions {
   std::string jsonPath;  // also write the result as JSON
   std::string reference; // compare with this artifact (e.g. the fp32 original)
   std::string dataDir;   // encoders: <input name>.npy files, outputs compared with --reference
+  bool perLayer = false; // with --reference: each linear layer's relative output error (first window / the data)
 };
 
 int evalArtifactCommand(const EvalOptions &options);

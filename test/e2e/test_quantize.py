@@ -7,7 +7,8 @@ b. accuracy on English text (Pride and Prejudice, 3 windows of 256 tokens, llama
    `lathe eval --reference fp32.lathe`: perplexity change and top-1 agreement within fixed bounds per
    preset (int8 and bf16 nearly lossless; the asymmetric int4 g32 grid matches SmolLM2's own Q4_1
    grid, so it is nearly lossless too; symmetric int4 RTN is lossy but bounded);
-c. MiniLM (ONNX) int8 and bf16: `lathe eval --data` cosine of every output vector against fp32;
+c. MiniLM (ONNX) int8 and bf16: `lathe eval --data` cosine of every output vector against fp32, and
+   `--per-layer` gives each of its 37 linear layers' relative output error, worst first;
 d. a quantized decoder still decodes incrementally: `run --incremental 1` equals the full run;
    GGUF Q4_1/Q8_0 weights kept natively (--gguf-weights native) compute what the f32 import does
    (KL divergence < 1e-6, identical top-1);
@@ -121,9 +122,13 @@ def main():
         rc, _, err = run([args.lathe, "compile", minilm, "--recipe", os.path.join(RECIPES, preset + ".yaml"), "-o", out])
         c.expect(rc == 0, f"minilm {preset}: {err.strip()[-300:]}")
         js = os.path.join(tmp, "minilm." + preset + ".json")
-        rc, stdout, err = run([args.lathe, "eval", out, "--reference", base, "--data", inputs, "--json", js])
+        rc, stdout, err = run([args.lathe, "eval", out, "--reference", base, "--data", inputs, "--per-layer", "--json", js])
         c.expect(rc == 0, f"minilm {preset} eval: {err}")
         if rc == 0:
+            layers = json.load(open(js))["per_layer"]
+            c.expect(len(layers) == 37 and all(0 <= l["relative_error"] < 0.5 for l in layers) and
+                     layers[0]["relative_error"] >= layers[-1]["relative_error"] > 0,
+                     f"minilm {preset} --per-layer: {len(layers)} rows, errors {[l['relative_error'] for l in layers][:3]}")
             for o in json.load(open(js))["outputs"]:
                 print(f"minilm {preset:18s} {o['name']:18s} cosine mean {o['cosine_mean']:.6f} worst {o['cosine_worst']:.6f}")
                 c.expect(o["cosine_mean"] >= floor, f"minilm {preset} {o['name']}: cosine {o['cosine_mean']:.6f} < {floor}")
