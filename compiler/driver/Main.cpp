@@ -1,6 +1,7 @@
 // lathe: the compiler's command line. Subcommands: check, compile, inspect.
 #include "compiler/driver/Commands.h"
 #include "compiler/pipeline/Pipeline.h"
+#include "compiler/calibration/Calibration.h"
 #include "compiler/pipeline/Report.h"
 #include "runtime/tools/Commands.h"
 #include "runtime/tools/Eval.h"
@@ -13,6 +14,7 @@
 #include <CLI/CLI.hpp>
 
 #include <chrono>
+#include <sys/resource.h>
 #include <filesystem>
 #include <iostream>
 
@@ -35,6 +37,8 @@ struct CompileOptions {
   std::string recipe;
   std::string report; // default: <output>.report.json when a recipe is given
   std::string ggufWeights = "f32";
+  std::string calibration;
+  int64_t calibrationSamples = 8, calibrationCtx = 256;
 };
 
 int runCompile(const CompileOptions &o) {
@@ -99,15 +103,55 @@ int runCompile(const CompileOptions &o) {
   }
   pipeline::IrPrinting printing{o.printIrAfterAll, o.printIrAfter, o.dumpDir};
   std::vector<pipeline::PhaseStat> stats;
-  if (mlir::failed(pipeline::runPhases(*module, from, to, printing, error, recipe ? &*recipe : nullptr, &stats))) {
+  const pipeline::Recipe *recipePtr = recipe ? &*recipe : nullptr;
+  std::optional<calibration::CalibrationData> calibrationData;
+  mlir::OwningOpRef<mlir::ModuleOp> uncompressed;
+  if (!o.calibration.empty()) {
+    // Calibration runs between simplify and compress: the statistics go into
+    // the IR, and the uncompressed model is kept to measure each layer's error.
+    if (int(from) >= int(pipeline::Phase::Compress) || int(to) < int(pipeline::Phase::Compress)) {
+      std::cerr << "error: --calibration runs before the compress phase, which this compile does not run\n";
+      return 2;
+    }
+    if (mlir::failed(pipeline::runPhases(*module, from, pipeline::Phase::Simplify, printing, error, recipePtr, &stats))) {
+      std::cerr << "error: " << o.input << ": " << error << "\n";
+      return 1;
+    }
+    from = pipeline::Phase::Simplify;
+    auto started = std::chrono::steady_clock::now();
+    auto data = calibration::loadCalibrationData(*module, o.calibration, o.calibrationSamples, o.calibrationCtx, error);
+    if (mlir::failed(data) || mlir::failed(calibration::calibrate(*module, *data, 0, error))) {
+      std::cerr << "error: calibration: " << error << "\n";
+      return 1;
+    }
+    calibrationData = std::move(*data);
+    struct rusage usage {};
+    getrusage(RUSAGE_SELF, &usage);
+    stats.push_back({pipeline::Phase::Simplify, std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(),
+                     uint64_t(usage.ru_maxrss) * 1024, "calibrate"});
+    uncompressed = module->clone();
+  }
+  if (mlir::failed(pipeline::runPhases(*module, from, to, printing, error, recipePtr, &stats))) {
     std::cerr << "error: " << o.input << ": " << error << "\n";
     return 1;
+  }
+  std::map<std::string, double> layerErrors;
+  if (calibrationData && recipe) {
+    auto measured = calibration::measureLayerErrors(*uncompressed, *module, *calibrationData, 0, error);
+    if (mlir::failed(measured)) {
+      std::cerr << "error: measuring the compressed layers: " << error << "\n";
+      return 1;
+    }
+    layerErrors = std::move(*measured);
   }
   // The report of a recipe: printed, and written as JSON next to the output.
   auto report = [&](uint64_t artifactBytes) {
     if (!recipe && o.ggufWeights != "native") return true;
     pipeline::CompressionReport r{recipe ? (recipe->name.empty() ? recipe->path : recipe->name) : "none (GGUF weights kept native)", o.input,
-                                  pipeline::collectLayers(*module), stats, artifactBytes};
+                                  pipeline::collectLayers(*module), stats, artifactBytes,
+                                  calibrationData ? calibrationData->description : std::string()};
+    for (auto &layer : r.layers)
+      if (auto it = layerErrors.find(layer.name); it != layerErrors.end()) layer.outputError = it->second;
     pipeline::printReport(r, llvm::outs());
     std::string path = o.report.empty() ? o.output + ".report.json" : o.report;
     std::string reportError;
@@ -125,7 +169,10 @@ int runCompile(const CompileOptions &o) {
       std::cerr << "error: " << o.input << ": " << error << "\n";
       return 1;
     }
-    stats.push_back({pipeline::Phase::Package, std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(), 0});
+    struct rusage usage {};
+    getrusage(RUSAGE_SELF, &usage);
+    stats.push_back({pipeline::Phase::Package, std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(),
+                     uint64_t(usage.ru_maxrss) * 1024});
     std::error_code ec;
     uint64_t bytes = std::filesystem::file_size(o.output, ec);
     std::cerr << "wrote " << o.output << "\n";
@@ -165,6 +212,13 @@ int main(int argc, char **argv) {
   comp->add_option("--dump-dir", compile.dumpDir, "write numbered per-pass IR files (only when the IR changed)");
   comp->add_option("--recipe", compile.recipe, "compression recipe (YAML/JSON; presets in examples/recipes/)");
   comp->add_option("--report", compile.report, "where the recipe's JSON report goes (default: <output>.report.json)");
+  comp->add_option("--calibration", compile.calibration,
+                   "calibration data: text (the model's tokenizer), token ids (.npy) or a directory of <input>.npy; "
+                   "records per-channel input statistics in the IR and each compressed layer's output error");
+  comp->add_option("--calibration-samples", compile.calibrationSamples, "windows of calibration text (default 8)")
+      ->check(CLI::PositiveNumber);
+  comp->add_option("--calibration-ctx", compile.calibrationCtx, "tokens per calibration window (default 256)")
+      ->check(CLI::PositiveNumber);
   comp->add_option("--gguf-weights", compile.ggufWeights,
                    "f32: dequantize GGUF weights; native: keep Q8_0/Q4_0/Q4_1 linear weights as int8/int4 g32 (exact)")
       ->check(CLI::IsMember({"f32", "native"}));

@@ -48,6 +48,7 @@ struct PhaseStat {
   Phase phase;
   double seconds = 0;
   uint64_t peakRssBytes = 0; // the process's peak so far, read after the phase
+  const char *label = nullptr; // driver steps that are not phases ("calibrate"); null: the phase's name
 };
 
 /// Runs the phases after `from` up to and including `to`; `recipe` (may be

@@ -55,12 +55,13 @@ std::string mib(int64_t bytes) {
 
 void printReport(const CompressionReport &r, llvm::raw_ostream &os) {
   os << "compression report: recipe " << r.recipe << ", " << r.source << "\n";
-  os << line("%-32s %-22s %8s %12s %12s %10s\n", "layer", "method", "bits/w", "before", "after", "w error");
+  os << line("%-32s %-22s %8s %12s %12s %10s %10s\n", "layer", "method", "bits/w", "before", "after", "w error", "out error");
   int64_t before = 0, after = 0, weights = 0;
   double weightedBits = 0;
   for (const LayerReport &l : r.layers) {
-    os << line("%-32s %-22s %8.3f %12s %12s %10.2e\n", l.name.c_str(), l.method.c_str(), l.bitsPerWeight,
-                       mib(l.bytesBefore).c_str(), mib(l.bytesAfter).c_str(), l.weightError);
+    os << line("%-32s %-22s %8.3f %12s %12s %10.2e %10s\n", l.name.c_str(), l.method.c_str(), l.bitsPerWeight,
+               mib(l.bytesBefore).c_str(), mib(l.bytesAfter).c_str(), l.weightError,
+               l.outputError >= 0 ? line("%.2e", l.outputError).c_str() : "-");
     before += l.bytesBefore;
     after += l.bytesAfter;
     weights += l.bytesBefore / 4;
@@ -70,8 +71,12 @@ void printReport(const CompressionReport &r, llvm::raw_ostream &os) {
                      mib(before).c_str(), mib(after).c_str(), after ? double(before) / double(after) : 0.0);
   if (r.artifactBytes) os << "artifact " << mib(int64_t(r.artifactBytes)) << "\n";
   for (const PhaseStat &p : r.phases)
-    os << line("phase %-9s %8.2f s, peak RSS %s\n", phaseName(p.phase), p.seconds, mib(int64_t(p.peakRssBytes)).c_str());
-  os << "(output error on calibration data needs the calibration driver, not in this version; w error = ‖W−Ŵ‖/‖W‖)\n";
+    os << line("phase %-9s %8.2f s, peak RSS %s\n", p.label ? p.label : phaseName(p.phase), p.seconds,
+               mib(int64_t(p.peakRssBytes)).c_str());
+  if (r.calibration.empty())
+    os << "(w error = ‖W−Ŵ‖/‖W‖; give --calibration DATA for each layer's output error ‖y−ŷ‖/‖y‖ against the uncompressed model)\n";
+  else
+    os << "(w error = ‖W−Ŵ‖/‖W‖; out error = ‖y−ŷ‖/‖y‖ against the uncompressed model on " << r.calibration << ")\n";
 }
 
 bool writeReportJson(const CompressionReport &r, const std::string &path, std::string &error) {
@@ -79,16 +84,18 @@ bool writeReportJson(const CompressionReport &r, const std::string &path, std::s
   j["recipe"] = r.recipe;
   j["source"] = r.source;
   j["artifact_bytes"] = r.artifactBytes;
+  j["calibration"] = r.calibration.empty() ? nlohmann::json(nullptr) : nlohmann::json(r.calibration);
   int64_t before = 0, after = 0;
   for (const LayerReport &l : r.layers) {
     j["layers"].push_back({{"name", l.name}, {"method", l.method}, {"bits_per_weight", l.bitsPerWeight},
-                           {"bytes_before", l.bytesBefore}, {"bytes_after", l.bytesAfter}, {"weight_error", l.weightError}});
+                           {"bytes_before", l.bytesBefore}, {"bytes_after", l.bytesAfter}, {"weight_error", l.weightError},
+                           {"output_error", l.outputError >= 0 ? nlohmann::json(l.outputError) : nlohmann::json(nullptr)}});
     before += l.bytesBefore;
     after += l.bytesAfter;
   }
   j["totals"] = {{"linear_bytes_before", before}, {"linear_bytes_after", after}};
   for (const PhaseStat &p : r.phases)
-    j["phases"].push_back({{"phase", phaseName(p.phase)}, {"seconds", p.seconds}, {"peak_rss_bytes", p.peakRssBytes}});
+    j["phases"].push_back({{"phase", p.label ? p.label : phaseName(p.phase)}, {"seconds", p.seconds}, {"peak_rss_bytes", p.peakRssBytes}});
   std::string tmp = path + ".tmp";
   {
     std::ofstream out(tmp);

@@ -18,6 +18,7 @@ struct LayerReport {
   double bitsPerWeight = 32;
   int64_t bytesBefore = 0, bytesAfter = 0;
   double weightError = 0;
+  double outputError = -1; // on the calibration data; -1: not measured (no --calibration)
 };
 
 struct CompressionReport {
@@ -25,6 +26,7 @@ struct CompressionReport {
   std::vector<LayerReport> layers;
   std::vector<PhaseStat> phases;
   uint64_t artifactBytes = 0;
+  std::string calibration; // what the output errors were measured on; empty: no calibration data
 };
 
 /// Rows for every linear layer after the compress phase (compressed or kept).

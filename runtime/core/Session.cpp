@@ -402,7 +402,7 @@ void Session::Impl::fireTaps(size_t k, Plan &plan) {
       if (globMatch(pattern, kernel.source) || globMatch(pattern, name)) {
         const cpu::View &v = plan.views[size_t(out)];
         Tensor t = Tensor::borrow(v.dtype, v.shape, v.data);
-        callback(TapEvent{kernel.source, name, kernel.op, t});
+        callback(TapEvent{kernel.source, name, kernel.op, t, out});
       }
   }
 }

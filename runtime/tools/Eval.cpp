@@ -218,6 +218,45 @@ Expected<PerplexityResult> evaluatePerplexity(Session &session, const std::vecto
   return result;
 }
 
+Expected<std::vector<LayerError>> compareLayers(Session &model, Session &reference,
+                                                const std::vector<std::map<std::string, Tensor>> &batches) {
+  std::map<std::string, std::pair<double, double>> sums; // layer → (Σ diff², Σ ref²) over every batch
+  std::vector<std::string> order;
+  std::map<std::string, std::string> formats;
+  for (const auto &l : model.info().manifest) formats[l.source] = l.weightFormat;
+  for (const auto &feeds : batches) {
+    std::map<std::string, std::vector<float>> want;
+    reference.addTap("*", [&](const TapEvent &e) {
+      if (e.op == "linear" && e.tensor.dtype() == DType::F32)
+        want[e.source].assign(e.tensor.data<float>(), e.tensor.data<float>() + e.tensor.numel());
+    });
+    auto r = reference.run(feeds);
+    reference.clearTaps();
+    if (!r) return Status::error("the reference: " + r.error());
+    model.addTap("*", [&](const TapEvent &e) {
+      auto it = want.find(e.source);
+      if (e.op != "linear" || it == want.end() || size_t(e.tensor.numel()) != it->second.size()) return;
+      auto [entry, inserted] = sums.try_emplace(e.source, 0.0, 0.0);
+      if (inserted) order.push_back(e.source);
+      for (size_t i = 0; i < it->second.size(); ++i) {
+        const double d = double(e.tensor.data<float>()[i]) - it->second[i];
+        entry->second.first += d * d;
+        entry->second.second += double(it->second[i]) * it->second[i];
+      }
+    });
+    auto m = model.run(feeds);
+    model.clearTaps();
+    if (!m) return m.status();
+  }
+  std::vector<LayerError> rows;
+  for (const std::string &name : order) {
+    auto [diff, norm] = sums[name];
+    rows.push_back({name, formats.count(name) ? formats[name] : "f32", norm > 0 ? std::sqrt(diff / norm) : 0.0});
+  }
+  std::stable_sort(rows.begin(), rows.end(), [](const LayerError &a, const LayerError &b) { return a.relative > b.relative; });
+  return rows;
+}
+
 namespace {
 
 Expected<std::vector<int32_t>> readIds(const std::string &path) {
@@ -263,41 +302,8 @@ bool writeJson(const std::string &path, const std::string &text) {
 
 namespace {
 
-/// Each linear layer's output in `model` against the same-named layer of
-/// `reference` on the same inputs: ‖y − y_ref‖ / ‖y_ref‖, worst first. Taps
-/// see every layer, so the errors include what upstream layers passed on.
-struct LayerError {
-  std::string name, format;
-  double relative = 0;
-};
 Expected<std::vector<LayerError>> perLayerErrors(Session &model, Session &reference, const std::map<std::string, Tensor> &feeds) {
-  std::map<std::string, std::vector<float>> want;
-  std::vector<LayerError> rows;
-  reference.addTap("*", [&](const TapEvent &e) {
-    if (e.op == "linear" && e.tensor.dtype() == DType::F32)
-      want[e.source].assign(e.tensor.data<float>(), e.tensor.data<float>() + e.tensor.numel());
-  });
-  auto r = reference.run(feeds);
-  reference.clearTaps();
-  if (!r) return Status::error("the reference: " + r.error());
-  std::map<std::string, std::string> formats;
-  for (const auto &l : model.info().manifest) formats[l.source] = l.weightFormat;
-  model.addTap("*", [&](const TapEvent &e) {
-    auto it = want.find(e.source);
-    if (e.op != "linear" || it == want.end() || size_t(e.tensor.numel()) != it->second.size()) return;
-    double diff = 0, norm = 0;
-    for (size_t i = 0; i < it->second.size(); ++i) {
-      const double d = double(e.tensor.data<float>()[i]) - it->second[i];
-      diff += d * d;
-      norm += double(it->second[i]) * it->second[i];
-    }
-    rows.push_back({e.source, formats.count(e.source) ? formats[e.source] : "?", norm > 0 ? std::sqrt(diff / norm) : 0.0});
-  });
-  auto m = model.run(feeds);
-  model.clearTaps();
-  if (!m) return m.status();
-  std::stable_sort(rows.begin(), rows.end(), [](const LayerError &a, const LayerError &b) { return a.relative > b.relative; });
-  return rows;
+  return compareLayers(model, reference, {feeds});
 }
 
 void printLayerErrors(const std::vector<LayerError> &rows, std::string &json) {

@@ -52,6 +52,16 @@ Expected<PerplexityResult> evaluatePerplexity(Session &session, const std::vecto
 /// "*logits*", or the only such output when its width is the vocabulary's size.
 Expected<size_t> logitsOutput(const Session &session);
 
+/// Each linear layer's output in `model` against the same-named layer of
+/// `reference` on the same inputs, ‖y − y_ref‖ / ‖y_ref‖, worst first (taps;
+/// errors include what upstream layers passed on).
+struct LayerError {
+  std::string name, format;
+  double relative = 0;
+};
+Expected<std::vector<LayerError>> compareLayers(Session &model, Session &reference,
+                                                const std::vector<std::map<std::string, Tensor>> &batches);
+
 struct EvalOptions {
   std::string artifact;
   std::string textFile;  // tokenized with the artifact's tokenizer

@@ -47,6 +47,7 @@ struct TapEvent {
   const std::string &tensorName; // the tensor's name
   const std::string &op;
   const Tensor &tensor;
+  int32_t tensorIndex;           // the tensor's index in the artifact (names need not be unique)
 };
 using TapCallback = std::function<void(const TapEvent &)>;
 

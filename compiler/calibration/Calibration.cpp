@@ -1,0 +1,231 @@
+#include "compiler/calibration/Calibration.h"
+
+#include "compiler/artifact/LowerToArtifact.h"
+#include "dialects/lathe/LatheDialect.h"
+#include "dialects/lathe/ShapeHelpers.h"
+#include "lathe/Session.h"
+#include "passes/quantize/QuantizeUtils.h"
+#include "runtime/artifact/Incremental.h"
+#include "runtime/artifact/Vocabulary.h"
+#include "runtime/io/Npy.h"
+#include "runtime/text/Tokenizer.h"
+#include "runtime/tools/Eval.h"
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/DialectResourceBlobManager.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <unistd.h>
+
+using namespace mlir;
+
+namespace lathe::calibration {
+namespace {
+
+/// Lowers the module and opens it as a session (through a temporary file the
+/// mapping keeps alive after it is unlinked).
+FailureOr<std::unique_ptr<Session>> openLowered(const compiler::LoweredArtifact &lowered, int threads, std::string &error) {
+  std::string path = (std::filesystem::temp_directory_path() /
+                      ("lathe-calibration-" + std::to_string(::getpid()) + "-" + std::to_string(std::rand()) + ".lathe"))
+                         .string();
+  error = artifact::writeArtifact(lowered.spec, path);
+  if (!error.empty()) return failure();
+  auto session = Session::open(path, {threads, ""});
+  std::filesystem::remove(path);
+  if (!session) {
+    error = session.error();
+    return failure();
+  }
+  return std::move(*session);
+}
+
+FailureOr<std::unique_ptr<Session>> openModule(ModuleOp module, int threads, std::string &error) {
+  auto lowered = compiler::lowerToArtifact(module, "calibration", error);
+  if (!lowered) return failure();
+  return openLowered(*lowered, threads, error);
+}
+
+std::optional<artifact::Vocabulary> moduleVocabulary(ModuleOp module) {
+  auto attr = module->getAttrOfType<DenseResourceElementsAttr>("lathe.tokenizer");
+  if (!attr || !attr.getRawHandle().getBlob()) return std::nullopt;
+  auto bytes = attr.getRawHandle().getBlob()->getData();
+  artifact::Vocabulary v;
+  if (!artifact::decodeVocabulary(reinterpret_cast<const uint8_t *>(bytes.data()), bytes.size(), v).empty()) return std::nullopt;
+  return v;
+}
+
+} // namespace
+
+FailureOr<CalibrationData> loadCalibrationData(ModuleOp module, const std::string &path, int64_t samples, int64_t ctx,
+                                               std::string &error) {
+  CalibrationData data;
+  auto main = *module.getOps<func::FuncOp>().begin();
+  std::vector<std::pair<std::string, Type>> inputs;
+  for (unsigned i = 0; i < main.getNumArguments(); ++i) {
+    auto name = main.getArgAttrOfType<StringAttr>(i, "lathe.name");
+    inputs.emplace_back(name ? name.str() : "input" + std::to_string(i),
+                        cast<RankedTensorType>(main.getArgument(i).getType()).getElementType());
+  }
+  if (std::filesystem::is_directory(path)) {
+    std::map<std::string, Tensor> feeds;
+    for (const auto &[name, type] : inputs) {
+      auto t = io::readNpy((std::filesystem::path(path) / (name + ".npy")).string());
+      if (!t) {
+        error = "calibration input '" + name + "': " + t.error();
+        return failure();
+      }
+      feeds[name] = std::move(*t);
+    }
+    data.batches.push_back(std::move(feeds));
+    data.description = "the inputs in " + path;
+    return data;
+  }
+  std::vector<int32_t> ids;
+  if (path.size() > 4 && path.compare(path.size() - 4, 4, ".npy") == 0) {
+    auto t = io::readNpy(path);
+    if (!t || t->rank() != 1 || (t->dtype() != DType::I64 && t->dtype() != DType::I32)) {
+      error = path + ": expected a 1-D integer array of token ids" + (t ? "" : ": " + t.error());
+      return failure();
+    }
+    for (int64_t i = 0; i < t->numel(); ++i)
+      ids.push_back(t->dtype() == DType::I64 ? int32_t(t->data<int64_t>()[i]) : t->data<int32_t>()[i]);
+  } else {
+    auto vocabulary = moduleVocabulary(module);
+    if (!vocabulary) {
+      error = "calibration text '" + path + "' needs the model's tokenizer, which this model lacks (give token ids as .npy "
+              "or a directory of input .npy files)";
+      return failure();
+    }
+    auto tokenizer = text::Tokenizer::create(*vocabulary);
+    if (!tokenizer) {
+      error = "the model's tokenizer: " + tokenizer.error();
+      return failure();
+    }
+    std::ifstream in(path, std::ios::binary);
+    if (!in) {
+      error = "cannot read calibration text '" + path + "'";
+      return failure();
+    }
+    std::stringstream buffer;
+    buffer << in.rdbuf();
+    ids = tokenizer->encode(buffer.str(), /*addBos=*/true, /*parseSpecial=*/false);
+  }
+  if (ctx < 2 || samples < 1) {
+    error = "calibration needs at least one window of at least 2 tokens";
+    return failure();
+  }
+  const int64_t windows = std::min<int64_t>(samples, int64_t(ids.size()) / ctx);
+  if (windows < 1) {
+    error = path + " has " + std::to_string(ids.size()) + " tokens, fewer than one calibration window of " + std::to_string(ctx);
+    return failure();
+  }
+  for (int64_t w = 0; w < windows; ++w) {
+    std::map<std::string, Tensor> feeds;
+    for (const auto &[name, type] : inputs) {
+      const bool i32 = type.isInteger(32);
+      Tensor t = Tensor::zeros(i32 ? DType::I32 : DType::I64, {1, ctx});
+      const artifact::InputRole role = artifact::classifyInput(name);
+      for (int64_t j = 0; j < ctx; ++j) {
+        int64_t v = role == artifact::InputRole::Ids ? ids[size_t(w * ctx + j)]
+                    : role == artifact::InputRole::Mask ? 1
+                    : role == artifact::InputRole::Positions ? j : 0;
+        if (i32) t.data<int32_t>()[j] = int32_t(v);
+        else t.data<int64_t>()[j] = v;
+      }
+      feeds[name] = std::move(t);
+    }
+    data.batches.push_back(std::move(feeds));
+  }
+  data.description = std::to_string(windows) + " windows of " + std::to_string(ctx) + " tokens from " + path;
+  return data;
+}
+
+LogicalResult calibrate(ModuleOp module, const CalibrationData &data, int threads, std::string &error) {
+  auto lowered = compiler::lowerToArtifact(module, "calibration", error);
+  if (!lowered) return failure();
+  // Which tensor feeds each linear kernel (by index: names need not be unique).
+  struct Stats {
+    std::vector<double> absmax, sumAbs;
+    int64_t positions = 0;
+  };
+  std::map<int32_t, std::vector<std::string>> consumers; // input tensor → linear layers reading it
+  std::map<std::string, Stats> stats;
+  for (const auto &kernel : lowered->spec.kernels)
+    if (kernel.op == "linear" && kernel.weightFormat == "f32" && !kernel.inputs.empty())
+      consumers[kernel.inputs[0]].push_back(kernel.source);
+  auto session = openLowered(*lowered, threads, error);
+  lowered.reset();
+  if (failed(session)) return failure();
+  (*session)->addTap("*", [&](const TapEvent &e) {
+    auto it = consumers.find(e.tensorIndex);
+    if (it == consumers.end() || e.tensor.dtype() != DType::F32 || e.tensor.rank() == 0) return;
+    const int64_t width = e.tensor.shape().back(), rows = width ? e.tensor.numel() / width : 0;
+    for (const std::string &layer : it->second) {
+      Stats &s = stats[layer];
+      if (s.absmax.empty()) s.absmax.assign(size_t(width), 0.0), s.sumAbs.assign(size_t(width), 0.0);
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t i = 0; i < width; ++i) {
+          const double x = std::fabs(double(e.tensor.data<float>()[r * width + i]));
+          s.absmax[size_t(i)] = std::max(s.absmax[size_t(i)], x);
+          s.sumAbs[size_t(i)] += x;
+        }
+      s.positions += rows;
+    }
+  });
+  auto started = std::chrono::steady_clock::now();
+  for (size_t b = 0; b < data.batches.size(); ++b) {
+    auto out = (*session)->run(data.batches[b]);
+    if (!out) {
+      error = "calibration run " + std::to_string(b) + ": " + out.error();
+      return failure();
+    }
+    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    std::fprintf(stderr, "%scalibration: %zu/%zu batches, %zu layers observed, %.0f s left%s", isatty(2) ? "\r" : "", b + 1,
+                 data.batches.size(), stats.size(), elapsed / double(b + 1) * double(data.batches.size() - b - 1),
+                 isatty(2) ? "   " : "\n");
+  }
+  if (isatty(2)) std::fprintf(stderr, "\n");
+  // Write the statistics into the IR, on the layers they belong to.
+  OpBuilder builder(module.getContext());
+  module.walk([&](ir::LinearOp op) {
+    auto it = stats.find(quantize::opName(op));
+    if (it == stats.end()) return;
+    const Stats &s = it->second;
+    auto vector = [&](const std::vector<double> &values, double scale, const std::string &suffix) {
+      std::vector<float> f(values.size());
+      for (size_t i = 0; i < values.size(); ++i) f[i] = float(values[i] * scale);
+      auto type = RankedTensorType::get({int64_t(f.size())}, builder.getF32Type());
+      return ir::makeResourceAttr(type, it->first + suffix, {reinterpret_cast<const char *>(f.data()), f.size() * 4});
+    };
+    op->setAttr("lathe.calibration",
+                builder.getDictionaryAttr({builder.getNamedAttr("positions", builder.getI64IntegerAttr(s.positions)),
+                                           builder.getNamedAttr("absmax", vector(s.absmax, 1.0, ".absmax")),
+                                           builder.getNamedAttr("mean_abs", vector(s.sumAbs, 1.0 / double(std::max<int64_t>(s.positions, 1)), ".mean_abs"))}));
+  });
+  return success();
+}
+
+FailureOr<std::map<std::string, double>> measureLayerErrors(ModuleOp reference, ModuleOp compressed, const CalibrationData &data,
+                                                           int threads, std::string &error) {
+  auto ref = openModule(reference, threads, error);
+  if (failed(ref)) return failure();
+  auto model = openModule(compressed, threads, error);
+  if (failed(model)) return failure();
+  auto rows = tools::compareLayers(**model, **ref, data.batches);
+  if (!rows) {
+    error = rows.error();
+    return failure();
+  }
+  std::map<std::string, double> out;
+  for (const auto &r : *rows) out[r.name] = r.relative;
+  return out;
+}
+
+} // namespace lathe::calibration
