@@ -39,6 +39,7 @@ struct CompileOptions {
   std::string ggufWeights = "f32";
   std::string calibration;
   int64_t calibrationSamples = 8, calibrationCtx = 256;
+  int threads = 0; // runtime threads for calibration and error measurement; 0: physical cores
 };
 
 int runCompile(const CompileOptions &o) {
@@ -120,7 +121,7 @@ int runCompile(const CompileOptions &o) {
     from = pipeline::Phase::Simplify;
     auto started = std::chrono::steady_clock::now();
     auto data = calibration::loadCalibrationData(*module, o.calibration, o.calibrationSamples, o.calibrationCtx, error);
-    if (mlir::failed(data) || mlir::failed(calibration::calibrate(*module, *data, 0, error))) {
+    if (mlir::failed(data) || mlir::failed(calibration::calibrate(*module, *data, o.threads, error))) {
       std::cerr << "error: calibration: " << error << "\n";
       return 1;
     }
@@ -137,7 +138,7 @@ int runCompile(const CompileOptions &o) {
   }
   std::map<std::string, double> layerErrors;
   if (calibrationData && recipe) {
-    auto measured = calibration::measureLayerErrors(*uncompressed, *module, *calibrationData, 0, error);
+    auto measured = calibration::measureLayerErrors(*uncompressed, *module, *calibrationData, o.threads, error);
     if (mlir::failed(measured)) {
       std::cerr << "error: measuring the compressed layers: " << error << "\n";
       return 1;
@@ -219,6 +220,9 @@ int main(int argc, char **argv) {
       ->check(CLI::PositiveNumber);
   comp->add_option("--calibration-ctx", compile.calibrationCtx, "tokens per calibration window (default 256)")
       ->check(CLI::PositiveNumber);
+  comp->add_option("--threads", compile.threads, "runtime threads for calibration (default: physical cores); "
+                                                 "the artifact does not depend on it")
+      ->check(CLI::NonNegativeNumber);
   comp->add_option("--gguf-weights", compile.ggufWeights,
                    "f32: dequantize GGUF weights; native: keep Q8_0/Q4_0/Q4_1 linear weights as int8/int4 g32 (exact)")
       ->check(CLI::IsMember({"f32", "native"}));

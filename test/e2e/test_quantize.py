@@ -12,6 +12,8 @@ c. MiniLM (ONNX) int8 and bf16: `lathe eval --data` cosine of every output vecto
 d. a quantized decoder still decodes incrementally: `run --incremental 1` equals the full run;
    GGUF Q4_1/Q8_0 weights kept natively (--gguf-weights native) compute what the f32 import does
    (KL divergence < 1e-6, identical top-1);
+   --calibration (text, token ids): per-channel statistics on all 211 linears in the IR, each compressed
+   layer's output error in the report, byte-identical artifacts and equal errors at 1 and 2 threads;
 e. recipe errors exit 1 naming the file and line: unknown key, impossible combinations, a method that
    does not exist, a pattern matching no layer, a missing file.
 """
@@ -83,6 +85,37 @@ def main():
         if bound:
             c.expect(rise <= bound[0], f"{preset}: perplexity +{100 * rise:.2f} % > +{100 * bound[0]:.1f} %")
             c.expect(r["top1_agreement"] >= bound[1], f"{preset}: top-1 agreement {r['top1_agreement']:.3f} < {bound[1]}")
+
+    # Calibration: statistics in the IR, per-layer output errors in the report, deterministic.
+    calib = os.path.join(args.models, "corpus", "austen", "emma.txt")
+    outs = []
+    for threads in (1, 2):
+        out = os.path.join(tmp, f"calibrated{threads}.lathe")
+        rc, stdout, err = run([args.lathe, "compile", gguf, "--recipe", os.path.join(RECIPES, "int4-rtn-g32.yaml"),
+                               "--calibration", calib, "--calibration-samples", "2", "--calibration-ctx", "128",
+                               "--threads", str(threads), "-o", out])
+        c.expect(rc == 0 and "calibration: 2/2 batches" in err, f"--calibration: rc {rc} {err.strip()[-300:]}")
+        outs.append(out if rc == 0 else None)
+    if outs[0] and outs[1]:
+        c.expect(open(outs[0], "rb").read() == open(outs[1], "rb").read(), "calibrated compiles (1 and 2 threads) differ")
+        r1, r2 = (json.load(open(o + ".report.json"))["layers"] for o in outs)
+        c.expect([l["output_error"] for l in r1] == [l["output_error"] for l in r2], "output errors depend on the thread count")
+        layers = json.load(open(outs[0] + ".report.json"))["layers"]
+        errors = [l["output_error"] for l in layers]
+        c.expect(all(e is not None and 0 < e < 1.5 for e in errors), f"output errors missing or implausible: {errors[:5]}")
+    ir = os.path.join(tmp, "calibrated.mlir")
+    rc, _, err = run([args.lathe, "compile", gguf, "--calibration", calib, "--calibration-samples", "1",
+                      "--calibration-ctx", "64", "--compile-to", "compress", "-o", ir])
+    text_ir = open(ir).read() if rc == 0 else ""
+    c.expect(rc == 0 and len(re.findall(r"lathe\.calibration = \{absmax = dense_resource", text_ir)) == 211 and
+             "positions = 64" in text_ir, f"calibration statistics not in the IR: rc {rc} {err.strip()[-200:]}")
+    ids = os.path.join(tmp, "calib_ids.npy")
+    np.save(ids, np.arange(3, 3 + 300, dtype=np.int64))
+    rc, _, err = run([args.lathe, "compile", gguf, "--calibration", ids, "--calibration-ctx", "100", "--compile-to",
+                      "compress", "-o", os.path.join(tmp, "ids.mlir")])
+    c.expect(rc == 0 and "calibration: 3/3 batches" in err, f"--calibration ids.npy: {err.strip()[-200:]}")
+    rc, _, err = run([args.lathe, "compile", gguf, "--calibration", os.path.join(tmp, "nope.txt"), "-o", os.path.join(tmp, "y.lathe")])
+    c.expect(rc == 1 and "cannot read calibration text" in err, f"missing calibration file: {err.strip()}")
 
     # GGUF Q4_1/Q8_0 kept as int4/int8 g32 without a round trip: the same function as the f32 import.
     native = os.path.join(tmp, "native.lathe")
