@@ -27,7 +27,8 @@ to the weights as stored. This file does the same: no un-permuting, rope on adja
 leaving dimensions n_rot..head_dim as they are. (Lathe's importer goes the other way: it
 un-permutes the rows and uses NEOX rope, so this is an independent route to the same numbers.)
 Grouped-query attention: query head h reads key/value head h // (n_head / n_head_kv), as ggml's
-broadcast does. Only unscaled rope is implemented; a file with rope scaling is refused by name.
+broadcast does. Rope: unscaled, linear scaling (llama.rope.scaling.factor) and per-frequency
+factors (rope_freqs.weight, Llama-3.1 style); other scaling types are refused by name.
 
     python3 test/gguf/llama_numpy_ref.py MODEL.gguf --ids 1,2,3 [-o logits.npy] [--top 5]
 """
@@ -74,11 +75,14 @@ def rms_norm(x, weight, eps):
     return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps) * weight
 
 
-def rope_adjacent_pairs(x, positions, n_rot, freq_base):
+def rope_adjacent_pairs(x, positions, n_rot, freq_base, freq_scale=1.0, freq_factors=None):
     """NORMAL (adjacent-pair) rotary embedding on x [n, heads, head_dim], as llama.cpp's
-    ggml_rope with mode 0 applies it."""
+    ggml_rope with mode 0 applies it: angle = position · freq_scale · base^(-2i/n_rot) / factor_i
+    (freq_scale = 1 / llama.rope.scaling.factor for linear scaling; factors from rope_freqs.weight)."""
     half = n_rot // 2
-    inv_freq = freq_base ** (-2.0 * np.arange(half, dtype=np.float64) / n_rot)
+    inv_freq = freq_base ** (-2.0 * np.arange(half, dtype=np.float64) / n_rot) * freq_scale
+    if freq_factors is not None:
+        inv_freq = inv_freq / np.asarray(freq_factors, dtype=np.float64)
     angles = positions[:, None].astype(np.float64) * inv_freq[None, :]  # [n, half]
     cos, sin = np.cos(angles)[:, None, :], np.sin(angles)[:, None, :]
     out = x.copy()
@@ -113,7 +117,10 @@ def forward(gguf_path, ids):
     n_rot = int(key("rope.dimension_count", head_dim))
     freq_base = float(key("rope.freq_base", 10000.0))
     scaling = key("rope.scaling.type", "none")
-    if scaling not in ("none", "") or float(key("rope.scaling.factor", 1.0)) not in (0.0, 1.0):
+    freq_scale = 1.0
+    if scaling == "linear":
+        freq_scale = 1.0 / float(key("rope.scaling.factor"))
+    elif scaling not in ("none", ""):
         raise ValueError(f"{gguf_path}: rope scaling {scaling!r} is not implemented")
     group = n_head // n_head_kv
 
@@ -121,6 +128,7 @@ def forward(gguf_path, ids):
     ids = np.asarray(ids, dtype=np.int64)
     n = len(ids)
     positions = np.arange(n)
+    freq_factors = w.get("rope_freqs.weight").reshape(-1) if w.has("rope_freqs.weight") else None
     token_embd = w.get("token_embd.weight")  # [vocab, n_embd]
     h = token_embd[ids]
     causal = np.triu(np.full((n, n), -np.inf), k=1)
@@ -131,8 +139,8 @@ def forward(gguf_path, ids):
         q = (a @ w.get(p + "attn_q.weight").T).reshape(n, n_head, head_dim)
         k = (a @ w.get(p + "attn_k.weight").T).reshape(n, n_head_kv, head_dim)
         v = (a @ w.get(p + "attn_v.weight").T).reshape(n, n_head_kv, head_dim)
-        q = rope_adjacent_pairs(q, positions, n_rot, freq_base)
-        k = rope_adjacent_pairs(k, positions, n_rot, freq_base)
+        q = rope_adjacent_pairs(q, positions, n_rot, freq_base, freq_scale, freq_factors)
+        k = rope_adjacent_pairs(k, positions, n_rot, freq_base, freq_scale, freq_factors)
         k = np.repeat(k, group, axis=1)  # query head hq uses kv head hq // group
         v = np.repeat(v, group, axis=1)
         scores = np.einsum("qhd,khd->hqk", q, k) / np.sqrt(head_dim) + causal
