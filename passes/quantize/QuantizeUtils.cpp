@@ -1,4 +1,5 @@
 #include "passes/quantize/QuantizeUtils.h"
+#include "runtime/core/Glob.h"
 
 #include "mlir/IR/DialectResourceBlobManager.h"
 #include "mlir/IR/Location.h"
@@ -153,23 +154,9 @@ std::string opName(Operation *op) {
   return "";
 }
 
-namespace {
-bool glob(const std::string &pattern, const std::string &text) {
-  size_t p = 0, t = 0, star = std::string::npos, mark = 0;
-  while (t < text.size()) {
-    if (p < pattern.size() && (pattern[p] == '?' || pattern[p] == text[t])) { ++p; ++t; }
-    else if (p < pattern.size() && pattern[p] == '*') { star = p++; mark = t; }
-    else if (star != std::string::npos) { p = star + 1; t = ++mark; }
-    else return false;
-  }
-  while (p < pattern.size() && pattern[p] == '*') ++p;
-  return p == pattern.size();
-}
-} // namespace
-
 bool matchesAny(const std::string &name, llvm::ArrayRef<std::string> patterns, bool emptyMatches) {
   if (patterns.empty()) return emptyMatches;
-  return std::any_of(patterns.begin(), patterns.end(), [&](const std::string &p) { return glob(p, name); });
+  return std::any_of(patterns.begin(), patterns.end(), [&](const std::string &p) { return core::glob(p, name); });
 }
 
 } // namespace lathe::quantize

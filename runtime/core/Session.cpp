@@ -5,6 +5,7 @@
 
 #include "runtime/artifact/ArtifactReader.h"
 #include "runtime/artifact/Incremental.h"
+#include "runtime/core/Glob.h"
 #include "runtime/core/ThreadPool.h"
 #include "runtime/cpu/Kernels.h"
 
@@ -17,17 +18,7 @@ namespace lathe {
 using artifact::Dim;
 using artifact::DType;
 
-bool globMatch(const std::string &pattern, const std::string &text) {
-  size_t p = 0, t = 0, star = std::string::npos, mark = 0;
-  while (t < text.size()) {
-    if (p < pattern.size() && (pattern[p] == '?' || pattern[p] == text[t])) { ++p; ++t; }
-    else if (p < pattern.size() && pattern[p] == '*') { star = p++; mark = t; }
-    else if (star != std::string::npos) { p = star + 1; t = ++mark; }
-    else return false;
-  }
-  while (p < pattern.size() && pattern[p] == '*') ++p;
-  return p == pattern.size();
-}
+bool globMatch(const std::string &pattern, const std::string &text) { return core::glob(pattern, text); }
 
 Expected<std::string> selectedIsa() {
   std::string err;
