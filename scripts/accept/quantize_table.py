@@ -22,25 +22,12 @@ import sys
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def sh(cmd):
-    p = subprocess.run(cmd, capture_output=True, text=True)
-    if p.returncode != 0:
-        sys.exit(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stderr[-3000:]}")
-    return p
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib"))
+from measure import ROOT, commit, lathe_generate, sh  # noqa: E402
 
 
 def decode_speed(lathe, artifact, threads=2, tokens=128):
-    ids = ",".join(str(100 + 7 * i) for i in range(16))
-    speeds = []
-    for _ in range(3):
-        p = sh([lathe, "generate", artifact, "--prompt-ids", ids, "--max-new-tokens", str(tokens), "--ignore-eos",
-                "--quiet", "--threads", str(threads)])
-        m = re.search(r"decode\s+(\d+) tokens in ([\d.]+) s", p.stderr)
-        speeds.append(int(m.group(1)) / float(m.group(2)))
-    return sorted(speeds)[1]
+    return sorted(lathe_generate(lathe, artifact, 16, tokens, threads)[1] for _ in range(3))[1]
 
 
 def pooled(hidden, mask):
@@ -118,8 +105,7 @@ def main():
                 sh([quantize, "--allow-requantize", f32gguf, out, qtype])
             res = json.loads(sh([bench, "-m", out, "-p", "0", "-n", "128", "-t", "2", "-r", "3", "-o", "json"]).stdout)
             llama[qtype] = res[0]["avg_ts"]
-    commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
-    json.dump({"commit": commit, "chunks": args.chunks, "rows": rows, "llamacpp_decode_tps": llama}, open(args.out, "w"), indent=2)
+    json.dump({"commit": commit(), "chunks": args.chunks, "rows": rows, "llamacpp_decode_tps": llama}, open(args.out, "w"), indent=2)
     print(f"SmolLM2-135M: {args.chunks} windows of 512 (llama.cpp protocol); decode: 2 threads, 128 tokens; MiniLM: pooled cosine")
     print(f"{'preset':20s} {'bits/w':>7s} {'MiB':>8s} {'ppl':>8s} {'Δppl':>8s} {'KLD':>7s} {'top-1':>7s} {'tok/s':>7s} "
           f"{'MiniLM MiB':>10s} {'cos mean':>9s} {'cos worst':>9s}")

@@ -19,24 +19,8 @@ import statistics
 import subprocess
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def sh(cmd):
-    p = subprocess.run(cmd, capture_output=True, text=True)
-    if p.returncode != 0:
-        sys.exit(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stderr[-3000:]}")
-    return p
-
-
-def lathe_generate(lathe, artifact, prompt_len, new_tokens, threads):
-    ids = ",".join(str(100 + (7 * i) % 40000) for i in range(prompt_len))
-    p = sh([lathe, "generate", artifact, "--prompt-ids", ids, "--max-new-tokens", str(new_tokens), "--ignore-eos",
-            "--quiet", "--threads", str(threads)])
-    pre = re.search(r"prefill\s+(\d+) tokens in ([\d.]+) s", p.stderr)
-    dec = re.search(r"decode\s+(\d+) tokens in ([\d.]+) s", p.stderr)
-    return (int(pre.group(1)) / float(pre.group(2)),
-            int(dec.group(1)) / float(dec.group(2)) if dec else None)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib"))
+from measure import ROOT, commit, lathe_generate, sh  # noqa: E402
 
 
 def main():
@@ -65,7 +49,6 @@ def main():
     layers, kv_heads, head_dim = 30, 3, 64
     mean_pos = 16 + args.decode / 2  # the decode runs start from a 16-token prompt
     kv_bytes = layers * 2 * kv_heads * head_dim * 4 * mean_pos
-    commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
     rows = []
     print(f"SmolLM2-135M F32, prefill {args.prompt} tokens, decode {args.decode} tokens; median of {args.repeats}")
     print(f"{'threads':>7} {'':8s} {'lathe t/s':>10} {'llama t/s':>10} {'ratio':>7} {'bandwidth':>10}")
@@ -96,7 +79,7 @@ def main():
         if measured:
             print(f"{'':7s} {'':8s} {'':10s} {'':10s} {'':7s} {100 * rows[-1]['decode']['measured_fraction_lathe']:>9.0f}%  "
                   f"(llama.cpp {100 * rows[-1]['decode']['measured_fraction_llamacpp']:.0f}%) of {measured / 1e9:.1f} GB/s measured")
-    json.dump({"commit": commit, "model": os.path.basename(f32), "prompt": args.prompt, "decode": args.decode,
+    json.dump({"commit": commit(), "model": os.path.basename(f32), "prompt": args.prompt, "decode": args.decode,
                "weight_bytes": weight_bytes, "kv_bytes_per_token_mean": kv_bytes, "bandwidth": args.bandwidth,
                "rows": rows}, open(args.out, "w"), indent=2)
     print(f"wrote {args.out}")
