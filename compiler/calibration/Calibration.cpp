@@ -13,8 +13,11 @@
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/Builders.h"
+#include "mlir/Pass/PassManager.h"
+#include "passes/Passes.h"
 #include "mlir/IR/DialectResourceBlobManager.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -46,11 +49,6 @@ FailureOr<std::unique_ptr<Session>> openLowered(const compiler::LoweredArtifact 
   return std::move(*session);
 }
 
-FailureOr<std::unique_ptr<Session>> openModule(ModuleOp module, int threads, std::string &error) {
-  auto lowered = compiler::lowerToArtifact(module, "calibration", error);
-  if (!lowered) return failure();
-  return openLowered(*lowered, threads, error);
-}
 
 std::optional<artifact::Vocabulary> moduleVocabulary(ModuleOp module) {
   auto attr = module->getAttrOfType<DenseResourceElementsAttr>("lathe.tokenizer");
@@ -62,6 +60,12 @@ std::optional<artifact::Vocabulary> moduleVocabulary(ModuleOp module) {
 }
 
 } // namespace
+
+FailureOr<std::unique_ptr<Session>> openModule(ModuleOp module, int threads, std::string &error) {
+  auto lowered = compiler::lowerToArtifact(module, "calibration", error);
+  if (!lowered) return failure();
+  return openLowered(*lowered, threads, error);
+}
 
 FailureOr<CalibrationData> loadCalibrationData(ModuleOp module, const std::string &path, int64_t samples, int64_t ctx,
                                                std::string &error) {
@@ -226,6 +230,99 @@ FailureOr<std::map<std::string, double>> measureLayerErrors(ModuleOp reference, 
   std::map<std::string, double> out;
   for (const auto &r : *rows) out[r.name] = r.relative;
   return out;
+}
+
+namespace {
+
+/// How far `got` is from `want` (first outputs): mean KL(want ‖ got) over the
+/// rows of a [.., vocab] logits tensor named *logits*, else 1 − mean cosine of
+/// the vectors along the last axis.
+double outputDistance(const Tensor &want, const Tensor &got, bool logits) {
+  const int64_t width = want.shape().back(), rows = width ? want.numel() / width : 0;
+  double total = 0;
+  std::vector<double> p(static_cast<size_t>(width)), q(static_cast<size_t>(width));
+  for (int64_t r = 0; r < rows; ++r) {
+    const float *a = want.data<float>() + r * width, *b = got.data<float>() + r * width;
+    if (logits) {
+      auto logSoftmax = [width](const float *x, std::vector<double> &out) {
+        double max = *std::max_element(x, x + width), sum = 0;
+        for (int64_t i = 0; i < width; ++i) sum += std::exp(double(x[i]) - max);
+        for (int64_t i = 0; i < width; ++i) out[size_t(i)] = double(x[i]) - max - std::log(sum);
+      };
+      logSoftmax(a, p);
+      logSoftmax(b, q);
+      double k = 0;
+      for (int64_t i = 0; i < width; ++i) k += std::exp(p[size_t(i)]) * (p[size_t(i)] - q[size_t(i)]);
+      total += k;
+    } else {
+      double dot = 0, na = 0, nb = 0;
+      for (int64_t i = 0; i < width; ++i) dot += double(a[i]) * b[i], na += double(a[i]) * a[i], nb += double(b[i]) * b[i];
+      total += 1.0 - ((na > 0 && nb > 0) ? dot / std::sqrt(na * nb) : 1.0);
+    }
+  }
+  return rows ? total / double(rows) : 0.0;
+}
+
+} // namespace
+
+FailureOr<std::vector<SensitivityRow>> rankLayers(ModuleOp module, const CalibrationData &data, const std::string &format,
+                                                  int64_t groupSize, bool symmetric, int threads, std::string &error) {
+  auto reference = openModule(module, threads, error);
+  if (failed(reference)) return failure();
+  std::vector<Tensor> want;
+  for (const auto &feeds : data.batches) {
+    auto out = (*reference)->run(feeds);
+    if (!out) {
+      error = out.error();
+      return failure();
+    }
+    want.push_back(std::move((*out)[0].tensor));
+  }
+  std::string outputName = (*reference)->outputs()[0].name;
+  std::transform(outputName.begin(), outputName.end(), outputName.begin(), ::tolower);
+  const bool logits = outputName.find("logits") != std::string::npos;
+  reference->reset();
+  std::vector<std::string> layers;
+  module.walk([&](ir::LinearOp op) { layers.push_back(quantize::opName(op)); });
+  std::vector<SensitivityRow> rows;
+  auto started = std::chrono::steady_clock::now();
+  for (size_t l = 0; l < layers.size(); ++l) {
+    OwningOpRef<ModuleOp> one = module.clone();
+    PassManager pm(module.getContext());
+    passes::QuantizeWeightsOptions options;
+    options.format = format;
+    options.groupSize = groupSize;
+    options.symmetric = symmetric;
+    std::vector<std::string> include = {layers[l]}; // the options refer to it until the pass is created
+    options.include = include;
+    pm.nest<func::FuncOp>().addPass(passes::createQuantizeWeights(options));
+    if (failed(pm.run(*one))) {
+      error = "quantizing layer '" + layers[l] + "' failed";
+      return failure();
+    }
+    SensitivityRow row{layers[l], 0, 0};
+    one->walk([&](ir::QuantizedLinearOp op) {
+      if (auto info = op->getAttrOfType<DictionaryAttr>("lathe.compression"))
+        row.bytesSaved = info.getAs<IntegerAttr>("bytes_before").getInt() - info.getAs<IntegerAttr>("bytes_after").getInt();
+    });
+    auto session = openModule(*one, threads, error);
+    if (failed(session)) return failure();
+    for (size_t b = 0; b < data.batches.size(); ++b) {
+      auto out = (*session)->run(data.batches[b]);
+      if (!out) {
+        error = "layer '" + layers[l] + "': " + out.error();
+        return failure();
+      }
+      row.error += outputDistance(want[b], (*out)[0].tensor, logits) / double(data.batches.size());
+    }
+    rows.push_back(row);
+    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    std::fprintf(stderr, "%ssensitivity: %zu/%zu layers, %.0f s left%s", isatty(2) ? "\r" : "", l + 1, layers.size(),
+                 elapsed / double(l + 1) * double(layers.size() - l - 1), isatty(2) ? "   " : "\n");
+  }
+  if (isatty(2)) std::fprintf(stderr, "\n");
+  std::stable_sort(rows.begin(), rows.end(), [](const SensitivityRow &a, const SensitivityRow &b) { return a.error > b.error; });
+  return rows;
 }
 
 } // namespace lathe::calibration

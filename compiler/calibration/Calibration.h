@@ -13,11 +13,13 @@
 // run in a fixed order).
 #pragma once
 
+#include "lathe/Session.h"
 #include "lathe/Tensor.h"
 
 #include "mlir/IR/BuiltinOps.h"
 
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -44,5 +46,22 @@ mlir::LogicalResult calibrate(mlir::ModuleOp module, const CalibrationData &data
 mlir::FailureOr<std::map<std::string, double>> measureLayerErrors(mlir::ModuleOp reference, mlir::ModuleOp compressed,
                                                                  const CalibrationData &data, int threads,
                                                                  std::string &error);
+
+/// Lowers `module` and opens it as a runtime session (the compiler's way to run
+/// the model it holds).
+mlir::FailureOr<std::unique_ptr<Session>> openModule(mlir::ModuleOp module, int threads, std::string &error);
+
+struct SensitivityRow {
+  std::string layer;
+  double error = 0;        // mean KL divergence of next-token distributions (logits), else 1 − mean cosine
+  int64_t bytesSaved = 0;  // weight bytes the compression saves on this layer
+};
+
+/// Compresses one linear layer at a time (lathe-quantize-weights with `format`,
+/// `groupSize`, `symmetric`) and measures how much the model's first output
+/// moves on the calibration data; most sensitive first.
+mlir::FailureOr<std::vector<SensitivityRow>> rankLayers(mlir::ModuleOp module, const CalibrationData &data,
+                                                        const std::string &format, int64_t groupSize, bool symmetric,
+                                                        int threads, std::string &error);
 
 } // namespace lathe::calibration

@@ -16,6 +16,7 @@
 #include <chrono>
 #include <sys/resource.h>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 
 using namespace lathe;
@@ -275,6 +276,24 @@ int main(int argc, char **argv) {
   evalCmd->add_option("--data", evalOptions.dataDir,
                       "with --reference: DIR/<input>.npy inputs; every output compared vector by vector (cosine, abs error)");
 
+  struct {
+    std::string model, calibration, format = "int4", json;
+    int64_t groupSize = 0, samples = 4, ctx = 256, top = 20;
+    bool asymmetric = false;
+    int threads = 0;
+  } sens;
+  auto *sensCmd = app.add_subcommand("sensitivity", "Rank linear layers by the output error compressing each alone causes");
+  sensCmd->add_option("model", sens.model, "model (.onnx, .gguf, .mlir, .mlirbc)")->required();
+  sensCmd->add_option("--calibration", sens.calibration, "data: text, token ids (.npy) or a directory of <input>.npy")->required();
+  sensCmd->add_option("--format", sens.format, "int8 | int4 | bf16")->check(CLI::IsMember({"int8", "int4", "bf16"}));
+  sensCmd->add_option("--group-size", sens.groupSize, "weights per scale (0: per channel for int8, 32 for int4)");
+  sensCmd->add_flag("--asymmetric", sens.asymmetric, "int4: scale·q + min");
+  sensCmd->add_option("--calibration-samples", sens.samples, "windows of calibration text (default 4)")->check(CLI::PositiveNumber);
+  sensCmd->add_option("--calibration-ctx", sens.ctx, "tokens per window (default 256)")->check(CLI::PositiveNumber);
+  sensCmd->add_option("--top", sens.top, "rows to print (default 20; the JSON has all)")->check(CLI::PositiveNumber);
+  sensCmd->add_option("--json", sens.json, "write every layer's row as JSON");
+  sensCmd->add_option("--threads", sens.threads, "runtime threads (default: physical cores)");
+
   lathe::tools::GenerateOptions gen;
   auto *genCmd = app.add_subcommand("generate", "Generate tokens with a causal decoder through its KV cache");
   genCmd->add_option("artifact", gen.artifact, "model.lathe")->required();
@@ -315,6 +334,54 @@ int main(int argc, char **argv) {
   if (benchCmd->parsed()) return lathe::tools::benchArtifactCommand(benchOptions);
   if (evalCmd->parsed()) return lathe::tools::evalArtifactCommand(evalOptions);
   if (genCmd->parsed()) return lathe::tools::generateCommand(gen);
+  if (sensCmd->parsed()) {
+    mlir::MLIRContext context;
+    pipeline::registerDialects(context);
+    pipeline::DiagnosticPrinter diagnostics(context, /*showRemarks=*/false);
+    std::string error;
+    auto module = pipeline::loadModel(context, sens.model, error);
+    if (!module) {
+      std::cerr << "error: " << error << "\n";
+      return 1;
+    }
+    pipeline::Phase from = pipeline::completedPhase(*module).value_or(pipeline::Phase::Import);
+    if (int(from) < int(pipeline::Phase::Simplify) &&
+        mlir::failed(pipeline::runPhases(*module, from, pipeline::Phase::Simplify, {}, error))) {
+      std::cerr << "error: " << sens.model << ": " << error << "\n";
+      return 1;
+    }
+    auto data = calibration::loadCalibrationData(*module, sens.calibration, sens.samples, sens.ctx, error);
+    if (mlir::failed(data)) {
+      std::cerr << "error: calibration: " << error << "\n";
+      return 1;
+    }
+    auto rows = calibration::rankLayers(*module, *data, sens.format, sens.groupSize, !sens.asymmetric, sens.threads, error);
+    if (mlir::failed(rows)) {
+      std::cerr << "error: " << error << "\n";
+      return 1;
+    }
+    std::printf("sensitivity to %s%s%s on %s: output change when only that layer is compressed\n", sens.format.c_str(),
+                sens.groupSize ? (" g" + std::to_string(sens.groupSize)).c_str() : "", sens.asymmetric ? " asym" : "",
+                data->description.c_str());
+    std::printf("%4s  %-48s %14s %12s\n", "rank", "layer", "error", "saves");
+    for (size_t i = 0; i < rows->size() && int64_t(i) < sens.top; ++i)
+      std::printf("%4zu  %-48s %14.6e %9.2f MiB\n", i + 1, (*rows)[i].layer.c_str(), (*rows)[i].error,
+                  double((*rows)[i].bytesSaved) / double(1 << 20));
+    std::printf("(error: mean KL divergence of the next-token distributions for *logits* outputs, else 1 − mean cosine)\n");
+    if (!sens.json.empty()) {
+      std::ofstream out(sens.json);
+      out << "[\n";
+      for (size_t i = 0; i < rows->size(); ++i)
+        out << "  {\"layer\": \"" << (*rows)[i].layer << "\", \"error\": " << (*rows)[i].error
+            << ", \"bytes_saved\": " << (*rows)[i].bytesSaved << "}" << (i + 1 < rows->size() ? "," : "") << "\n";
+      out << "]\n";
+      if (!out) {
+        std::cerr << "error: cannot write '" << sens.json << "'\n";
+        return 1;
+      }
+    }
+    return 0;
+  }
   if (check->parsed()) return lathe::driver::runCheck(checkModel);
   if (comp->parsed()) return runCompile(compile);
   if (insp->parsed()) return lathe::driver::runInspect(inspect);

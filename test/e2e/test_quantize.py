@@ -14,6 +14,8 @@ d. a quantized decoder still decodes incrementally: `run --incremental 1` equals
    (KL divergence < 1e-6, identical top-1);
    --calibration (text, token ids): per-channel statistics on all 211 linears in the IR, each compressed
    layer's output error in the report, byte-identical artifacts and equal errors at 1 and 2 threads;
+f. `lathe sensitivity` ranks every linear layer of MiniLM (cosine) and of a GPT-2 LM export (KL
+   divergence, calibration from token ids) by the output change compressing it alone causes;
 e. recipe errors exit 1 naming the file and line: unknown key, impossible combinations, a method that
    does not exist, a pattern matching no layer, a missing file.
 """
@@ -165,6 +167,25 @@ def main():
             for o in json.load(open(js))["outputs"]:
                 print(f"minilm {preset:18s} {o['name']:18s} cosine mean {o['cosine_mean']:.6f} worst {o['cosine_worst']:.6f}")
                 c.expect(o["cosine_mean"] >= floor, f"minilm {preset} {o['name']}: cosine {o['cosine_mean']:.6f} < {floor}")
+
+    # f. sensitivity: one layer compressed at a time, ranked by the output change.
+    sens = os.path.join(tmp, "sens.json")
+    rc, stdout, err = run([args.lathe, "sensitivity", minilm, "--calibration", inputs, "--format", "int4", "--group-size", "32",
+                           "--json", sens])
+    rows = json.load(open(sens)) if rc == 0 else []
+    # The pooler's dense layer does not feed the first output (last_hidden_state): error 0, ranked last.
+    c.expect(rc == 0 and len(rows) == 37 and sum(r["error"] > 0 for r in rows) == 36 and
+             rows[-1]["layer"].startswith("/pooler") and all(r["bytes_saved"] > 0 for r in rows) and
+             all(rows[i]["error"] >= rows[i + 1]["error"] for i in range(len(rows) - 1)),
+             f"sensitivity on MiniLM: rc {rc}, {len(rows)} rows {err.strip()[-200:]}")
+    lm = os.path.join(args.models, "generated", "gpt2-lm-tiny", "gpt2-lm-tiny.opset17.onnx")
+    ids = os.path.join(tmp, "lm_ids.npy")
+    np.save(ids, np.random.default_rng(2).integers(0, 1000, 96).astype(np.int64))
+    rc, stdout, err = run([args.lathe, "sensitivity", lm, "--calibration", ids, "--calibration-ctx", "32", "--format", "int8",
+                           "--json", sens])
+    rows = json.load(open(sens)) if rc == 0 else []
+    c.expect(rc == 0 and len(rows) == 13 and "KL divergence" in stdout and "3 windows of 32 tokens" in stdout,
+             f"sensitivity on gpt2-lm-tiny: rc {rc}, {len(rows)} rows {err.strip()[-200:]}")
 
     # e. recipe errors.
     def recipe_error(what, body, needle):
