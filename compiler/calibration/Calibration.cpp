@@ -17,6 +17,8 @@
 #include "passes/Passes.h"
 #include "mlir/IR/DialectResourceBlobManager.h"
 
+#include <Eigen/Dense>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -151,7 +153,7 @@ FailureOr<CalibrationData> loadCalibrationData(ModuleOp module, const std::strin
   return data;
 }
 
-LogicalResult calibrate(ModuleOp module, const CalibrationData &data, int threads, std::string &error) {
+LogicalResult calibrate(ModuleOp module, const CalibrationData &data, int threads, std::string &error, bool gram) {
   auto lowered = compiler::lowerToArtifact(module, "calibration", error);
   if (!lowered) return failure();
   // Which tensor feeds each linear kernel (by index: names need not be unique).
@@ -159,11 +161,17 @@ LogicalResult calibrate(ModuleOp module, const CalibrationData &data, int thread
     std::vector<double> absmax, sumAbs;
     int64_t positions = 0;
   };
-  std::map<int32_t, std::vector<std::string>> consumers; // input tensor → linear layers reading it
-  std::map<std::string, Stats> stats;
+  std::map<int32_t, Eigen::MatrixXd> grams; // per input tensor: Σ xᵀx (lower triangle)
+  // Linear layers by ordinal: the n-th f32 linear kernel is the n-th lathe.linear
+  // of the function (lowering keeps op order; node names need not be unique, e.g.
+  // a fused QKV projection split in three).
+  std::map<int32_t, std::vector<size_t>> consumers; // input tensor → linear ordinals reading it
+  std::vector<Stats> stats;
   for (const auto &kernel : lowered->spec.kernels)
-    if (kernel.op == "linear" && kernel.weightFormat == "f32" && !kernel.inputs.empty())
-      consumers[kernel.inputs[0]].push_back(kernel.source);
+    if (kernel.op == "linear" && kernel.weightFormat == "f32" && !kernel.inputs.empty()) {
+      consumers[kernel.inputs[0]].push_back(stats.size());
+      stats.emplace_back();
+    }
   auto session = openLowered(*lowered, threads, error);
   lowered.reset();
   if (failed(session)) return failure();
@@ -171,7 +179,13 @@ LogicalResult calibrate(ModuleOp module, const CalibrationData &data, int thread
     auto it = consumers.find(e.tensorIndex);
     if (it == consumers.end() || e.tensor.dtype() != DType::F32 || e.tensor.rank() == 0) return;
     const int64_t width = e.tensor.shape().back(), rows = width ? e.tensor.numel() / width : 0;
-    for (const std::string &layer : it->second) {
+    if (gram) {
+      auto [g, inserted] = grams.try_emplace(e.tensorIndex);
+      if (inserted) g->second = Eigen::MatrixXd::Zero(width, width);
+      Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>> x(e.tensor.data<float>(), rows, width);
+      g->second.selfadjointView<Eigen::Lower>().rankUpdate(x.cast<double>().transpose());
+    }
+    for (size_t layer : it->second) {
       Stats &s = stats[layer];
       if (s.absmax.empty()) s.absmax.assign(size_t(width), 0.0), s.sumAbs.assign(size_t(width), 0.0);
       for (int64_t r = 0; r < rows; ++r)
@@ -192,26 +206,41 @@ LogicalResult calibrate(ModuleOp module, const CalibrationData &data, int thread
     }
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     std::fprintf(stderr, "%scalibration: %zu/%zu batches, %zu layers observed, %.0f s left%s", isatty(2) ? "\r" : "", b + 1,
-                 data.batches.size(), stats.size(), elapsed / double(b + 1) * double(data.batches.size() - b - 1),
+                 data.batches.size(), size_t(std::count_if(stats.begin(), stats.end(), [](const Stats &s) { return s.positions > 0; })),
+                 elapsed / double(b + 1) * double(data.batches.size() - b - 1),
                  isatty(2) ? "   " : "\n");
   }
   if (isatty(2)) std::fprintf(stderr, "\n");
   // Write the statistics into the IR, on the layers they belong to.
   OpBuilder builder(module.getContext());
+  std::map<size_t, Attribute> gramOf; // linear ordinal → its input's XᵀX (one blob per input tensor)
+  for (auto &[tensor, g] : grams) {
+    const int64_t k = g.rows();
+    std::vector<float> full(size_t(k * k));
+    for (int64_t i = 0; i < k; ++i)
+      for (int64_t j = 0; j <= i; ++j) full[size_t(i * k + j)] = full[size_t(j * k + i)] = float(g(i, j));
+    auto type = RankedTensorType::get({k, k}, builder.getF32Type());
+    Attribute attr = ir::makeResourceAttr(type, "xtx", {reinterpret_cast<const char *>(full.data()), full.size() * 4});
+    for (size_t layer : consumers[tensor]) gramOf[layer] = attr;
+  }
+  size_t ordinal = 0;
   module.walk([&](ir::LinearOp op) {
-    auto it = stats.find(quantize::opName(op));
-    if (it == stats.end()) return;
-    const Stats &s = it->second;
+    const size_t layer = ordinal++;
+    if (layer >= stats.size() || stats[layer].positions == 0) return;
+    const Stats &s = stats[layer];
+    const std::string name = quantize::opName(op);
     auto vector = [&](const std::vector<double> &values, double scale, const std::string &suffix) {
       std::vector<float> f(values.size());
       for (size_t i = 0; i < values.size(); ++i) f[i] = float(values[i] * scale);
       auto type = RankedTensorType::get({int64_t(f.size())}, builder.getF32Type());
-      return ir::makeResourceAttr(type, it->first + suffix, {reinterpret_cast<const char *>(f.data()), f.size() * 4});
+      return ir::makeResourceAttr(type, name + suffix, {reinterpret_cast<const char *>(f.data()), f.size() * 4});
     };
-    op->setAttr("lathe.calibration",
-                builder.getDictionaryAttr({builder.getNamedAttr("positions", builder.getI64IntegerAttr(s.positions)),
-                                           builder.getNamedAttr("absmax", vector(s.absmax, 1.0, ".absmax")),
-                                           builder.getNamedAttr("mean_abs", vector(s.sumAbs, 1.0 / double(std::max<int64_t>(s.positions, 1)), ".mean_abs"))}));
+    SmallVector<NamedAttribute> entries = {
+        builder.getNamedAttr("positions", builder.getI64IntegerAttr(s.positions)),
+        builder.getNamedAttr("absmax", vector(s.absmax, 1.0, ".absmax")),
+        builder.getNamedAttr("mean_abs", vector(s.sumAbs, 1.0 / double(std::max<int64_t>(s.positions, 1)), ".mean_abs"))};
+    if (auto g = gramOf.find(layer); g != gramOf.end()) entries.push_back(builder.getNamedAttr("xtx", g->second));
+    op->setAttr("lathe.calibration", builder.getDictionaryAttr(entries));
   });
   return success();
 }

@@ -1,9 +1,10 @@
 // The calibration driver (driver code, not a pass): runs the current model
 // through the runtime on calibration inputs with taps on every linear layer's
 // input and writes what it saw into the IR, keyed by the layer:
-//   lathe.calibration = {positions: N, absmax: dense_resource<[in] f32>, mean_abs: dense_resource<[in] f32>}
+//   lathe.calibration = {positions: N, absmax: dense_resource<[in] f32>, mean_abs: dense_resource<[in] f32>,
+//                        xtx: dense_resource<[in, in] f32>  (only when asked: Σ xᵀx over the positions)}
 // on each lathe.linear (per input channel: max |x| and mean |x| over every
-// calibration position). The compression passes read it from there, so
+// calibration position; layers reading the same tensor share one XᵀX blob). The compression passes read it from there, so
 // lathe-opt can run them on a calibrated .mlirbc. It also measures, for the
 // compile report, each compressed layer's output error against the
 // uncompressed model on the same data.
@@ -38,7 +39,8 @@ mlir::FailureOr<CalibrationData> loadCalibrationData(mlir::ModuleOp module, cons
 
 /// Attaches lathe.calibration statistics to every lathe.linear of `module`.
 /// Prints a progress line (batches done, time left) to stderr.
-mlir::LogicalResult calibrate(mlir::ModuleOp module, const CalibrationData &data, int threads, std::string &error);
+mlir::LogicalResult calibrate(mlir::ModuleOp module, const CalibrationData &data, int threads, std::string &error,
+                              bool gram = false);
 
 /// Relative output error ‖y − y_ref‖/‖y_ref‖ of every linear layer of
 /// `compressed` against `reference` (the same model before compression) on

@@ -41,6 +41,7 @@ struct CompileOptions {
   std::string calibration;
   int64_t calibrationSamples = 8, calibrationCtx = 256;
   int threads = 0; // runtime threads for calibration and error measurement; 0: physical cores
+  bool calibrationXtx = false;
 };
 
 int runCompile(const CompileOptions &o) {
@@ -122,7 +123,7 @@ int runCompile(const CompileOptions &o) {
     from = pipeline::Phase::Simplify;
     auto started = std::chrono::steady_clock::now();
     auto data = calibration::loadCalibrationData(*module, o.calibration, o.calibrationSamples, o.calibrationCtx, error);
-    if (mlir::failed(data) || mlir::failed(calibration::calibrate(*module, *data, o.threads, error))) {
+    if (mlir::failed(data) || mlir::failed(calibration::calibrate(*module, *data, o.threads, error, o.calibrationXtx))) {
       std::cerr << "error: calibration: " << error << "\n";
       return 1;
     }
@@ -221,6 +222,8 @@ int main(int argc, char **argv) {
       ->check(CLI::PositiveNumber);
   comp->add_option("--calibration-ctx", compile.calibrationCtx, "tokens per calibration window (default 256)")
       ->check(CLI::PositiveNumber);
+  comp->add_flag("--calibration-xtx", compile.calibrationXtx,
+                 "also record Σ xᵀx of every linear's input (for GPTQ-style methods; in×in floats per input tensor)");
   comp->add_option("--threads", compile.threads, "runtime threads for calibration (default: physical cores); "
                                                  "the artifact does not depend on it")
       ->check(CLI::NonNegativeNumber);

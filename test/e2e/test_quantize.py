@@ -14,6 +14,7 @@ d. a quantized decoder still decodes incrementally: `run --incremental 1` equals
    (KL divergence < 1e-6, identical top-1);
    --calibration (text, token ids): per-channel statistics on all 211 linears in the IR, each compressed
    layer's output error in the report, byte-identical artifacts and equal errors at 1 and 2 threads;
+   --calibration-xtx adds Σ xᵀx (symmetric, PSD, diagonal consistent with mean|x| and max|x|);
 f. `lathe sensitivity` ranks every linear layer of MiniLM (cosine) and of a GPT-2 LM export (KL
    divergence, calibration from token ids) by the output change compressing it alone causes;
 e. recipe errors exit 1 naming the file and line: unknown key, impossible combinations, a method that
@@ -186,6 +187,35 @@ def main():
     rows = json.load(open(sens)) if rc == 0 else []
     c.expect(rc == 0 and len(rows) == 13 and "KL divergence" in stdout and "3 windows of 32 tokens" in stdout,
              f"sensitivity on gpt2-lm-tiny: rc {rc}, {len(rows)} rows {err.strip()[-200:]}")
+
+    # Σ xᵀx statistics (--calibration-xtx), read back from the IR printed in full by lathe-opt:
+    # symmetric, positive semi-definite, diag/positions between mean|x|² and max|x|².
+    mlirbc, mlir = os.path.join(tmp, "xtx.mlirbc"), os.path.join(tmp, "xtx.mlir")
+    rc, _, err = run([args.lathe, "compile", lm, "--calibration", ids, "--calibration-ctx", "32", "--calibration-xtx",
+                      "--compile-to", "compress", "-o", mlirbc])
+    rc2, _, err2 = run([os.path.join(os.path.dirname(args.lathe), "lathe-opt"), mlirbc, "-o", mlir])
+    c.expect(rc == 0 and rc2 == 0, f"--calibration-xtx: {err.strip()[-200:]} {err2.strip()[-200:]}")
+    if rc == 0 and rc2 == 0:
+        text_ir = open(mlir).read()
+        blobs = {m.group(1).strip('"'): np.frombuffer(bytes.fromhex(m.group(2)[8:]), dtype=np.float32)
+                 for m in re.finditer(r'^\s+("?[^\s"]+"?): "0x([0-9A-F]+)"', text_ir, re.M)}
+        first = re.search(r"lathe\.calibration = \{absmax = dense_resource<([^>]+)>[^}]*mean_abs = dense_resource<([^>]+)>"
+                          r"[^}]*positions = (\d+)[^}]*xtx = dense_resource<([^>]+)>", text_ir)
+        c.expect(first is not None, "no lathe.calibration with xtx in the IR")
+        if first:
+            absmax, mean_abs, xtx = (blobs.get(first.group(i)) for i in (1, 2, 4))
+            n = int(first.group(3))
+            c.expect(n == 96 and absmax is not None and xtx is not None and xtx.size == absmax.size ** 2,
+                     f"xtx blob: positions {n}, sizes {None if absmax is None else absmax.size}/{None if xtx is None else xtx.size}")
+            if xtx is not None and absmax is not None:
+                k = absmax.size
+                g = xtx.reshape(k, k).astype(np.float64)
+                d = np.diag(g) / n
+                c.expect(np.allclose(g, g.T), "xtx is not symmetric")
+                c.expect(np.linalg.eigvalsh(g).min() >= -1e-4 * np.abs(g).max(), "xtx is not positive semi-definite")
+                c.expect(np.all(d >= mean_abs.astype(np.float64) ** 2 * (1 - 1e-4) - 1e-6) and
+                         np.all(d <= absmax.astype(np.float64) ** 2 * (1 + 1e-4) + 1e-6),
+                         "diag(xtx)/positions is not between mean|x|² and max|x|²")
 
     # e. recipe errors.
     def recipe_error(what, body, needle):
