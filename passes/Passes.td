@@ -112,6 +112,8 @@ def QuantizeWeights : Pass<"lathe-quantize-weights", "mlir::func::FuncOp"> {
     Option<"symmetric", "symmetric", "bool", "true", "int4: scale·(q−8) (true) or scale·q + min (false)">,
     ListOption<"include", "include", "std::string", "glob patterns on node names (empty: every linear)">,
     ListOption<"exclude", "exclude", "std::string", "glob patterns on node names to leave alone">,
+    Option<"targets", "targets", "std::string", "\"linear\"",
+           "linear: lathe.linear layers; embedding: lathe.embedding tables (int8 only)">,
   ];
 }
 

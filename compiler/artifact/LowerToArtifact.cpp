@@ -213,6 +213,10 @@ LogicalResult Lowering::run(std::string &error) {
       if (kernel.weightFormat != "bf16") operands.push_back(q.getScales());
       if (kernel.weightFormat == "int4") operands.push_back(q.getMins());
       operands.push_back(q.getBias());
+    } else if (auto e = dyn_cast<ir::QuantizedEmbeddingOp>(op)) {
+      kernel.op = "embedding";
+      kernel.weightFormat = e.getFormat().str();
+      operands = {e.getTable(), e.getIndices(), e.getScales()};
     }
     for (Value operand : operands) {
       if (!operand) {

@@ -90,9 +90,13 @@ std::optional<Recipe> loadRecipe(const std::string &path, std::string &error) {
   try {
     YAML::Node root = YAML::LoadFile(path);
     if (!root.IsMap()) throw RecipeError{"line 1: a recipe is a mapping with 'quantize' and/or 'overrides'"};
-    onlyKeys(root, {"name", "description", "quantize", "overrides"}, "the recipe");
+    onlyKeys(root, {"name", "description", "quantize", "embeddings", "overrides"}, "the recipe");
     if (root["name"]) recipe.name = scalar<std::string>(root["name"], "name");
     if (root["quantize"]) recipe.defaults = parseQuantize(root["quantize"], "'quantize'");
+    if (root["embeddings"]) {
+      recipe.embeddings = parseQuantize(root["embeddings"], "'embeddings'");
+      if (recipe.embeddings->format != "int8") failAt(root["embeddings"], "embedding tables are quantized to int8 only");
+    }
     if (YAML::Node overrides = root["overrides"]) {
       if (!overrides.IsSequence()) failAt(overrides, "'overrides' must be a list");
       for (const YAML::Node &item : overrides) {
@@ -108,7 +112,7 @@ std::optional<Recipe> loadRecipe(const std::string &path, std::string &error) {
         recipe.overrides.push_back(rule);
       }
     }
-    if (!recipe.defaults && recipe.overrides.empty()) throw RecipeError{"line 1: the recipe compresses nothing (no 'quantize', no 'overrides')"};
+    if (!recipe.defaults && !recipe.embeddings && recipe.overrides.empty()) throw RecipeError{"line 1: the recipe compresses nothing (no 'quantize', no 'overrides')"};
   } catch (const RecipeError &e) {
     error = "recipe '" + path + "': " + e.message;
     return std::nullopt;
@@ -154,6 +158,14 @@ void buildCompressPipeline(mlir::OpPassManager &pm, const Recipe &recipe) {
     else add(rule.quantize, {rule.match});
   }
   if (recipe.defaults) add(*recipe.defaults, {});
+  if (recipe.embeddings) {
+    passes::QuantizeWeightsOptions options;
+    options.format = "int8";
+    options.groupSize = recipe.embeddings->groupSize;
+    options.targets = "embedding";
+    options.exclude = skipped;
+    fn.addPass(passes::createQuantizeWeights(options));
+  }
 }
 
 } // namespace lathe::pipeline

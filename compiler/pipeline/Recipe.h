@@ -7,6 +7,8 @@
 //     group_size: 128       # int8: 0 = one scale per output channel; int4: a multiple of 32
 //     symmetric: true       # int4 only: scale·(q−8) or scale·q + min
 //     method: rtn           # round to nearest
+//   embeddings:             # optional: embedding tables to int8 (group_size 0 = one scale per row)
+//     format: int8
 //   overrides:              # first match wins; before the default
 //     - match: "output"     # glob: * any run, ? one character
 //       quantize: {format: int8}
@@ -45,6 +47,7 @@ struct RecipeRule {
 struct Recipe {
   std::string path, name;
   std::optional<QuantizeSettings> defaults;
+  std::optional<QuantizeSettings> embeddings; // int8 tables, when asked for
   std::vector<RecipeRule> overrides;
 };
 

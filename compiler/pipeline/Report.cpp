@@ -24,7 +24,7 @@ std::vector<LayerReport> collectLayers(mlir::ModuleOp module) {
       row.method = "f32 (kept)";
       row.bytesBefore = row.bytesAfter = w.getNumElements() * 4;
       rows.push_back(row);
-    } else if (auto q = mlir::dyn_cast<ir::QuantizedLinearOp>(op)) {
+    } else if (mlir::isa<ir::QuantizedLinearOp, ir::QuantizedEmbeddingOp>(op)) {
       LayerReport row;
       row.name = quantize::opName(op);
       auto info = op->getAttrOfType<mlir::DictionaryAttr>("lathe.compression");
@@ -67,7 +67,7 @@ void printReport(const CompressionReport &r, llvm::raw_ostream &os) {
     weights += l.bytesBefore / 4;
     weightedBits += l.bitsPerWeight * double(l.bytesBefore / 4);
   }
-  os << line("%-32s %-22s %8.3f %12s %12s %9.2fx\n", "total (linear layers)", "", weights ? weightedBits / double(weights) : 0.0,
+  os << line("%-32s %-22s %8.3f %12s %12s %9.2fx\n", "total (compressible layers)", "", weights ? weightedBits / double(weights) : 0.0,
                      mib(before).c_str(), mib(after).c_str(), after ? double(before) / double(after) : 0.0);
   if (r.artifactBytes) os << "artifact " << mib(int64_t(r.artifactBytes)) << "\n";
   for (const PhaseStat &p : r.phases)

@@ -215,6 +215,15 @@ LogicalResult EmbeddingOp::inferReturnTypes(MLIRContext *, std::optional<Locatio
   return pushTensor(types, out, rankedType(adaptor.getTable()).getElementType());
 }
 
+LogicalResult QuantizedEmbeddingOp::inferReturnTypes(MLIRContext *, std::optional<Location> loc, Adaptor adaptor,
+                                                     SmallVectorImpl<Type> &types) {
+  auto table = shapeOf(adaptor.getTable());
+  if (table.size() != 2) return emitOptionalError(loc, "embedding table must be 2-D");
+  SmallVector<int64_t> out(shapeOf(adaptor.getIndices()));
+  out.push_back(table[1]);
+  return pushTensor(types, out, Float32Type::get(adaptor.getTable().getContext()));
+}
+
 LogicalResult PositionsOp::inferReturnTypes(MLIRContext *ctx, std::optional<Location> loc, Adaptor adaptor,
                                             SmallVectorImpl<Type> &types) {
   auto ref = shapeOf(adaptor.getReference());
@@ -581,6 +590,21 @@ LogicalResult GeluOp::verify() {
 LogicalResult SoftmaxOp::verify() {
   if (!normalizeAxis(getAxis(), rankedType(getInput()).getRank()))
     return emitOpError("axis ") << getAxis() << " is out of range";
+  return success();
+}
+
+LogicalResult QuantizedEmbeddingOp::verify() {
+  auto table = cast<RankedTensorType>(getTable().getType());
+  if (getFormat() != "int8") return emitOpError("unknown format '") << getFormat() << "' (expected int8)";
+  if (table.getRank() != 2 || !table.hasStaticShape() || !table.getElementType().isSignlessInteger(8))
+    return emitOpError("the table must be a static 2-D i8 tensor, got ") << table;
+  const int64_t rows = table.getDimSize(0), dim = table.getDimSize(1), group = getGroupSize();
+  if (group <= 0) return emitOpError("group_size must be positive, got ") << group;
+  auto scales = cast<RankedTensorType>(getScales().getType());
+  if (!scales.getElementType().isF16() || scales.getShape() != ArrayRef<int64_t>{rows, (dim + group - 1) / group})
+    return emitOpError("scales must be f16 [") << rows << ", " << (dim + group - 1) / group << "], got " << scales;
+  if (!isa<IntegerType>(cast<RankedTensorType>(getIndices().getType()).getElementType()))
+    return emitOpError("indices must be integers");
   return success();
 }
 

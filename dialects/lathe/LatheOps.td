@@ -161,6 +161,18 @@ def Lathe_EmbeddingOp : Lathe_InferOp<"embedding"> {
   let hasVerifier = 1;
 }
 
+def Lathe_QuantizedEmbeddingOp : Lathe_InferOp<"quantized_embedding"> {
+  let summary = "rows of an int8 [vocab, dim] table picked by ids, times f16 scales";
+  let description = [{
+    Row r of the table is scale(r, j / group_size) · q[r, j]; scales are f16
+    [vocab, ceil(dim/group_size)]. The result is f32. format is "int8".
+  }];
+  let arguments = (ins AnyRankedTensor:$table, AnyRankedTensor:$scales, AnyRankedTensor:$indices,
+                       StrAttr:$format, I64Attr:$group_size);
+  let results = (outs AnyRankedTensor:$result);
+  let hasVerifier = 1;
+}
+
 def Lathe_PositionsOp : Lathe_InferOp<"positions"> {
   let summary = "0, 1, …, n-1 where n is dimension `axis` of the reference tensor";
   let description = [{

@@ -39,14 +39,68 @@ struct QuantizeWeightsPass : impl::QuantizeWeightsBase<QuantizeWeightsPass> {
       getOperation().emitError("lathe-quantize-weights: unknown format '") << format << "' (int8, int4 or bf16)";
       return signalPassFailure();
     }
-    SmallVector<LinearOp> targets;
-    getOperation().walk([&](LinearOp op) {
+    if (targets != "linear" && targets != "embedding") {
+      getOperation().emitError("lathe-quantize-weights: unknown targets '") << targets << "' (linear or embedding)";
+      return signalPassFailure();
+    }
+    auto selected = [&](Operation *op) {
       std::string name = quantize::opName(op);
-      if (!quantize::matchesAny(name, include, /*emptyMatches=*/true) || quantize::matchesAny(name, exclude, false)) return;
-      targets.push_back(op);
+      return quantize::matchesAny(name, include, /*emptyMatches=*/true) && !quantize::matchesAny(name, exclude, false);
+    };
+    if (targets == "embedding") {
+      if (format != "int8") {
+        getOperation().emitError("lathe-quantize-weights: embedding tables are quantized to int8 only, not ") << format;
+        return signalPassFailure();
+      }
+      SmallVector<EmbeddingOp> tables;
+      getOperation().walk([&](EmbeddingOp op) {
+        if (selected(op)) tables.push_back(op);
+      });
+      for (EmbeddingOp op : tables)
+        if (failed(rewriteEmbedding(op))) return signalPassFailure();
+      return;
+    }
+    SmallVector<LinearOp> layers;
+    getOperation().walk([&](LinearOp op) {
+      if (selected(op)) layers.push_back(op);
     });
-    for (LinearOp op : targets)
+    for (LinearOp op : layers)
       if (failed(rewrite(op))) return signalPassFailure();
+  }
+
+  /// An int8 table (one f16 scale per row, or per group of the row): rows are
+  /// looked up and dequantized, so the table costs a quarter of its f32 bytes.
+  LogicalResult rewriteEmbedding(EmbeddingOp op) {
+    auto tableOp = op.getTable().getDefiningOp<ConstantOp>();
+    auto type = cast<RankedTensorType>(op.getTable().getType());
+    if (!tableOp || !type.getElementType().isF32() || !type.hasStaticShape() || type.getRank() != 2) {
+      op.emitRemark("not quantized: its table is not a constant f32 [rows, dim] tensor");
+      return success();
+    }
+    auto values = quantize::readF32(tableOp.getValue());
+    if (!values) return op.emitError("cannot read the table of this embedding");
+    const int64_t rows = type.getDimSize(0), dim = type.getDimSize(1);
+    const int64_t group = groupSize > 0 ? groupSize : dim;
+    quantize::Quantized q = quantize::quantizeInt8(*values, rows, dim, group);
+    OpBuilder b(op);
+    std::string base = quantize::opName(op);
+    auto qt = RankedTensorType::get({rows, dim}, IntegerType::get(&getContext(), 8));
+    auto st = RankedTensorType::get({rows, (dim + group - 1) / group}, b.getF16Type());
+    Value table = b.create<ConstantOp>(op.getLoc(), qt, makeResourceAttr(qt, base + ".q", q.codes));
+    Value scales = b.create<ConstantOp>(op.getLoc(), st, makeResourceAttr(st, base + ".scales", q.scales));
+    auto replacement = b.create<QuantizedEmbeddingOp>(op.getLoc(), op.getType(), table, scales, op.getIndices(),
+                                                      b.getStringAttr("int8"), b.getI64IntegerAttr(group));
+    const double before = double(rows * dim) * 4.0, after = double(q.codes.size() + q.scales.size());
+    replacement->setAttr("lathe.compression",
+                         b.getDictionaryAttr({b.getNamedAttr("method", b.getStringAttr("embedding-int8-g" + std::to_string(group))),
+                                              b.getNamedAttr("bits_per_weight", b.getF64FloatAttr(8.0 * after / double(rows * dim))),
+                                              b.getNamedAttr("bytes_before", b.getI64IntegerAttr(int64_t(before))),
+                                              b.getNamedAttr("bytes_after", b.getI64IntegerAttr(int64_t(after))),
+                                              b.getNamedAttr("weight_error", b.getF64FloatAttr(q.relativeError))}));
+    op.replaceAllUsesWith(replacement.getResult());
+    op.erase();
+    if (tableOp->use_empty()) tableOp->erase();
+    return success();
   }
 
   LogicalResult rewrite(LinearOp op) {

@@ -109,6 +109,10 @@ DimRef canonicalDimUncached(Value value, int64_t d, ShapeMemo &memo) {
     int64_t idxRank = rankOf(emb.getIndices());
     return d < idxRank ? canonicalDimImpl(emb.getIndices(), d, memo) : DimRef{value, d};
   }
+  if (auto emb = dyn_cast<QuantizedEmbeddingOp>(op)) {
+    int64_t idxRank = rankOf(emb.getIndices());
+    return d < idxRank ? canonicalDimImpl(emb.getIndices(), d, memo) : DimRef{value, d};
+  }
   if (auto gather = dyn_cast<GatherOp>(op)) {
     int64_t axis = gather.getAxis(), idxRank = rankOf(gather.getIndices());
     if (d < axis) return canonicalDimImpl(gather.getInput(), d, memo);

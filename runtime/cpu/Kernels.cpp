@@ -794,6 +794,37 @@ std::string runEmbedding(KernelContext &c) {
   return "";
 }
 
+// An int8 table (table i8 [rows, dim], ids, scales f16 [rows, ceil(dim/group)]): rows dequantized on lookup.
+std::string shapeEmbeddingInt8(KernelContext &c) {
+  const View &table = *c.inputs[0], &ids = *c.inputs[1], &scales = *c.inputs[2];
+  const int64_t group = intAttr(c, "group_size", table.shape.size() == 2 ? table.shape[1] : 1);
+  if (table.shape.size() != 2 || table.dtype != DType::I8) return fail(c, "table must be i8 [rows, dim], found " + desc(table));
+  if (group <= 0 || scales.dtype != DType::F16 ||
+      scales.shape != std::vector<int64_t>{table.shape[0], (table.shape[1] + group - 1) / group})
+    return fail(c, "scales " + desc(scales) + " do not fit the table " + desc(table) + " with group " + std::to_string(group));
+  c.outputs[0]->shape = ids.shape;
+  c.outputs[0]->shape.push_back(table.shape[1]);
+  if (c.outputs[0]->dtype != DType::F32) return fail(c, "the result must be f32");
+  return "";
+}
+std::string runEmbeddingInt8(KernelContext &c) {
+  const View &table = *c.inputs[0], &ids = *c.inputs[1], &scales = *c.inputs[2];
+  const int64_t rows = table.shape[0], dim = table.shape[1], n = ids.numel();
+  const int64_t group = intAttr(c, "group_size", dim), groups = (dim + group - 1) / group;
+  const int8_t *q = static_cast<const int8_t *>(table.data);
+  float *out = static_cast<float *>(c.outputs[0]->data);
+  for (int64_t i = 0; i < n; ++i) {
+    int64_t id = readIndex(ids.data, ids.dtype, i);
+    if (id < 0 || id >= rows)
+      return fail(c, "id " + std::to_string(id) + " at position " + std::to_string(i) + " is outside the table's " + std::to_string(rows) + " rows");
+    for (int64_t j = 0; j < dim; ++j) {
+      const float d = float(loadAsDouble(scales.data, DType::F16, id * groups + j / group));
+      out[i * dim + j] = d * float(q[id * dim + j]);
+    }
+  }
+  return "";
+}
+
 std::string shapePositions(KernelContext &c) {
   int64_t axis = intAttr(c, "axis", 0);
   if (!normAxis(axis, int64_t(c.inputs[0]->shape.size()))) return fail(c, "axis out of range for " + desc(*c.inputs[0]));
@@ -1328,6 +1359,7 @@ Registry &registry() {
     add("linear", shapeLinear, runLinear);
     for (const char *format : {"int8", "int4", "bf16"})
       reg->entries[{"linear", format, "cpu"}] = KernelEntry{shapeQuantLinear, runQuantLinear, false, {}};
+    reg->entries[{"embedding", "int8", "cpu"}] = KernelEntry{shapeEmbeddingInt8, runEmbeddingInt8, false, {}};
     add("matmul", shapeMatmul, runMatmul);
     add("attention", shapeAttention, runAttention);
     add("layer_norm", shapeNorm, runNorm, true);

@@ -2,6 +2,7 @@
 // RUN: lathe-opt %s -split-input-file --pass-pipeline='builtin.module(func.func(lathe-quantize-weights{format=int4 group-size=32 symmetric=false}))' | FileCheck %s --check-prefix=INT4
 // RUN: lathe-opt %s -split-input-file --pass-pipeline='builtin.module(func.func(lathe-quantize-weights{format=bf16}))' | FileCheck %s --check-prefix=BF16
 // RUN: lathe-opt %s -split-input-file --pass-pipeline='builtin.module(func.func(lathe-quantize-weights{format=int8 exclude=head*}))' | FileCheck %s --check-prefix=EXCL
+// RUN: lathe-opt %s -split-input-file --pass-pipeline='builtin.module(func.func(lathe-quantize-weights{format=int8 targets=embedding}))' | FileCheck %s --check-prefix=EMB
 
 // Two linears named by their ONNX nodes; the second has a bias. 64 input features.
 // INT8-LABEL: func @two_layers
@@ -39,4 +40,20 @@ func.func @runtime_weight(%x: tensor<?x64xf32>, %w: tensor<16x64xf32>) -> tensor
   // expected-remark @+1 {{not quantized: its weight is not a constant f32 tensor}}
   %y = lathe.linear %x, %w : (tensor<?x64xf32>, tensor<16x64xf32>) -> tensor<?x16xf32>
   return %y : tensor<?x16xf32>
+}
+
+// -----
+
+// Embedding tables only with targets=embedding (int8, one scale per row); linears are left alone.
+// EMB-LABEL: func @table
+// EMB: %[[T:.*]] = lathe.constant dense_resource<{{.*}}> : tensor<32x16xi8>
+// EMB: %[[S:.*]] = lathe.constant dense_resource<{{.*}}> : tensor<32x1xf16>
+// EMB: lathe.quantized_embedding %[[T]], %[[S]], %arg0 {format = "int8", group_size = 16 : i64, lathe.compression = {{{.*}}method = "embedding-int8-g16"
+// EMB: lathe.linear
+func.func @table(%ids: tensor<?x?xi64>) -> tensor<?x?x4xf32> {
+  %t = lathe.constant dense<0.75> : tensor<32x16xf32> loc("token_embd")
+  %e = lathe.embedding %t, %ids : (tensor<32x16xf32>, tensor<?x?xi64>) -> tensor<?x?x16xf32> loc("token_embd")
+  %w = lathe.constant dense<0.5> : tensor<4x16xf32> loc("proj")
+  %y = lathe.linear %e, %w : (tensor<?x?x16xf32>, tensor<4x16xf32>) -> tensor<?x?x4xf32> loc("proj")
+  return %y : tensor<?x?x4xf32>
 }
