@@ -35,7 +35,7 @@ RECIPES = os.path.join(ROOT, "examples", "recipes")
 BOUNDS = {
     "int8-weight-only": (0.01, 0.95, 3.9),
     "bf16": (0.002, 0.98, 1.99),
-    "int4-g32-int8-head": (0.01, 0.95, 5.5),  # and the embedding table in int8
+    "int4-g32-int8-head": (0.01, 0.95, 5.0),  # and the embedding table in int8 (counted in the totals)
     "int4-rtn-g32": (0.60, 0.60, 7.0),
     "int4-rtn-g128": (1.20, 0.45, 7.5),
 }
