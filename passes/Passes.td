@@ -106,7 +106,7 @@ def QuantizeWeights : Pass<"lathe-quantize-weights", "mlir::func::FuncOp"> {
   }];
   let dependentDialects = ["::lathe::ir::LatheDialect"];
   let options = [
-    Option<"format", "format", "std::string", "\"int8\"", "int8 | int4 | bf16">,
+    Option<"format", "format", "std::string", "\"int8\"", "int8 | int4 | int3 | bf16">,
     Option<"groupSize", "group-size", "int64_t", "0",
            "weights per scale: 0 = one per output channel (int8) or 32 (int4); int4 needs a multiple of 32">,
     Option<"symmetric", "symmetric", "bool", "true", "int4: scale·(q−8) (true) or scale·q + min (false)">,

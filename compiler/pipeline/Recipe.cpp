@@ -15,7 +15,7 @@ namespace lathe::pipeline {
 std::string QuantizeSettings::describe() const {
   std::string s = format;
   if (format != "bf16") s += " g" + (groupSize ? std::to_string(groupSize) : std::string(format == "int8" ? "channel" : "32"));
-  if (format == "int4") s += symmetric ? " sym" : " asym";
+  if (format == "int4" || format == "int3") s += symmetric ? " sym" : " asym";
   if (format != "bf16") s += " " + method;
   return s;
 }
@@ -56,21 +56,21 @@ QuantizeSettings parseQuantize(const YAML::Node &node, const std::string &where)
   onlyKeys(node, {"format", "group_size", "symmetric", "method"}, where);
   QuantizeSettings q;
   if (node["format"]) q.format = scalar<std::string>(node["format"], "format");
-  if (q.format != "int8" && q.format != "int4" && q.format != "bf16")
-    failAt(node["format"], "format '" + q.format + "' is not one of int8, int4, bf16" +
-                               (q.format == "int3" ? " (3-bit codes are not implemented yet)" : ""));
+  if (q.format != "int8" && q.format != "int4" && q.format != "int3" && q.format != "bf16")
+    failAt(node["format"], "format '" + q.format + "' is not one of int8, int4, int3, bf16");
+  const bool subByte = q.format == "int4" || q.format == "int3";
   if (node["group_size"]) {
     q.groupSize = scalar<int64_t>(node["group_size"], "group_size");
     if (q.format == "bf16") failAt(node["group_size"], "bf16 has no group_size");
     if (q.groupSize < 0) failAt(node["group_size"], "group_size must be >= 0");
-    if (q.format == "int4" && (q.groupSize == 0 || q.groupSize % 32))
-      failAt(node["group_size"], "int4 needs a group_size that is a positive multiple of 32, got " + std::to_string(q.groupSize));
-  } else if (q.format == "int4") {
+    if (subByte && (q.groupSize == 0 || q.groupSize % 32))
+      failAt(node["group_size"], q.format + " needs a group_size that is a positive multiple of 32, got " + std::to_string(q.groupSize));
+  } else if (subByte) {
     q.groupSize = 32;
   }
   if (node["symmetric"]) {
     q.symmetric = scalar<bool>(node["symmetric"], "symmetric");
-    if (q.format != "int4") failAt(node["symmetric"], q.format + " is always symmetric; 'symmetric' applies to int4 only");
+    if (!subByte) failAt(node["symmetric"], q.format + " is always symmetric; 'symmetric' applies to int4 and int3 only");
   }
   if (node["method"]) {
     q.method = scalar<std::string>(node["method"], "method");

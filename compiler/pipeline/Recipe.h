@@ -3,9 +3,9 @@
 //
 //   name: int4-rtn-g128
 //   quantize:               # the default for every linear layer
-//     format: int4          # int8 | int4 | bf16
+//     format: int4          # int8 | int4 | int3 | bf16
 //     group_size: 128       # int8: 0 = one scale per output channel; int4: a multiple of 32
-//     symmetric: true       # int4 only: scale·(q−8) or scale·q + min
+//     symmetric: true       # int4/int3: scale·(q−8) (q−4 for int3) or scale·q + min
 //     method: rtn           # round to nearest
 //   embeddings:             # optional: embedding tables to int8 (group_size 0 = one scale per row)
 //     format: int8

@@ -147,7 +147,10 @@ LogicalResult QuantizedLinearOp::inferReturnTypes(MLIRContext *, std::optional<L
 
 int64_t QuantizedLinearOp::getInFeatures() {
   int64_t stored = cast<RankedTensorType>(getWeight().getType()).getDimSize(1);
-  return getFormat() == "int4" && stored != kDynamic ? 2 * stored : stored;
+  if (stored == kDynamic) return stored;
+  if (getFormat() == "int4") return 2 * stored;
+  if (getFormat() == "int3") return stored / 12 * 32; // 12 bytes per 32 weights
+  return stored;
 }
 
 LogicalResult MatMulOp::inferReturnTypes(MLIRContext *, std::optional<Location> loc, Adaptor adaptor,
@@ -502,13 +505,16 @@ LogicalResult QuantizedLinearOp::verify() {
   auto w = cast<RankedTensorType>(getWeight().getType());
   StringRef format = getFormat();
   Type element = w.getElementType();
-  bool elementOk = (format == "int8" && element.isSignlessInteger(8)) ||
-                   (format == "int4" && element.isUnsignedInteger(8)) || (format == "bf16" && element.isBF16());
-  if (format != "int8" && format != "int4" && format != "bf16")
-    return emitOpError("unknown format '") << format << "' (expected int8, int4 or bf16)";
+  const bool subByte = format == "int4" || format == "int3";
+  bool elementOk = (format == "int8" && element.isSignlessInteger(8)) || (subByte && element.isUnsignedInteger(8)) ||
+                   (format == "bf16" && element.isBF16());
+  if (format != "int8" && !subByte && format != "bf16")
+    return emitOpError("unknown format '") << format << "' (expected int8, int4, int3 or bf16)";
   if (!elementOk)
-    return emitOpError("a ") << format << " weight must be " << (format == "int8" ? "i8" : format == "int4" ? "ui8" : "bf16")
+    return emitOpError("a ") << format << " weight must be " << (format == "int8" ? "i8" : subByte ? "ui8" : "bf16")
                              << ", got " << element;
+  if (format == "int3" && w.hasStaticShape() && w.getRank() == 2 && w.getDimSize(1) % 12)
+    return emitOpError("an int3 weight stores 12 bytes per 32 weights; ") << w.getDimSize(1) << " bytes per row is not whole blocks";
   if (w.getRank() != 2 || !w.hasStaticShape()) return emitOpError("the weight must be a static 2-D tensor");
   const int64_t out = w.getDimSize(0), in = getInFeatures(), group = getGroupSize();
   auto x = shapeOf(getInput());
@@ -517,9 +523,9 @@ LogicalResult QuantizedLinearOp::verify() {
   if (format == "bf16") {
     if (getScales() || getMins()) return emitOpError("a bf16 weight has no scales or mins");
   } else {
-    if (group <= 0 || (format == "int4" && (group % 32 || in % 32)))
+    if (group <= 0 || (subByte && (group % 32 || in % 32)))
       return emitOpError("group_size ") << group << " is invalid for " << in << " input features"
-                                        << (format == "int4" ? " (int4 needs multiples of 32)" : "");
+                                        << (subByte ? " (" + format.str() + " needs multiples of 32)" : std::string());
     const int64_t groups = (in + group - 1) / group;
     if (!getScales()) return emitOpError("a ") << format << " weight needs scales";
     for (Value v : {getScales(), getMins()}) {
@@ -528,7 +534,7 @@ LogicalResult QuantizedLinearOp::verify() {
       if (!t.getElementType().isF16() || t.getShape() != ArrayRef<int64_t>{out, groups})
         return emitOpError("scales and mins must be f16 [") << out << ", " << groups << "], got " << t;
     }
-    if (getMins() && format != "int4") return emitOpError("only int4 weights have mins");
+    if (getMins() && !subByte) return emitOpError("only int4 and int3 weights have mins");
   }
   if (getBias()) {
     auto b = shapeOf(getBias());

@@ -75,6 +75,10 @@ def Lathe_QuantizedLinearOp : Lathe_InferOp<"quantized_linear", [AttrSizedOperan
               is 16 bytes: weight t in the low nibble of byte t, weight t+16 in the
               high one), scales f16 [out, in/group_size], optional mins of the same
               shape; Ŵ = scale·q + min, or scale·(q − 8) without mins.
+      "int3": weight ui8 [out, in·3/8]: each 32-weight block is 12 bytes, bytes
+              0–7 the low two bits (byte j: weights j, j+8, j+16, j+24 at bits 0, 2,
+              4, 6), bytes 8–11 the high bits (bit t: weight t); optional mins;
+              Ŵ = scale·q + min, or scale·(q − 4) without mins.
       "bf16": weight bf16 [out, in]; no scales.
     Scales and mins have ceil(in/group_size) columns: groups of group_size weights
     along in_features, the last possibly shorter (int4: multiples of 32;

@@ -108,6 +108,46 @@ Quantized quantizeInt4(const std::vector<float> &w, int64_t out, int64_t in, int
   return q;
 }
 
+Quantized quantizeInt3(const std::vector<float> &w, int64_t out, int64_t in, int64_t group, bool symmetric) {
+  Quantized q;
+  q.codes.assign(size_t(out * (in / 32) * 12), 0);
+  ErrorSum error;
+  for (int64_t r = 0; r < out; ++r)
+    for (int64_t g0 = 0; g0 < in; g0 += group) {
+      const float *x = w.data() + r * in + g0;
+      const int64_t size = std::min(group, in - g0); // the last group may be shorter
+      float d, mn;
+      if (symmetric) {
+        float extreme = 0;
+        for (int64_t i = 0; i < size; ++i)
+          if (std::fabs(x[i]) > std::fabs(extreme)) extreme = x[i];
+        uint16_t dh = floatToHalf(extreme / -4.0f);
+        put16(q.scales, dh);
+        d = halfToFloat(dh);
+        mn = -4.0f * d;
+      } else {
+        float lo = x[0], hi = x[0];
+        for (int64_t i = 1; i < size; ++i) lo = std::min(lo, x[i]), hi = std::max(hi, x[i]);
+        uint16_t dh = floatToHalf((hi - lo) / 7.0f), mh = floatToHalf(lo);
+        put16(q.scales, dh);
+        put16(q.mins, mh);
+        d = halfToFloat(dh);
+        mn = halfToFloat(mh);
+      }
+      for (int64_t i = 0; i < size; ++i) {
+        int code = d != 0 ? int(std::lround((x[i] - mn) / d)) : (symmetric ? 4 : 0);
+        code = std::clamp(code, 0, 7);
+        const int64_t col = g0 + i, t = col % 32;
+        char *block = &q.codes[size_t(r * (in / 32) * 12 + (col / 32) * 12)];
+        block[t % 8] = char(uint8_t(block[t % 8]) | ((code & 3) << (2 * (t / 8))));
+        block[8 + t / 8] = char(uint8_t(block[8 + t / 8]) | (((code >> 2) & 1) << (t % 8)));
+        error.add(x[i], d * float(code) + mn);
+      }
+    }
+  q.relativeError = error.relative();
+  return q;
+}
+
 Quantized quantizeBf16(const std::vector<float> &w, int64_t out, int64_t in) {
   Quantized q;
   q.codes.reserve(size_t(out * in) * 2);

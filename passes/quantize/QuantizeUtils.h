@@ -21,6 +21,10 @@ struct Quantized {
 
 Quantized quantizeInt8(const std::vector<float> &w, int64_t out, int64_t in, int64_t group);
 Quantized quantizeInt4(const std::vector<float> &w, int64_t out, int64_t in, int64_t group, bool symmetric);
+/// 3-bit codes in 32-weight blocks of 12 bytes (see lathe.quantized_linear):
+/// symmetric d = m / -4 (m the value of largest magnitude), q = clamp(round(w/d) + 4, 0, 7);
+/// asymmetric d = (max − min)/7, q = clamp(round((w − min)/d), 0, 7).
+Quantized quantizeInt3(const std::vector<float> &w, int64_t out, int64_t in, int64_t group, bool symmetric);
 Quantized quantizeBf16(const std::vector<float> &w, int64_t out, int64_t in);
 
 uint16_t floatToHalf(float f);

@@ -7,6 +7,8 @@
 //                    magnitude, q = clamp(round(w / d) + 8, 0, 15), ŵ = d·(q − 8)
 //         asymmetric (Q4_1):  d = (max − min) / 15, q = clamp(round((w − min) / d), 0, 15),
 //                    ŵ = d·q + min
+//   int3: 32-weight blocks of 12 bytes, symmetric d = m / -4, ŵ = d·(q − 4), or
+//         asymmetric d = (max − min) / 7, ŵ = d·q + min; q in 0..7
 //   bf16: round to nearest even.
 // Scales and mins are rounded to f16 first and the codes computed against the
 // rounded values, so the runtime's ŵ is exactly what the pass measured. Each
@@ -35,8 +37,8 @@ struct QuantizeWeightsPass : impl::QuantizeWeightsBase<QuantizeWeightsPass> {
   using QuantizeWeightsBase::QuantizeWeightsBase;
 
   void runOnOperation() override {
-    if (format != "int8" && format != "int4" && format != "bf16") {
-      getOperation().emitError("lathe-quantize-weights: unknown format '") << format << "' (int8, int4 or bf16)";
+    if (format != "int8" && format != "int4" && format != "int3" && format != "bf16") {
+      getOperation().emitError("lathe-quantize-weights: unknown format '") << format << "' (int8, int4, int3 or bf16)";
       return signalPassFailure();
     }
     if (targets != "linear" && targets != "embedding") {
@@ -115,14 +117,16 @@ struct QuantizeWeightsPass : impl::QuantizeWeightsBase<QuantizeWeightsPass> {
     const int64_t out = type.getDimSize(0), in = type.getDimSize(1);
     int64_t group = groupSize;
     if (format == "int8" && group == 0) group = in;
-    if (format == "int4" && group == 0) group = 32;
-    if (format == "int4" && (group % 32 || in % 32)) {
-      op.emitRemark("not quantized: int4 needs input features and group size in multiples of 32, got ")
+    const bool subByte = format == "int4" || format == "int3";
+    if (subByte && group == 0) group = 32;
+    if (subByte && (group % 32 || in % 32)) {
+      op.emitRemark("not quantized: ") << format << " needs input features and group size in multiples of 32, got "
           << in << " and " << group;
       return success();
     }
     quantize::Quantized q = format == "int8"   ? quantize::quantizeInt8(*weights, out, in, group)
                             : format == "int4" ? quantize::quantizeInt4(*weights, out, in, group, symmetric)
+                            : format == "int3" ? quantize::quantizeInt3(*weights, out, in, group, symmetric)
                                                : quantize::quantizeBf16(*weights, out, in);
     OpBuilder b(op);
     Location loc = op.getLoc();
@@ -131,8 +135,9 @@ struct QuantizeWeightsPass : impl::QuantizeWeightsBase<QuantizeWeightsPass> {
       return b.create<ConstantOp>(loc, t, makeResourceAttr(t, (base + suffix).str(), bytes));
     };
     auto i8 = IntegerType::get(&getContext(), 8), u8 = IntegerType::get(&getContext(), 8, IntegerType::Unsigned);
-    Type weightType = format == "int8" ? Type(i8) : format == "int4" ? Type(u8) : Type(b.getBF16Type());
-    Value w = constant(RankedTensorType::get({out, format == "int4" ? in / 2 : in}, weightType), q.codes, ".q");
+    Type weightType = format == "int8" ? Type(i8) : subByte ? Type(u8) : Type(b.getBF16Type());
+    const int64_t stored = format == "int4" ? in / 2 : format == "int3" ? in / 32 * 12 : in;
+    Value w = constant(RankedTensorType::get({out, stored}, weightType), q.codes, ".q");
     Value scales, mins;
     if (format != "bf16") {
       auto st = RankedTensorType::get({out, (in + group - 1) / group}, b.getF16Type());
@@ -143,7 +148,7 @@ struct QuantizeWeightsPass : impl::QuantizeWeightsBase<QuantizeWeightsPass> {
                                                    b.getStringAttr(format), b.getI64IntegerAttr(format == "bf16" ? in : group));
     const double bytesBefore = double(out) * double(in) * 4.0;
     const double bytesAfter = double(q.codes.size() + q.scales.size() + q.mins.size());
-    std::string method = format == "bf16" ? "bf16" : (format + (format == "int4" ? (symmetric ? "-sym" : "-asym") : "") + "-rtn-g" +
+    std::string method = format == "bf16" ? "bf16" : (format + (subByte ? (symmetric ? "-sym" : "-asym") : "") + "-rtn-g" +
                                                       std::to_string(group));
     replacement->setAttr("lathe.compression",
                          b.getDictionaryAttr({b.getNamedAttr("method", b.getStringAttr(method)),

@@ -28,6 +28,7 @@ const std::map<std::string, OpRule> &opRules() {
     // Compact weight formats: the rule is keyed "op:format" (see the kernel table's formats).
     r["linear:int8"] = {{{'F', -2, false}, {'I', 2, false}, {'F', 2, false}, {'F', 1, true}}, false, 1, 1, 'F'};
     r["linear:int4"] = {{{'F', -2, false}, {'I', 2, false}, {'F', 2, false}, {'F', 2, true}, {'F', 1, true}}, false, 1, 1, 'F'};
+    r["linear:int3"] = r["linear:int4"];
     r["linear:bf16"] = {{{'F', -2, false}, {'F', 2, false}, {'F', 1, true}}, false, 1, 1, 'F'};
     r["embedding:int8"] = {{{'I', 2, false}, {'I', -1, false}, {'F', 2, false}}, false, 1, 1, 'F'};
     r["matmul"] = {{{'F', -2, false}, {'F', -2, false}}, false, 1, 1, 'F'};

@@ -55,10 +55,14 @@ struct AttentionArgs {
 ///   QuantFormat::Int4: q is uint8 [n, k/2] in ggml's nibble order (each 32-weight
 ///     block is 16 bytes: weight t in the low nibble of byte t, weight t+16 in the
 ///     high nibble); W = scale · q + min (mins given) or scale · (q - 8)
+///   QuantFormat::Int3: q is uint8 [n, k·3/8]: each 32-weight block is 12 bytes,
+///     bytes 0–7 the low two bits (byte j: weights j, j+8, j+16, j+24 at bits
+///     0, 2, 4, 6), bytes 8–11 the high bits (bit t of the little-endian word:
+///     weight t); W = scale · q + min (mins given) or scale · (q - 4)
 ///   QuantFormat::Bf16: q is bf16 [n, k]; no scales
 /// Scales and mins are f16 [n, ceil(k/group)]: groups of `group` weights along k,
-/// the last one possibly shorter (k and group are multiples of 32 for Int4).
-enum class QuantFormat : int32_t { Int8 = 0, Int4 = 1, Bf16 = 2 };
+/// the last one possibly shorter (k and group are multiples of 32 for Int4 and Int3).
+enum class QuantFormat : int32_t { Int8 = 0, Int4 = 1, Bf16 = 2, Int3 = 3 };
 struct QuantArgs {
   QuantFormat format;
   const void *q;

@@ -503,7 +503,8 @@ std::string runLinear(KernelContext &c) {
   return "";
 }
 
-// Linear layers with compact weights (weight formats "int8", "int4", "bf16"):
+// Linear layers with compact weights (weight formats "int8", "int4", "int3", "bf16"):
+//   int3: (x, q u8 [n, k·3/8], scales, mins?, bias?), 12 bytes per 32 weights (IsaKernels.h)
 //   int8: (x, q i8 [n, k], scales f16 [n, k/group], bias?)
 //   int4: (x, q u8 [n, k/2], scales f16 [n, k/group], mins f16 [n, k/group]?, bias?)
 //   bf16: (x, w bf16 [n, k], bias?)
@@ -515,22 +516,25 @@ struct QuantOperands {
 };
 std::string quantOperands(KernelContext &c, QuantOperands &o) {
   const std::string &f = c.spec->weightFormat;
-  o.format = f == "int8" ? QuantFormat::Int8 : f == "int4" ? QuantFormat::Int4 : QuantFormat::Bf16;
+  o.format = f == "int8" ? QuantFormat::Int8 : f == "int4" ? QuantFormat::Int4 : f == "int3" ? QuantFormat::Int3 : QuantFormat::Bf16;
+  const bool packed = o.format == QuantFormat::Int4 || o.format == QuantFormat::Int3; // codes below a byte, 32-weight blocks
   auto at = [&](size_t i) { return i < c.inputs.size() ? c.inputs[i] : nullptr; };
   o.q = at(1);
   o.scales = o.format == QuantFormat::Bf16 ? nullptr : at(2);
-  o.mins = o.format == QuantFormat::Int4 ? at(3) : nullptr;
-  o.bias = at(o.format == QuantFormat::Int4 ? 4 : o.format == QuantFormat::Int8 ? 3 : 2);
+  o.mins = packed ? at(3) : nullptr;
+  o.bias = at(packed ? 4 : o.format == QuantFormat::Int8 ? 3 : 2);
   if (auto e = needFloat32(c, 0); !e.empty()) return e;
   if (!o.q || o.q->shape.size() != 2) return fail(c, "the " + f + " weight must be 2-D");
-  DType want = o.format == QuantFormat::Int8 ? DType::I8 : o.format == QuantFormat::Int4 ? DType::U8 : DType::BF16;
+  DType want = o.format == QuantFormat::Int8 ? DType::I8 : packed ? DType::U8 : DType::BF16;
   if (o.q->dtype != want) return fail(c, "the " + f + " weight must be " + dtypeName(want) + ", found " + desc(*o.q));
   o.n = o.q->shape[0];
-  o.k = o.format == QuantFormat::Int4 ? 2 * o.q->shape[1] : o.q->shape[1];
+  if (o.format == QuantFormat::Int3 && o.q->shape[1] % 12)
+    return fail(c, "an int3 weight has 12 bytes per 32 weights; " + desc(*o.q) + " is not a whole number of blocks");
+  o.k = o.format == QuantFormat::Int4 ? 2 * o.q->shape[1] : o.format == QuantFormat::Int3 ? o.q->shape[1] / 12 * 32 : o.q->shape[1];
   o.group = o.format == QuantFormat::Bf16 ? o.k : intAttr(c, "group_size", o.k);
-  if (o.group <= 0 || (o.format == QuantFormat::Int4 && (o.group % 32 || o.k % 32)))
+  if (o.group <= 0 || (packed && (o.group % 32 || o.k % 32)))
     return fail(c, "group size " + std::to_string(o.group) + " is invalid for " + std::to_string(o.k) + " input features" +
-                       (o.format == QuantFormat::Int4 ? " (int4 needs multiples of 32)" : ""));
+                       (packed ? " (" + f + " needs multiples of 32)" : ""));
   const int64_t groups = (o.k + o.group - 1) / o.group;
   for (const View *s : {o.scales, o.mins}) {
     if (!s) continue;
@@ -1357,7 +1361,7 @@ Registry &registry() {
       reg->entries[{op, "f32", "cpu"}] = KernelEntry{shape, run, inPlace, std::move(values)};
     };
     add("linear", shapeLinear, runLinear);
-    for (const char *format : {"int8", "int4", "bf16"})
+    for (const char *format : {"int8", "int4", "int3", "bf16"})
       reg->entries[{"linear", format, "cpu"}] = KernelEntry{shapeQuantLinear, runQuantLinear, false, {}};
     reg->entries[{"embedding", "int8", "cpu"}] = KernelEntry{shapeEmbeddingInt8, runEmbeddingInt8, false, {}};
     add("matmul", shapeMatmul, runMatmul);

@@ -38,6 +38,7 @@ BOUNDS = {
     "int4-g32-int8-head": (0.01, 0.95, 5.0),  # and the embedding table in int8 (counted in the totals)
     "int4-rtn-g32": (0.60, 0.60, 7.0),
     "int4-rtn-g128": (1.20, 0.45, 7.5),
+    "int3-rtn-g128": (12.0, 0.15, 9.5),  # 3-bit RTN on a 135M model: very lossy, bounded
 }
 
 
@@ -235,6 +236,7 @@ def main():
     recipe_error("int8 asym", "quantize:\n  format: int8\n  symmetric: false\n", "line 3: int8 is always symmetric")
     recipe_error("method", "quantize:\n  format: int4\n  method: magic\n", "line 3: unknown method 'magic'")
     recipe_error("format", "quantize:\n  format: int2\n", "line 2: format 'int2'")
+    recipe_error("int3 group", "quantize:\n  format: int3\n  group_size: 48\n", "line 3: int3 needs a group_size")
     recipe_error("no match", "quantize:\n  format: int8\noverrides:\n  - match: \"decoder.*\"\n    skip: true\n",
                  "line 4: pattern 'decoder.*' matches no linear layer")
     recipe_error("skip and quantize", "overrides:\n  - match: output\n    skip: true\n    quantize: {format: int8}\n",

@@ -411,7 +411,7 @@ CompactWeight makeCompact(const std::string &format, int64_t n, int64_t k, int64
     return w;
   }
   const int64_t groups = (k + group - 1) / group; // the last group may be shorter
-  w.q.assign(format == "int8" ? size_t(n * k) : size_t(n * k / 2), 0);
+  w.q.assign(format == "int8" ? size_t(n * k) : format == "int3" ? size_t(n * k / 32 * 12) : size_t(n * k / 2), 0);
   for (int64_t r = 0; r < n; ++r)
     for (int64_t g = 0; g < groups; ++g) {
       const int64_t size = std::min(group, k - g * group);
@@ -421,13 +421,14 @@ CompactWeight makeCompact(const std::string &format, int64_t n, int64_t k, int64
         lo = std::min(lo, v), hi = std::max(hi, v), amax = std::max(amax, std::fabs(v));
       }
       float d, mn = 0;
+      const float levels = format == "int3" ? 7.0f : 15.0f, middle = format == "int3" ? 4.0f : 8.0f;
       if (format == "int8") d = amax / 127.0f;
-      else if (asym) d = (hi - lo) / 15.0f, mn = lo;
-      else d = amax / 7.0f;
+      else if (asym) d = (hi - lo) / levels, mn = lo;
+      else d = amax / (middle - 1.0f);
       uint16_t dh = floatToHalf(d), mh = floatToHalf(mn);
       w.scales.push_back(dh);
       if (asym) w.mins.push_back(mh);
-      const float df = halfToFloat(dh), mf = asym ? halfToFloat(mh) : -8.0f * df;
+      const float df = halfToFloat(dh), mf = asym ? halfToFloat(mh) : -middle * df;
       for (int64_t i = 0; i < size; ++i) {
         const int64_t col = g * group + i;
         float v = raw[size_t(r * k + col)];
@@ -437,6 +438,15 @@ CompactWeight makeCompact(const std::string &format, int64_t n, int64_t k, int64
           q = std::clamp(q, -127, 127);
           w.q[size_t(r * k + col)] = uint8_t(int8_t(q));
           value = df * float(q);
+        } else if (format == "int3") {
+          int q = asym ? int(std::lround((v - mf) / df)) : int(std::lround(v / df)) + 4;
+          q = std::clamp(q, 0, 7);
+          // 12 bytes per 32 weights: low two bits in bytes 0–7 (byte t%8, bits 2·(t/8)), high bit t in bytes 8–11.
+          const int64_t block = col / 32, t = col % 32;
+          uint8_t *b = &w.q[size_t(r * (k / 32 * 12) + block * 12)];
+          b[t % 8] = uint8_t(b[t % 8] | ((q & 3) << (2 * (t / 8))));
+          b[8 + t / 8] = uint8_t(b[8 + t / 8] | (((q >> 2) & 1) << (t % 8)));
+          value = df * float(q) + mf;
         } else {
           int q = asym ? int(std::lround((v - mf) / df)) : int(std::lround(v / df)) + 8;
           q = std::clamp(q, 0, 15);
@@ -453,10 +463,11 @@ CompactWeight makeCompact(const std::string &format, int64_t n, int64_t k, int64
 }
 } // namespace
 
-TEST_CASE("compact-weight linear (int8, int4 sym/asym, bf16) matches x·W_deqᵀ+b", "[kernels][quant]") {
+TEST_CASE("compact-weight linear (int8, int4 and int3 sym/asym, bf16) matches x·W_deqᵀ+b", "[kernels][quant]") {
   struct Case { std::string format; int64_t group; bool asym; };
   const std::vector<Case> cases = {{"int8", 0, false}, {"int8", 32, false}, {"int8", 100, false}, {"int4", 32, true},
-                                   {"int4", 32, false}, {"int4", 64, false}, {"int4", 128, true}, {"bf16", 0, false}};
+                                   {"int4", 32, false}, {"int4", 64, false}, {"int4", 128, true}, {"int3", 32, false},
+                                   {"int3", 64, true}, {"int3", 128, false}, {"bf16", 0, false}};
   for (auto isa : isas())
     for (const Case &cs : cases)
       for (auto [m, k, n] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{{1, 128, 67}, {2, 64, 5}, {3, 192, 130}, {4, 256, 9},
@@ -469,11 +480,12 @@ TEST_CASE("compact-weight linear (int8, int4 sym/asym, bf16) matches x·W_deqᵀ
           int32_t x = g.input("x", DType::F32, {Dim{-1, "batch"}, Dim{k, ""}});
           int32_t q = cs.format == "bf16" ? g.weight("w", DType::BF16, {n, k}, w.q)
                                           : g.weight("q", cs.format == "int8" ? DType::I8 : DType::U8,
-                                                     {n, cs.format == "int8" ? k : k / 2}, w.q);
+                                                     {n, cs.format == "int8" ? k : cs.format == "int3" ? k / 32 * 12 : k / 2}, w.q);
           std::vector<int32_t> in = {x, q};
           const int64_t groups = (k + group - 1) / group;
           if (cs.format != "bf16") in.push_back(g.weight("scales", DType::F16, {n, groups}, w.scales));
-          if (cs.format == "int4") in.push_back(cs.asym ? g.weight("mins", DType::F16, {n, groups}, w.mins) : -1);
+          if (cs.format == "int4" || cs.format == "int3")
+            in.push_back(cs.asym ? g.weight("mins", DType::F16, {n, groups}, w.mins) : -1);
           std::vector<float> bias = randomFloats(size_t(n), 3);
           if (withBias) in.push_back(g.weight("b", DType::F32, {n}, bias));
           int32_t y = g.tensor("y", DType::F32, 2);

@@ -37,3 +37,11 @@ func.func @features(%x: tensor<?x60xf32>, %w: tensor<4x64xi8>, %s: tensor<4x1xf1
   %0 = lathe.quantized_linear %x, %w scales %s {format = "int8", group_size = 64 : i64} : (tensor<?x60xf32>, tensor<4x64xi8>, tensor<4x1xf16>) -> tensor<?x4xf32>
   return %0 : tensor<?x4xf32>
 }
+
+// -----
+
+func.func @int3_blocks(%x: tensor<?x64xf32>, %w: tensor<4x20xui8>, %s: tensor<4x2xf16>) -> tensor<?x4xf32> {
+  // expected-error @+1 {{an int3 weight stores 12 bytes per 32 weights; 20 bytes per row is not whole blocks}}
+  %0 = lathe.quantized_linear %x, %w scales %s {format = "int3", group_size = 32 : i64} : (tensor<?x64xf32>, tensor<4x20xui8>, tensor<4x2xf16>) -> tensor<?x4xf32>
+  return %0 : tensor<?x4xf32>
+}

@@ -1,6 +1,7 @@
 // RUN: lathe-opt %s -split-input-file --pass-pipeline='builtin.module(func.func(lathe-quantize-weights{format=int8}))' | FileCheck %s --check-prefix=INT8
 // RUN: lathe-opt %s -split-input-file --pass-pipeline='builtin.module(func.func(lathe-quantize-weights{format=int4 group-size=32 symmetric=false}))' | FileCheck %s --check-prefix=INT4
 // RUN: lathe-opt %s -split-input-file --pass-pipeline='builtin.module(func.func(lathe-quantize-weights{format=bf16}))' | FileCheck %s --check-prefix=BF16
+// RUN: lathe-opt %s -split-input-file --pass-pipeline='builtin.module(func.func(lathe-quantize-weights{format=int3 group-size=64}))' | FileCheck %s --check-prefix=INT3
 // RUN: lathe-opt %s -split-input-file --pass-pipeline='builtin.module(func.func(lathe-quantize-weights{format=int8 exclude=head*}))' | FileCheck %s --check-prefix=EXCL
 // RUN: lathe-opt %s -split-input-file --pass-pipeline='builtin.module(func.func(lathe-quantize-weights{format=int8 targets=embedding}))' | FileCheck %s --check-prefix=EMB
 
@@ -16,6 +17,9 @@
 // INT4: %[[S:.*]] = lathe.constant dense_resource<{{.*}}> : tensor<16x2xf16>
 // INT4: %[[M:.*]] = lathe.constant dense_resource<{{.*}}> : tensor<16x2xf16>
 // INT4: lathe.quantized_linear %arg0, %{{.*}} scales %[[S]] mins %[[M]] {format = "int4", group_size = 32 : i64, lathe.compression = {bits_per_weight = 5.0{{.*}}, method = "int4-asym-rtn-g32"
+// INT3-LABEL: func @two_layers
+// INT3: tensor<16x24xui8>
+// INT3: lathe.quantized_linear %arg0, %{{.*}} scales %{{.*}} {format = "int3", group_size = 64 : i64, lathe.compression = {bits_per_weight = 3.25{{.*}}, method = "int3-sym-rtn-g64"
 // BF16-LABEL: func @two_layers
 // BF16: tensor<16x64xbf16>
 // BF16: lathe.quantized_linear %arg0, %{{.*}} {format = "bf16", group_size = 64 : i64, lathe.compression = {bits_per_weight = 1.6{{.*}}e+01
