@@ -27,8 +27,15 @@ to the weights as stored. This file does the same: no un-permuting, rope on adja
 leaving dimensions n_rot..head_dim as they are. (Lathe's importer goes the other way: it
 un-permutes the rows and uses NEOX rope, so this is an independent route to the same numbers.)
 Grouped-query attention: query head h reads key/value head h // (n_head / n_head_kv), as ggml's
-broadcast does. Rope: unscaled, linear scaling (llama.rope.scaling.factor) and per-frequency
-factors (rope_freqs.weight, Llama-3.1 style); other scaling types are refused by name.
+broadcast does. Rope scaling, as llama.cpp applies it:
+
+    t = position * freq_base^(-2i / n_rot) / factor / rope_freqs[i]
+
+factor = llama.rope.scaling.factor (or the older llama.rope.scale_linear) when
+llama.rope.scaling.type is "linear" (llama.cpp's freq_scale = 1 / factor; an absent type counts as
+"linear", as in llama.cpp, and an absent or zero factor as 1), 1 when the type is "none" (or empty); rope_freqs[i] from the optional F32 tensor
+rope_freqs.weight [n_rot / 2] (Llama-3.1 style per-frequency factors, ggml's freq_factors), else 1.
+Other scaling types ("yarn", "longrope", ...) are refused with an error naming them.
 
     python3 test/gguf/llama_numpy_ref.py MODEL.gguf --ids 1,2,3 [-o logits.npy] [--top 5]
 """
@@ -116,10 +123,16 @@ def forward(gguf_path, ids):
     head_dim = n_embd // n_head
     n_rot = int(key("rope.dimension_count", head_dim))
     freq_base = float(key("rope.freq_base", 10000.0))
-    scaling = key("rope.scaling.type", "none")
+    # As llama.cpp reads them: an absent scaling type means "linear", and the factor then applies
+    # when present (freq_scale = 1 / factor; a factor of 0 or none at all means 1); type "none"
+    # never scales.
+    scaling = key("rope.scaling.type", "linear")
     freq_scale = 1.0
     if scaling == "linear":
-        freq_scale = 1.0 / float(key("rope.scaling.factor"))
+        factor = float(key("rope.scaling.factor", key("rope.scale_linear", 0.0)))  # the older key as fallback
+        if factor < 0:
+            raise ValueError(f"{gguf_path}: llama.rope.scaling.factor = {factor} is negative")
+        freq_scale = 1.0 / factor if factor != 0.0 else 1.0
     elif scaling not in ("none", ""):
         raise ValueError(f"{gguf_path}: rope scaling {scaling!r} is not implemented")
     group = n_head // n_head_kv
@@ -129,6 +142,8 @@ def forward(gguf_path, ids):
     n = len(ids)
     positions = np.arange(n)
     freq_factors = w.get("rope_freqs.weight").reshape(-1) if w.has("rope_freqs.weight") else None
+    if freq_factors is not None and freq_factors.shape != (n_rot // 2,):
+        raise ValueError(f"{gguf_path}: rope_freqs.weight has {freq_factors.size} entries, expected n_rot / 2 = {n_rot // 2}")
     token_embd = w.get("token_embd.weight")  # [vocab, n_embd]
     h = token_embd[ids]
     causal = np.triu(np.full((n, n), -np.inf), k=1)

@@ -2,8 +2,8 @@
 """Rotary-embedding variants of the GGUF Llama importer, on tiny GGUF files written here with the
 gguf package (random f32 weights; 2 blocks, dim 64, 4/2 heads, vocab 96):
 
-a. base, linear scaling (llama.rope.scaling.type = linear, factor 2) and per-frequency factors
-   (rope_freqs.weight): `lathe check` names the variant, and the compiled model's logits equal an
+a. base, linear scaling (llama.rope.scaling.type = linear, factor 2; also the factor without a type,
+   which llama.cpp reads as linear) and per-frequency factors (rope_freqs.weight): `lathe check` names the variant, and the compiled model's logits equal an
    independent numpy forward pass (test/gguf/llama_numpy_ref.py: llama.cpp's adjacent-pair rope on
    the stored rows, angle = pos · base^(-2i/d) / factor / rope_freqs[i]) within TOL, at 2 lengths;
 b. the variants change the logits (the scaling is really applied): max |Δ| vs base > 1e-3;
@@ -55,6 +55,8 @@ def write_model(path, variant):
     if variant == "linear2":
         w.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
         w.add_rope_scaling_factor(2.0)
+    if variant == "factor-only":  # no scaling type: llama.cpp reads it as linear
+        w.add_rope_scaling_factor(2.0)
     if variant == "yarn":
         w.add_rope_scaling_type(gguf.RopeScalingType.YARN)
         w.add_rope_scaling_factor(4.0)
@@ -90,7 +92,8 @@ def main():
     rng = np.random.default_rng(1)
     seqs = [rng.integers(0, VOCAB, 37), rng.integers(0, VOCAB, 150)]
     logits = {}
-    for variant, needle in (("base", "rope base 10000,"), ("linear2", "linear scaling 2"), ("ropefreqs", "with rope_freqs")):
+    for variant, needle in (("base", "rope base 10000,"), ("linear2", "linear scaling 2"), ("factor-only", "linear scaling 2"),
+                            ("ropefreqs", "with rope_freqs")):
         path = os.path.join(tmp, variant + ".gguf")
         write_model(path, variant)
         rc, out, err = run([args.lathe, "check", path])

@@ -120,15 +120,20 @@ struct Preflight {
     c.ropeFreqBase = requireFloat("llama.rope.freq_base");
     if (auto experts = file.getUInt("llama.expert_count"); experts && *experts > 0)
       problems.push_back(cat("llama.expert_count = ", *experts, ": mixture-of-experts models are not supported"));
-    if (auto scaling = file.getString("llama.rope.scaling.type"); scaling && *scaling == "linear") {
-      // llama.cpp: freq_scale = 1 / factor multiplies every angle.
-      auto factor = file.getFloat("llama.rope.scaling.factor");
-      if (!factor || !(*factor > 0))
-        problems.push_back("llama.rope.scaling.type = 'linear' needs a positive llama.rope.scaling.factor");
-      else
+    // As llama.cpp reads them: an absent scaling type counts as "linear", the
+    // factor comes from llama.rope.scaling.factor (or the older
+    // llama.rope.scale_linear), and an absent or zero factor means no scaling;
+    // freq_scale = 1 / factor then multiplies every angle.
+    const std::string scaling = file.getString("llama.rope.scaling.type").value_or("linear");
+    if (scaling == "linear") {
+      std::optional<double> factor = file.getFloat("llama.rope.scaling.factor");
+      if (!factor) factor = file.getFloat("llama.rope.scale_linear");
+      if (factor && *factor < 0)
+        problems.push_back(cat("llama.rope.scaling.factor = ", *factor, " is negative"));
+      else if (factor && *factor > 0)
         c.ropeLinearScale = *factor;
-    } else if (scaling && *scaling != "none") {
-      problems.push_back(cat("llama.rope.scaling.type = '", *scaling,
+    } else if (scaling != "none" && !scaling.empty()) {
+      problems.push_back(cat("llama.rope.scaling.type = '", scaling,
                              "' is not supported (unscaled and 'linear' rope are; YaRN is not)"));
     }
     if (c.headCount && c.embeddingLength) {
