@@ -168,6 +168,7 @@ int generateCommand(const GenerateOptions &o) {
     for (int32_t id : generated) std::printf(" %d", id);
     std::printf("\n");
   }
+  std::fflush(stdout); // the text ends before the timings (stderr) begin
   if (!o.outputIds.empty()) {
     Tensor t = Tensor::zeros(DType::I64, {int64_t(generated.size())});
     for (size_t i = 0; i < generated.size(); ++i) t.data<int64_t>()[i] = generated[i];
