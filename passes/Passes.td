@@ -114,6 +114,41 @@ def QuantizeWeights : Pass<"lathe-quantize-weights", "mlir::func::FuncOp"> {
     ListOption<"exclude", "exclude", "std::string", "glob patterns on node names to leave alone">,
     Option<"targets", "targets", "std::string", "\"linear\"",
            "linear: lathe.linear layers; embedding: lathe.embedding tables (int8 only)">,
+    Option<"method", "method", "std::string", "\"rtn\"",
+           "rtn: round to nearest; gptq: Hessian-compensated rounding (needs lathe.calibration xtx); "
+           "awq: round to nearest with a clipping ratio per group searched on the calibration XᵀX "
+           "(run lathe-awq-scale first for AWQ's channel scales)">,
+    Option<"dampening", "dampening", "double", "0.01", "gptq: λ added to H's diagonal, as a fraction of its mean">,
+    Option<"activationOrder", "act-order", "bool", "false", "gptq: quantize columns in decreasing order of input energy">,
+    Option<"blockSize", "block-size", "int64_t", "128", "gptq: columns per lazily-updated block">,
+    Option<"onlyCalibrated", "only-calibrated", "bool", "false",
+           "gptq/awq: leave layers without calibration statistics alone (the sequential calibration driver)">,
+  ];
+}
+
+def AwqScale : Pass<"lathe-awq-scale", "mlir::func::FuncOp"> {
+  let summary = "AWQ channel scales: search s per input channel, fold 1/s into the producing op and s into the weights";
+  let description = [{
+    For each set of selected lathe.linear layers that read one input (q/k/v,
+    gate/up, …) and carry lathe.calibration statistics with XᵀX, searches
+    s = mean|x|^α / √(max·min) over α on a grid, minimising the layers' output
+    error after round-to-nearest in the given format (computed from XᵀX), then
+    multiplies the weights' columns by s and divides the producer of the input
+    by s — an rms_norm/layer_norm scale (and bias), a linear's rows (directly,
+    through a SwiGLU mul, or through attention to the value projection when
+    heads are not grouped) — so the function computes the same values and the
+    runtime format is unchanged. The statistics are rewritten for the scaled
+    input. Inputs no op can absorb the scales into get a remark and no scales.
+  }];
+  let dependentDialects = ["::lathe::ir::LatheDialect"];
+  let options = [
+    Option<"format", "format", "std::string", "\"int4\"", "int8 | int4 | int3: the format the search quantizes to">,
+    Option<"groupSize", "group-size", "int64_t", "128", "weights per scale (0 = one per output channel, int8)">,
+    Option<"symmetric", "symmetric", "bool", "true", "int4/int3 grid symmetry">,
+    Option<"grid", "grid", "int64_t", "20", "α candidates 0, 1/n, …, (n−1)/n">,
+    ListOption<"include", "include", "std::string", "glob patterns on node names (empty: every linear)">,
+    ListOption<"exclude", "exclude", "std::string", "glob patterns on node names to leave alone">,
+    Option<"onlyCalibrated", "only-calibrated", "bool", "false", "leave layers without statistics alone">,
   ];
 }
 

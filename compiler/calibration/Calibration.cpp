@@ -153,7 +153,13 @@ FailureOr<CalibrationData> loadCalibrationData(ModuleOp module, const std::strin
   return data;
 }
 
-LogicalResult calibrate(ModuleOp module, const CalibrationData &data, int threads, std::string &error, bool gram) {
+LogicalResult calibrate(ModuleOp module, const CalibrationData &data, int threads, std::string &error, bool gram,
+                        const std::function<bool(Operation *)> &only, const std::string &progressLabel) {
+  // Which layers to observe (by ordinal); with a filter, runs stop once all of them were seen.
+  std::vector<char> wanted;
+  module.walk([&](ir::LinearOp op) { wanted.push_back(!only || only(op)); });
+  const size_t wantedCount = size_t(std::count(wanted.begin(), wanted.end(), 1));
+  if (wantedCount == 0) return success();
   auto lowered = compiler::lowerToArtifact(module, "calibration", error);
   if (!lowered) return failure();
   // Which tensor feeds each linear kernel (by index: names need not be unique).
@@ -169,9 +175,11 @@ LogicalResult calibrate(ModuleOp module, const CalibrationData &data, int thread
   std::vector<Stats> stats;
   for (const auto &kernel : lowered->spec.kernels)
     if (kernel.op == "linear" && kernel.weightFormat == "f32" && !kernel.inputs.empty()) {
-      consumers[kernel.inputs[0]].push_back(stats.size());
+      if (stats.size() < wanted.size() && wanted[stats.size()]) consumers[kernel.inputs[0]].push_back(stats.size());
       stats.emplace_back();
     }
+  size_t seenThisRun = 0;
+  Session *running = nullptr;
   auto session = openLowered(*lowered, threads, error);
   lowered.reset();
   if (failed(session)) return failure();
@@ -180,10 +188,13 @@ LogicalResult calibrate(ModuleOp module, const CalibrationData &data, int thread
     if (it == consumers.end() || e.tensor.dtype() != DType::F32 || e.tensor.rank() == 0) return;
     const int64_t width = e.tensor.shape().back(), rows = width ? e.tensor.numel() / width : 0;
     if (gram) {
+      // One f32 GEMM per batch (≤ a few thousand rows: exact enough), summed in f64 across batches.
       auto [g, inserted] = grams.try_emplace(e.tensorIndex);
       if (inserted) g->second = Eigen::MatrixXd::Zero(width, width);
       Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>> x(e.tensor.data<float>(), rows, width);
-      g->second.selfadjointView<Eigen::Lower>().rankUpdate(x.cast<double>().transpose());
+      Eigen::MatrixXf batchGram(width, width);
+      batchGram.noalias() = x.transpose() * x;
+      g->second += batchGram.cast<double>();
     }
     for (size_t layer : it->second) {
       Stats &s = stats[layer];
@@ -195,18 +206,22 @@ LogicalResult calibrate(ModuleOp module, const CalibrationData &data, int thread
           s.sumAbs[size_t(i)] += x;
         }
       s.positions += rows;
+      ++seenThisRun;
     }
+    if (only && seenThisRun == wantedCount && running) running->requestStop();
   });
+  running = session->get();
   auto started = std::chrono::steady_clock::now();
   for (size_t b = 0; b < data.batches.size(); ++b) {
+    seenThisRun = 0;
     auto out = (*session)->run(data.batches[b]);
     if (!out) {
       error = "calibration run " + std::to_string(b) + ": " + out.error();
       return failure();
     }
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-    std::fprintf(stderr, "%scalibration: %zu/%zu batches, %zu layers observed, %.0f s left%s", isatty(2) ? "\r" : "", b + 1,
-                 data.batches.size(), size_t(std::count_if(stats.begin(), stats.end(), [](const Stats &s) { return s.positions > 0; })),
+    std::fprintf(stderr, "%scalibration%s: %zu/%zu batches, %zu layers observed, %.0f s left%s", isatty(2) ? "\r" : "",
+                 progressLabel.c_str(), b + 1, data.batches.size(), size_t(std::count_if(stats.begin(), stats.end(), [](const Stats &s) { return s.positions > 0; })),
                  elapsed / double(b + 1) * double(data.batches.size() - b - 1),
                  isatty(2) ? "   " : "\n");
   }
@@ -218,7 +233,7 @@ LogicalResult calibrate(ModuleOp module, const CalibrationData &data, int thread
     const int64_t k = g.rows();
     std::vector<float> full(size_t(k * k));
     for (int64_t i = 0; i < k; ++i)
-      for (int64_t j = 0; j <= i; ++j) full[size_t(i * k + j)] = full[size_t(j * k + i)] = float(g(i, j));
+      for (int64_t j = 0; j <= i; ++j) full[size_t(i * k + j)] = full[size_t(j * k + i)] = float(0.5 * (g(i, j) + g(j, i)));
     auto type = RankedTensorType::get({k, k}, builder.getF32Type());
     Attribute attr = ir::makeResourceAttr(type, "xtx", {reinterpret_cast<const char *>(full.data()), full.size() * 4});
     for (size_t layer : consumers[tensor]) gramOf[layer] = attr;
@@ -242,6 +257,39 @@ LogicalResult calibrate(ModuleOp module, const CalibrationData &data, int thread
     if (auto g = gramOf.find(layer); g != gramOf.end()) entries.push_back(builder.getNamedAttr("xtx", g->second));
     op->setAttr("lathe.calibration", builder.getDictionaryAttr(entries));
   });
+  return success();
+}
+
+LogicalResult calibrateSequential(ModuleOp module, const CalibrationData &data, int threads, std::string &error,
+                                  const std::function<LogicalResult(ModuleOp)> &compress) {
+  // Stages: the linears between consecutive attention ops (a transformer block's
+  // o/FFN projections and the next block's q/k/v), in program order.
+  int64_t stage = 0, stages = 0;
+  auto builder = OpBuilder(module.getContext());
+  module.walk([&](Operation *op) {
+    if (isa<ir::AttentionOp>(op)) ++stage;
+    if (isa<ir::LinearOp>(op)) {
+      op->setAttr("lathe.calibration_stage", builder.getI64IntegerAttr(stage));
+      stages = stage + 1;
+    }
+  });
+  auto started = std::chrono::steady_clock::now();
+  for (int64_t k = 0; k < stages; ++k) {
+    auto inStage = [k](Operation *op) {
+      auto a = op->getAttrOfType<IntegerAttr>("lathe.calibration_stage");
+      return a && a.getInt() == k;
+    };
+    const std::string label = " (sequential, stage " + std::to_string(k + 1) + "/" + std::to_string(stages) + ")";
+    if (failed(calibrate(module, data, threads, error, /*gram=*/true, inStage, label))) return failure();
+    if (failed(compress(module))) {
+      error = "compressing stage " + std::to_string(k + 1) + " failed";
+      return failure();
+    }
+    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    std::fprintf(stderr, "sequential calibration: %lld/%lld stages compressed, %.0f s elapsed\n", (long long)(k + 1),
+                 (long long)stages, elapsed);
+  }
+  module.walk([](Operation *op) { op->removeAttr("lathe.calibration_stage"); });
   return success();
 }
 

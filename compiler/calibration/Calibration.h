@@ -19,6 +19,7 @@
 
 #include "mlir/IR/BuiltinOps.h"
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -39,8 +40,19 @@ mlir::FailureOr<CalibrationData> loadCalibrationData(mlir::ModuleOp module, cons
 
 /// Attaches lathe.calibration statistics to every lathe.linear of `module`.
 /// Prints a progress line (batches done, time left) to stderr.
+/// With `only`, just the layers it accepts get statistics, and each run stops
+/// as soon as all of them were observed.
 mlir::LogicalResult calibrate(mlir::ModuleOp module, const CalibrationData &data, int threads, std::string &error,
-                              bool gram = false);
+                              bool gram = false, const std::function<bool(mlir::Operation *)> &only = {},
+                              const std::string &progressLabel = "");
+
+/// Sequential calibration for methods that must see compressed upstream
+/// outputs (GPTQ, SparseGPT): stage by stage (the linears between consecutive
+/// attention ops), calibrate that stage's layers on the model whose earlier
+/// stages are already compressed, then call `compress` (which must compress
+/// the layers that have statistics and leave the rest alone).
+mlir::LogicalResult calibrateSequential(mlir::ModuleOp module, const CalibrationData &data, int threads, std::string &error,
+                                        const std::function<mlir::LogicalResult(mlir::ModuleOp)> &compress);
 
 /// Relative output error ‖y − y_ref‖/‖y_ref‖ of every linear layer of
 /// `compressed` against `reference` (the same model before compression) on

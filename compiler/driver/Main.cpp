@@ -41,7 +41,7 @@ struct CompileOptions {
   std::string calibration;
   int64_t calibrationSamples = 8, calibrationCtx = 256;
   int threads = 0; // runtime threads for calibration and error measurement; 0: physical cores
-  bool calibrationXtx = false;
+  bool calibrationXtx = false, calibrationSequential = false;
 };
 
 int runCompile(const CompileOptions &o) {
@@ -123,7 +123,32 @@ int runCompile(const CompileOptions &o) {
     from = pipeline::Phase::Simplify;
     auto started = std::chrono::steady_clock::now();
     auto data = calibration::loadCalibrationData(*module, o.calibration, o.calibrationSamples, o.calibrationCtx, error);
-    if (mlir::failed(data) || mlir::failed(calibration::calibrate(*module, *data, o.threads, error, o.calibrationXtx))) {
+    if (mlir::failed(data)) {
+      std::cerr << "error: calibration: " << error << "\n";
+      return 1;
+    }
+    const bool gram = o.calibrationXtx || (recipe && recipe->needsCalibration());
+    if (o.calibrationSequential) {
+      // Stage by stage: each stage calibrated on the outputs of the compressed stages before it.
+      if (!recipe) {
+        std::cerr << "error: --calibration-sequential needs a --recipe to compress with\n";
+        return 2;
+      }
+      if (mlir::failed(pipeline::checkRecipeMatches(*module, *recipe, error))) {
+        std::cerr << "error: " << error << "\n";
+        return 2;
+      }
+      uncompressed = module->clone();
+      auto compressStage = [&](mlir::ModuleOp m) {
+        mlir::PassManager pm(m.getContext(), mlir::ModuleOp::getOperationName());
+        pipeline::buildCompressPipeline(pm, *recipe, /*onlyCalibrated=*/true);
+        return pm.run(m);
+      };
+      if (mlir::failed(calibration::calibrateSequential(*module, *data, o.threads, error, compressStage))) {
+        std::cerr << "error: sequential calibration: " << error << "\n";
+        return 1;
+      }
+    } else if (mlir::failed(calibration::calibrate(*module, *data, o.threads, error, gram))) {
       std::cerr << "error: calibration: " << error << "\n";
       return 1;
     }
@@ -131,8 +156,11 @@ int runCompile(const CompileOptions &o) {
     struct rusage usage {};
     getrusage(RUSAGE_SELF, &usage);
     stats.push_back({pipeline::Phase::Simplify, std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(),
-                     uint64_t(usage.ru_maxrss) * 1024, "calibrate"});
-    uncompressed = module->clone();
+                     uint64_t(usage.ru_maxrss) * 1024, o.calibrationSequential ? "calibrate+compress (sequential)" : "calibrate"});
+    if (!uncompressed) uncompressed = module->clone();
+  } else if (recipe && recipe->needsCalibration()) {
+    std::cerr << "error: recipe '" << o.recipe << "' uses a calibrated method (gptq/awq): give --calibration DATA\n";
+    return 2;
   }
   if (mlir::failed(pipeline::runPhases(*module, from, to, printing, error, recipePtr, &stats))) {
     std::cerr << "error: " << o.input << ": " << error << "\n";
@@ -222,6 +250,9 @@ int main(int argc, char **argv) {
       ->check(CLI::PositiveNumber);
   comp->add_option("--calibration-ctx", compile.calibrationCtx, "tokens per calibration window (default 256)")
       ->check(CLI::PositiveNumber);
+  comp->add_flag("--calibration-sequential", compile.calibrationSequential,
+                 "calibrate and compress stage by stage (the layers between attention ops), each stage on the outputs of "
+                 "the already-compressed ones (GPTQ as in the paper; slower)");
   comp->add_flag("--calibration-xtx", compile.calibrationXtx,
                  "also record Σ xᵀx of every linear's input (for GPTQ-style methods; in×in floats per input tensor)");
   comp->add_option("--threads", compile.threads, "runtime threads for calibration (default: physical cores); "

@@ -53,7 +53,7 @@ template <class T> T scalar(const YAML::Node &node, const std::string &what) {
 }
 
 QuantizeSettings parseQuantize(const YAML::Node &node, const std::string &where) {
-  onlyKeys(node, {"format", "group_size", "symmetric", "method"}, where);
+  onlyKeys(node, {"format", "group_size", "symmetric", "method", "dampening", "act_order"}, where);
   QuantizeSettings q;
   if (node["format"]) q.format = scalar<std::string>(node["format"], "format");
   if (q.format != "int8" && q.format != "int4" && q.format != "int3" && q.format != "bf16")
@@ -74,10 +74,19 @@ QuantizeSettings parseQuantize(const YAML::Node &node, const std::string &where)
   }
   if (node["method"]) {
     q.method = scalar<std::string>(node["method"], "method");
-    if (q.method == "gptq" || q.method == "awq")
-      failAt(node["method"], "method '" + q.method + "' is not available in this version (round-to-nearest 'rtn' is)");
-    if (q.method != "rtn") failAt(node["method"], "unknown method '" + q.method + "' (expected rtn)");
+    if (q.method != "rtn" && q.method != "gptq" && q.method != "awq" && q.method != "awq+gptq")
+      failAt(node["method"], "unknown method '" + q.method + "' (expected rtn, gptq, awq or awq+gptq)");
     if (q.format == "bf16") failAt(node["method"], "bf16 is a storage format; it takes no method");
+  }
+  const bool gptq = q.method == "gptq" || q.method == "awq+gptq";
+  if (node["dampening"]) {
+    q.dampening = scalar<double>(node["dampening"], "dampening");
+    if (!gptq) failAt(node["dampening"], "'dampening' applies to method gptq only");
+    if (q.dampening < 0 || q.dampening > 1) failAt(node["dampening"], "dampening must be in [0, 1]");
+  }
+  if (node["act_order"]) {
+    q.activationOrder = scalar<bool>(node["act_order"], "act_order");
+    if (!gptq) failAt(node["act_order"], "'act_order' applies to method gptq only");
   }
   return q;
 }
@@ -141,14 +150,36 @@ mlir::LogicalResult checkRecipeMatches(mlir::ModuleOp module, const Recipe &reci
   return mlir::success();
 }
 
-void buildCompressPipeline(mlir::OpPassManager &pm, const Recipe &recipe) {
+bool Recipe::needsCalibration() const {
+  if (defaults && defaults->calibrated()) return true;
+  for (const RecipeRule &rule : overrides)
+    if (!rule.skip && rule.quantize.calibrated()) return true;
+  return false;
+}
+
+void buildCompressPipeline(mlir::OpPassManager &pm, const Recipe &recipe, bool onlyCalibrated) {
   auto &fn = pm.nest<mlir::func::FuncOp>();
   std::vector<std::string> skipped;
   auto add = [&](const QuantizeSettings &q, std::vector<std::string> include) {
+    const bool awq = q.method == "awq" || q.method == "awq+gptq";
+    if (awq) {
+      passes::AwqScaleOptions scale;
+      scale.format = q.format;
+      scale.groupSize = q.groupSize;
+      scale.symmetric = q.symmetric;
+      scale.include = include;
+      scale.exclude = skipped;
+      scale.onlyCalibrated = onlyCalibrated;
+      fn.addPass(passes::createAwqScale(scale));
+    }
     passes::QuantizeWeightsOptions options;
     options.format = q.format;
     options.groupSize = q.groupSize;
     options.symmetric = q.symmetric;
+    options.method = q.method == "awq+gptq" ? "gptq" : q.method;
+    options.dampening = q.dampening;
+    options.activationOrder = q.activationOrder;
+    options.onlyCalibrated = onlyCalibrated;
     options.include = include;
     options.exclude = skipped;
     fn.addPass(passes::createQuantizeWeights(options));
@@ -158,7 +189,7 @@ void buildCompressPipeline(mlir::OpPassManager &pm, const Recipe &recipe) {
     else add(rule.quantize, {rule.match});
   }
   if (recipe.defaults) add(*recipe.defaults, {});
-  if (recipe.embeddings) {
+  if (recipe.embeddings && !onlyCalibrated) {
     passes::QuantizeWeightsOptions options;
     options.format = "int8";
     options.groupSize = recipe.embeddings->groupSize;

@@ -6,7 +6,9 @@
 //     format: int4          # int8 | int4 | int3 | bf16
 //     group_size: 128       # int8: 0 = one scale per output channel; int4: a multiple of 32
 //     symmetric: true       # int4/int3: scale·(q−8) (q−4 for int3) or scale·q + min
-//     method: rtn           # round to nearest
+//     method: rtn           # rtn (round to nearest) | gptq | awq | awq+gptq (these need --calibration)
+//     dampening: 0.01       # gptq: λ·mean(diag H) added to H's diagonal
+//     act_order: false      # gptq: columns in decreasing input energy
 //   embeddings:             # optional: embedding tables to int8 (group_size 0 = one scale per row)
 //     format: int8
 //   overrides:              # first match wins; before the default
@@ -33,7 +35,10 @@ struct QuantizeSettings {
   std::string format = "int8";
   int64_t groupSize = 0;
   bool symmetric = true;
-  std::string method = "rtn";
+  std::string method = "rtn"; // rtn | gptq | awq | awq+gptq
+  double dampening = 0.01;
+  bool activationOrder = false;
+  bool calibrated() const { return method != "rtn"; }
   std::string describe() const; // "int4 g128 sym rtn"
 };
 
@@ -49,6 +54,8 @@ struct Recipe {
   std::optional<QuantizeSettings> defaults;
   std::optional<QuantizeSettings> embeddings; // int8 tables, when asked for
   std::vector<RecipeRule> overrides;
+  /// Whether any rule's method needs calibration statistics with XᵀX.
+  bool needsCalibration() const;
 };
 
 /// Parses and checks a recipe file. Errors name the file and line.
@@ -59,6 +66,8 @@ mlir::LogicalResult checkRecipeMatches(mlir::ModuleOp module, const Recipe &reci
 
 /// The compress phase: one lathe-quantize-weights pass per override (skips
 /// excluded from everything after them), then the default.
-void buildCompressPipeline(mlir::OpPassManager &pm, const Recipe &recipe);
+/// With `onlyCalibrated`, calibrated methods leave layers without statistics
+/// alone (the sequential calibration driver compresses block by block).
+void buildCompressPipeline(mlir::OpPassManager &pm, const Recipe &recipe, bool onlyCalibrated = false);
 
 } // namespace lathe::pipeline

@@ -15,6 +15,8 @@
 // new op carries lathe.compression = {method, bits_per_weight, bytes_before,
 // bytes_after, weight_error} (weight_error = ‖W − Ŵ‖ / ‖W‖) for the report.
 #include "passes/Passes.h"
+#include "passes/quantize/Awq.h"
+#include "passes/quantize/Gptq.h"
 #include "passes/quantize/QuantizeUtils.h"
 
 #include "dialects/lathe/LatheDialect.h"
@@ -39,6 +41,14 @@ struct QuantizeWeightsPass : impl::QuantizeWeightsBase<QuantizeWeightsPass> {
   void runOnOperation() override {
     if (format != "int8" && format != "int4" && format != "int3" && format != "bf16") {
       getOperation().emitError("lathe-quantize-weights: unknown format '") << format << "' (int8, int4, int3 or bf16)";
+      return signalPassFailure();
+    }
+    if (method != "rtn" && method != "gptq" && method != "awq") {
+      getOperation().emitError("lathe-quantize-weights: unknown method '") << method << "' (rtn, gptq or awq)";
+      return signalPassFailure();
+    }
+    if (blockSize < 1 || dampening < 0) {
+      getOperation().emitError("lathe-quantize-weights: block-size must be positive and dampening non-negative");
       return signalPassFailure();
     }
     if (targets != "linear" && targets != "embedding") {
@@ -105,6 +115,35 @@ struct QuantizeWeightsPass : impl::QuantizeWeightsBase<QuantizeWeightsPass> {
     return success();
   }
 
+  /// Ŵ of packed weights (the runtime's arithmetic), for the layer's output error.
+  static void dequantize(const quantize::GridSpec &spec, const quantize::Quantized &q, int64_t out, int64_t in,
+                         std::vector<float> &hat) {
+    const int64_t groups = spec.groupsPerRow(in);
+    auto half = [](const std::vector<char> &v, int64_t i) {
+      return quantize::halfToFloat(uint16_t(uint8_t(v[size_t(2 * i)]) | (uint16_t(uint8_t(v[size_t(2 * i + 1)])) << 8)));
+    };
+    const int middle = spec.format == "int4" ? 8 : 4;
+    for (int64_t r = 0; r < out; ++r)
+      for (int64_t c = 0; c < in; ++c) {
+        const int64_t g = r * groups + c / spec.groupSize, t = c % 32;
+        const float d = half(q.scales, g);
+        int code;
+        if (spec.format == "int8") {
+          hat[size_t(r * in + c)] = d * float(int8_t(q.codes[size_t(r * in + c)]));
+          continue;
+        }
+        if (spec.format == "int4") {
+          const uint8_t byte = uint8_t(q.codes[size_t(r * (in / 2) + (c / 32) * 16 + t % 16)]);
+          code = t < 16 ? byte & 15 : byte >> 4;
+        } else {
+          const char *block = &q.codes[size_t(r * (in / 32) * 12 + (c / 32) * 12)];
+          code = ((uint8_t(block[t % 8]) >> (2 * (t / 8))) & 3) | (((uint8_t(block[8 + t / 8]) >> (t % 8)) & 1) << 2);
+        }
+        const float mn = spec.symmetric ? -float(middle) * d : half(q.mins, g);
+        hat[size_t(r * in + c)] = d * float(code) + mn;
+      }
+  }
+
   LogicalResult rewrite(LinearOp op) {
     auto weightOp = op.getWeight().getDefiningOp<ConstantOp>();
     auto type = cast<RankedTensorType>(op.getWeight().getType());
@@ -124,10 +163,38 @@ struct QuantizeWeightsPass : impl::QuantizeWeightsBase<QuantizeWeightsPass> {
           << in << " and " << group;
       return success();
     }
-    quantize::Quantized q = format == "int8"   ? quantize::quantizeInt8(*weights, out, in, group)
-                            : format == "int4" ? quantize::quantizeInt4(*weights, out, in, group, symmetric)
-                            : format == "int3" ? quantize::quantizeInt3(*weights, out, in, group, symmetric)
-                                               : quantize::quantizeBf16(*weights, out, in);
+    const bool calibrated = method != "rtn";
+    std::optional<std::vector<float>> gram;
+    if (calibrated) {
+      if (format == "bf16") return op.emitError("method ") << method << " applies to int8/int4/int3, not bf16";
+      gram = quantize::calibrationArray(op, "xtx", in * in);
+      if (!gram) {
+        if (onlyCalibrated) return success();
+        return op.emitError("method ") << method << " needs this layer's calibration XᵀX (lathe.calibration xtx of "
+                                       << in << "x" << in << "): compile with --calibration";
+      }
+    }
+    const quantize::GridSpec spec{format, group, format == "int8" ? true : bool(symmetric)};
+    quantize::Quantized q;
+    if (method == "gptq") {
+      quantize::GptqOptions options{dampening, activationOrder, blockSize};
+      quantize::GptqResult result = quantize::gptq(spec, weights->data(), out, in, gram->data(), options);
+      if (!result.error.empty()) return op.emitError("GPTQ: ") << result.error;
+      q = quantize::packGroups(spec, out, in, result.grids, result.codes, weights->data());
+    } else if (method == "awq") {
+      std::vector<float> clip = quantize::searchClip(spec, weights->data(), out, in, gram->data(), {});
+      q = quantize::quantizeRtn(spec, weights->data(), out, in, &clip);
+    } else {
+      q = format == "bf16" ? quantize::quantizeBf16(*weights, out, in) : quantize::quantizeRtn(spec, weights->data(), out, in);
+    }
+    // The layer's output error on the calibration inputs, from XᵀX (the report's
+    // measured error covers the whole model; this one is the layer alone).
+    double outputError = -1;
+    if (gram) {
+      std::vector<float> hat(size_t(out * in));
+      dequantize(spec, q, out, in, hat);
+      outputError = std::sqrt(quantize::relativeOutputError(weights->data(), hat.data(), out, in, gram->data()));
+    }
     OpBuilder b(op);
     Location loc = op.getLoc();
     std::string base = quantize::opName(op);
@@ -148,14 +215,21 @@ struct QuantizeWeightsPass : impl::QuantizeWeightsBase<QuantizeWeightsPass> {
                                                    b.getStringAttr(format), b.getI64IntegerAttr(format == "bf16" ? in : group));
     const double bytesBefore = double(out) * double(in) * 4.0;
     const double bytesAfter = double(q.codes.size() + q.scales.size() + q.mins.size());
-    std::string method = format == "bf16" ? "bf16" : (format + (subByte ? (symmetric ? "-sym" : "-asym") : "") + "-rtn-g" +
-                                                      std::to_string(group));
+    std::string label = method;
+    if (op->hasAttr("lathe.awq")) label = method == "awq" ? "awq" : "awq+" + label;
+    std::string methodName = format == "bf16" ? "bf16" : (format + (subByte ? (symmetric ? "-sym" : "-asym") : "") + "-" + label +
+                                                          "-g" + std::to_string(group));
     replacement->setAttr("lathe.compression",
-                         b.getDictionaryAttr({b.getNamedAttr("method", b.getStringAttr(method)),
+                         b.getDictionaryAttr({b.getNamedAttr("method", b.getStringAttr(methodName)),
                                               b.getNamedAttr("bits_per_weight", b.getF64FloatAttr(8.0 * bytesAfter / double(out * in))),
                                               b.getNamedAttr("bytes_before", b.getI64IntegerAttr(int64_t(bytesBefore))),
                                               b.getNamedAttr("bytes_after", b.getI64IntegerAttr(int64_t(bytesAfter))),
                                               b.getNamedAttr("weight_error", b.getF64FloatAttr(q.relativeError))}));
+    if (outputError >= 0) {
+      NamedAttrList record(replacement->getAttrOfType<DictionaryAttr>("lathe.compression"));
+      record.set("output_error_xtx", b.getF64FloatAttr(outputError));
+      replacement->setAttr("lathe.compression", record.getDictionary(&getContext()));
+    }
     op.replaceAllUsesWith(replacement.getResult());
     op.erase();
     if (weightOp->use_empty()) weightOp->erase();

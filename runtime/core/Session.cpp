@@ -64,6 +64,7 @@ struct Session::Impl {
   std::vector<TensorInfo> inputs, outputs;
   ArtifactInfo info;
   std::vector<std::pair<std::string, TapCallback>> taps;
+  bool stopRequested = false, stopped = false; // a tap ended the run early (requestStop)
   std::map<std::vector<std::vector<int64_t>>, std::unique_ptr<Plan>> plans;
   uint64_t lastPlannedBytes = 0;
   // Linear weights re-laid out once for this ISA's GEMM panels (per kernel,
@@ -115,6 +116,7 @@ const char *Session::isa() const { return impl_->isa->name; }
 uint64_t Session::plannedActivationBytes() const { return impl_->lastPlannedBytes; }
 void Session::addTap(const std::string &pattern, TapCallback callback) { impl_->taps.emplace_back(pattern, std::move(callback)); }
 void Session::clearTaps() { impl_->taps.clear(); }
+void Session::requestStop() { impl_->stopRequested = true; }
 
 Expected<std::unique_ptr<Session>> Session::open(const std::string &path, const SessionOptions &options) {
   auto impl = std::make_unique<Impl>();
@@ -438,6 +440,11 @@ Expected<Plan *> Session::Impl::execute(const std::map<std::string, Tensor> &fee
         return Status::error(err);
       }
     fireTaps(k, plan);
+    if (stopRequested) {
+      stopRequested = false;
+      stopped = true;
+      break;
+    }
   }
   return &plan;
 }
@@ -464,11 +471,16 @@ std::string Session::Impl::runLastRows(size_t k, Plan &plan) {
 }
 
 Expected<std::vector<NamedTensor>> Session::run(const std::map<std::string, Tensor> &inputs) {
+  impl_->stopped = false;
   auto planned = impl_->execute(inputs, false);
   if (!planned) return planned.status();
   Plan &plan = **planned;
   const auto &spec = impl_->art.spec;
   std::vector<NamedTensor> outputs;
+  if (impl_->stopped) { // a tap asked to stop: the outputs were not computed
+    for (int32_t t : spec.inputs) plan.views[size_t(t)].data = nullptr;
+    return outputs;
+  }
   for (size_t i = 0; i < spec.outputs.size(); ++i) {
     const cpu::View &v = plan.views[size_t(spec.outputs[i])];
     outputs.push_back({impl_->outputs[i].name, Tensor::borrow(v.dtype, v.shape, v.data).clone()});

@@ -114,6 +114,10 @@ public:
   /// name matches `pattern` (glob: `*` any run, `?` one character).
   void addTap(const std::string &pattern, TapCallback callback);
   void clearTaps();
+  /// From a tap callback: end the current run() after this kernel. That run()
+  /// then returns no outputs (the calibration driver stops once it has seen
+  /// the layers it needs).
+  void requestStop();
 
   /// Plans (or fetches the cached plan) for these input shapes without running.
   Expected<MemoryPlanSummary> plan(const std::map<std::string, std::vector<int64_t>> &inputShapes);

@@ -1,0 +1,231 @@
+// lathe-awq-scale: AWQ's per-input-channel scales (see passes/quantize/Awq.h),
+// folded so that the function computes the same values:
+//   y = (x / s) · (W·diag(s))ᵀ
+// where x / s comes from the producer of x with its own constants divided by s:
+//   rms_norm / layer_norm  → scale (and bias) / s
+//   linear                 → rows (and bias) / s
+//   mul(silu(g), linear u) → u's rows / s                 (SwiGLU down projection)
+//   reshape(transpose(attention(…, v = transpose(reshape(linear)))))
+//                          → the value projection's rows / s, when heads are not grouped
+// Layers sharing an input share one s. The calibration statistics of the layers
+// are rewritten for the scaled input (absmax/s, mean_abs/s, S⁻¹·XᵀX·S⁻¹), so a
+// later GPTQ or clipping search sees what the layer will really read.
+#include "passes/Passes.h"
+#include "passes/quantize/Awq.h"
+#include "passes/quantize/QuantizeUtils.h"
+
+#include "dialects/lathe/LatheDialect.h"
+#include "dialects/lathe/ShapeHelpers.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/IR/Builders.h"
+#include "llvm/ADT/MapVector.h"
+
+using namespace mlir;
+using namespace lathe::ir;
+
+namespace lathe::passes {
+#define GEN_PASS_DEF_AWQSCALE
+#include "passes/Passes.h.inc"
+
+namespace {
+
+/// Where 1/s goes: a constant operand of `op` divided along `axis` (rows of a
+/// [out, in] weight: axis 0; a 1-D scale or bias: axis 0).
+struct FoldTarget {
+  Operation *op = nullptr;
+  SmallVector<unsigned> operands; // operand indices of constants to divide (weight/scale, bias)
+  std::string what;               // for remarks
+};
+
+bool singleUse(Value v) { return v.hasOneUse(); }
+
+bool isPerm0213(Value v, Value &inner) {
+  auto t = v.getDefiningOp<TransposeOp>();
+  if (!t || t.getPerm() != ArrayRef<int64_t>{0, 2, 1, 3} || !singleUse(t.getResult())) return false;
+  inner = t.getInput();
+  return true;
+}
+
+bool constantF32(Value v) {
+  auto c = v.getDefiningOp<ConstantOp>();
+  return c && cast<RankedTensorType>(c.getType()).getElementType().isF32();
+}
+
+/// A linear whose constant rows (and bias) can absorb 1/s, with `result` read only once.
+std::optional<FoldTarget> linearRows(Value result, const char *what) {
+  auto linear = result.getDefiningOp<LinearOp>();
+  if (!linear || !singleUse(result) || !constantF32(linear.getWeight())) return std::nullopt;
+  FoldTarget t{linear, {1}, what};
+  if (linear.getBias()) {
+    if (!constantF32(linear.getBias())) return std::nullopt;
+    t.operands.push_back(2);
+  }
+  return t;
+}
+
+std::optional<FoldTarget> findFoldTarget(Value input, std::string &why) {
+  Operation *producer = input.getDefiningOp();
+  if (!producer) {
+    why = "the input is a function argument";
+    return std::nullopt;
+  }
+  if (auto norm = dyn_cast<RmsNormOp>(producer)) {
+    if (constantF32(norm.getScale())) return FoldTarget{norm, {1}, "rms_norm"};
+  } else if (auto norm = dyn_cast<LayerNormOp>(producer)) {
+    if (constantF32(norm.getScale()) && (!norm.getBias() || constantF32(norm.getBias()))) {
+      FoldTarget t{norm, {1}, "layer_norm"};
+      if (norm.getBias()) t.operands.push_back(2);
+      return t;
+    }
+  } else if (isa<LinearOp>(producer)) {
+    if (auto t = linearRows(input, "linear")) return t;
+  } else if (auto mul = dyn_cast<MulOp>(producer)) {
+    // SwiGLU: one factor is a linear (the up projection), the other an activation of another linear.
+    if (mul.getLhs().getType() == mul.getRhs().getType() && mul.getLhs().getType() == input.getType())
+      for (Value factor : {mul.getRhs(), mul.getLhs()})
+        if (auto t = linearRows(factor, "linear (through a mul)")) return t;
+  } else if (auto reshape = dyn_cast<ReshapeOp>(producer)) {
+    Value heads;
+    if (isPerm0213(reshape.getInput(), heads))
+      if (auto attention = heads.getDefiningOp<AttentionOp>()) {
+        if (attention.getNumHeads() != attention.getNumKvHeads()) {
+          why = "the input is attention output with grouped KV heads (" + std::to_string(attention.getNumHeads()) + " query, " +
+                std::to_string(attention.getNumKvHeads()) + " KV heads), so one value channel feeds several input channels";
+          return std::nullopt;
+        }
+        Value split;
+        if (singleUse(attention.getResult()) && isPerm0213(attention.getValue(), split))
+          if (auto valueReshape = split.getDefiningOp<ReshapeOp>(); valueReshape && singleUse(valueReshape.getResult()))
+            if (auto t = linearRows(valueReshape.getInput(), "value projection (through attention)")) return t;
+      }
+  }
+  why = "its producer '" + producer->getName().getStringRef().str() + "' cannot absorb the scales";
+  return std::nullopt;
+}
+
+struct AwqScalePass : impl::AwqScaleBase<AwqScalePass> {
+  using AwqScaleBase::AwqScaleBase;
+
+  void runOnOperation() override {
+    if (format != "int8" && format != "int4" && format != "int3") {
+      getOperation().emitError("lathe-awq-scale: format must be int8, int4 or int3, not '") << format << "'";
+      return signalPassFailure();
+    }
+    if (grid < 1) {
+      getOperation().emitError("lathe-awq-scale: grid must be positive");
+      return signalPassFailure();
+    }
+    auto selected = [&](Operation *op) {
+      std::string name = quantize::opName(op);
+      return quantize::matchesAny(name, include, true) && !quantize::matchesAny(name, exclude, false);
+    };
+    llvm::MapVector<Value, SmallVector<LinearOp>> groups;
+    getOperation().walk([&](LinearOp op) {
+      if (selected(op) && constantF32(op.getWeight()) && cast<RankedTensorType>(op.getWeight().getType()).hasStaticShape())
+        groups[op.getInput()].push_back(op);
+    });
+    for (auto &[input, layers] : groups)
+      if (failed(scaleGroup(input, layers))) return signalPassFailure();
+  }
+
+  LogicalResult scaleGroup(Value input, SmallVector<LinearOp> &layers) {
+    const int64_t in = cast<RankedTensorType>(layers.front().getWeight().getType()).getDimSize(1);
+    auto names = [&] {
+      std::string s;
+      for (LinearOp l : layers) s += (s.empty() ? "" : ", ") + quantize::opName(l);
+      return s;
+    };
+    // Every reader of the input must be one of these layers, or scaling x would change it.
+    for (Operation *user : input.getUsers())
+      if (!llvm::is_contained(layers, dyn_cast<LinearOp>(user))) {
+        layers.front().emitRemark("AWQ scales not applied to ") << names() << ": their input is also read by '"
+                                                                << user->getName().getStringRef() << "'";
+        return success();
+      }
+    auto meanAbs = quantize::calibrationArray(layers.front(), "mean_abs", in);
+    auto gram = quantize::calibrationArray(layers.front(), "xtx", in * in);
+    if (!meanAbs || !gram) {
+      if (onlyCalibrated) return success();
+      return layers.front().emitError("AWQ needs the calibration statistics of this layer's input (mean |x| and XᵀX of ")
+             << in << " channels): compile with --calibration";
+    }
+    std::string why;
+    std::optional<FoldTarget> target = findFoldTarget(input, why);
+    if (!target) {
+      layers.front().emitRemark("AWQ scales not applied to ") << names() << ": " << why
+                                                              << " (clipping still applies)";
+      return success();
+    }
+    // The search.
+    std::vector<std::vector<float>> weights;
+    std::vector<quantize::AwqLayer> members;
+    for (LinearOp l : layers) {
+      weights.push_back(*quantize::readF32(l.getWeight().getDefiningOp<ConstantOp>().getValue()));
+      members.push_back({weights.back().data(), cast<RankedTensorType>(l.getWeight().getType()).getDimSize(0)});
+    }
+    const int64_t group = groupSize > 0 ? groupSize : in;
+    if ((format != "int8") && (group % 32 || in % 32)) {
+      layers.front().emitRemark("AWQ scales not applied to ") << names() << ": " << format
+                                                              << " needs input features and group size in multiples of 32";
+      return success();
+    }
+    quantize::AwqOptions options;
+    options.scaleGrid = grid;
+    quantize::AwqScales found = quantize::searchScales({format, group, format == "int8" || bool(symmetric)}, members, in,
+                                                       meanAbs->data(), gram->data(), options);
+    const std::vector<float> &s = found.scales;
+    OpBuilder b(&getContext());
+    // Fold 1/s into the producer's constants (new constants: the old ones may be shared).
+    for (unsigned index : target->operands) {
+      Value operand = target->op->getOperand(index);
+      auto constant = operand.getDefiningOp<ConstantOp>();
+      auto type = cast<RankedTensorType>(constant.getType());
+      std::vector<float> values = *quantize::readF32(constant.getValue());
+      const int64_t rows = type.getDimSize(0), width = type.getRank() == 2 ? type.getDimSize(1) : 1;
+      if (rows != in) return target->op->emitError("AWQ: the ") << target->what << " has " << rows << " channels, expected " << in;
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t c = 0; c < width; ++c) values[size_t(r * width + c)] /= s[size_t(r)];
+      b.setInsertionPoint(constant);
+      auto replacement = b.create<ConstantOp>(constant.getLoc(), type,
+                                              quantize::f32Resource(type, quantize::opName(target->op) + ".awq", values));
+      target->op->setOperand(index, replacement);
+      if (constant->use_empty()) constant->erase();
+    }
+    // s into the weights' columns, and the statistics of the scaled input.
+    std::vector<float> absmax = quantize::calibrationArray(layers.front(), "absmax", in).value_or(std::vector<float>(size_t(in), 0.f));
+    for (int64_t i = 0; i < in; ++i) (*meanAbs)[size_t(i)] /= s[size_t(i)], absmax[size_t(i)] /= s[size_t(i)];
+    for (int64_t i = 0; i < in; ++i)
+      for (int64_t j = 0; j < in; ++j) (*gram)[size_t(i * in + j)] /= s[size_t(i)] * s[size_t(j)];
+    auto vectorType = RankedTensorType::get({in}, b.getF32Type());
+    auto gramType = RankedTensorType::get({in, in}, b.getF32Type());
+    std::string base = quantize::opName(layers.front());
+    Attribute gramAttr = quantize::f32Resource(gramType, base + ".xtx.awq", *gram);
+    Attribute meanAttr = quantize::f32Resource(vectorType, base + ".mean_abs.awq", *meanAbs);
+    Attribute absmaxAttr = quantize::f32Resource(vectorType, base + ".absmax.awq", absmax);
+    for (size_t l = 0; l < layers.size(); ++l) {
+      LinearOp layer = layers[l];
+      auto constant = layer.getWeight().getDefiningOp<ConstantOp>();
+      auto type = cast<RankedTensorType>(constant.getType());
+      std::vector<float> &w = weights[l];
+      for (int64_t r = 0; r < members[l].out; ++r)
+        for (int64_t i = 0; i < in; ++i) w[size_t(r * in + i)] *= s[size_t(i)];
+      b.setInsertionPoint(constant);
+      auto scaled = b.create<ConstantOp>(constant.getLoc(), type, quantize::f32Resource(type, quantize::opName(layer) + ".awq", w));
+      layer->setOperand(1, scaled);
+      if (constant->use_empty()) constant->erase();
+      NamedAttrList stats(layer->getAttrOfType<DictionaryAttr>("lathe.calibration"));
+      stats.set("xtx", gramAttr);
+      stats.set("mean_abs", meanAttr);
+      stats.set("absmax", absmaxAttr);
+      layer->setAttr("lathe.calibration", stats.getDictionary(&getContext()));
+      layer->setAttr("lathe.awq", b.getDictionaryAttr({b.getNamedAttr("alpha", b.getF64FloatAttr(found.alpha)),
+                                                       b.getNamedAttr("loss_rtn", b.getF64FloatAttr(found.rtnLoss)),
+                                                       b.getNamedAttr("loss", b.getF64FloatAttr(found.loss)),
+                                                       b.getNamedAttr("folded_into", b.getStringAttr(target->what))}));
+    }
+    return success();
+  }
+};
+
+} // namespace
+} // namespace lathe::passes
