@@ -60,10 +60,17 @@ def main():
     rc, _, err = run([args.lathe, "compile", gguf, "-o", fp32])
     c.expect(rc == 0, f"fp32 compile: {err}")
     presets = sorted(p[:-5] for p in os.listdir(RECIPES) if p.endswith(".yaml"))
+    perplexity = {}
     c.expect(set(BOUNDS) <= set(presets), f"presets {presets} lack some of {sorted(BOUNDS)}")
     for preset in presets:
         out = os.path.join(tmp, preset + ".lathe")
-        rc, stdout, err = run([args.lathe, "compile", gguf, "--recipe", os.path.join(RECIPES, preset + ".yaml"), "-o", out])
+        recipe_text = open(os.path.join(RECIPES, preset + ".yaml")).read()
+        # Calibrated methods (GPTQ, AWQ) get a small calibration slice of another novel.
+        calibration = (["--calibration", os.path.join(args.models, "corpus", "austen", "emma.txt"),
+                        "--calibration-samples", "4", "--calibration-ctx", "128"]
+                       if re.search(r"method:\s*(gptq|awq)", recipe_text) else [])
+        rc, stdout, err = run([args.lathe, "compile", gguf, "--recipe", os.path.join(RECIPES, preset + ".yaml"), "-o", out]
+                              + calibration)
         c.expect(rc == 0, f"{preset}: compile failed: {err.strip()[-400:]}")
         if rc != 0:
             continue
@@ -90,9 +97,25 @@ def main():
         rise = r["ppl"] / r["reference_ppl"] - 1
         print(f"{preset:20s} bits/w {8 * after / (before / 4):6.3f}  ppl {r['ppl']:8.3f} vs {r['reference_ppl']:8.3f} "
               f"({100 * rise:+6.2f} %)  KLD {r['mean_kld']:.4f}  top-1 {100 * r['top1_agreement']:.1f} %")
+        perplexity[preset] = r["ppl"]
+        perplexity["fp32"] = r["reference_ppl"]
         if bound:
             c.expect(rise <= bound[0], f"{preset}: perplexity +{100 * rise:.2f} % > +{100 * bound[0]:.1f} %")
             c.expect(r["top1_agreement"] >= bound[1], f"{preset}: top-1 agreement {r['top1_agreement']:.3f} < {bound[1]}")
+
+    # GPTQ and AWQ beat round-to-nearest at the same format (and close a real part of its gap).
+    for method, rtn in (("int4-gptq-g128", "int4-rtn-g128"), ("int4-awq-g128", "int4-rtn-g128"),
+                        ("int3-gptq-g128", "int3-rtn-g128")):
+        if method in perplexity and rtn in perplexity:
+            closed = (perplexity[rtn] - perplexity[method]) / (perplexity[rtn] - perplexity["fp32"])
+            print(f"{method}: ppl {perplexity[method]:.3f} vs {rtn} {perplexity[rtn]:.3f} (gap closed {100 * closed:.0f} %)")
+            c.expect(closed >= 0.25, f"{method}: closes {100 * closed:.1f} % of {rtn}'s gap (< 25 %)")
+        else:
+            c.expect(False, f"{method} or {rtn} was not measured")
+    # A calibrated method without calibration data is refused with a clear error.
+    rc, _, err = run([args.lathe, "compile", gguf, "--recipe", os.path.join(RECIPES, "int4-gptq-g128.yaml"),
+                      "-o", os.path.join(tmp, "nocal.lathe")])
+    c.expect(rc != 0 and "--calibration" in err, f"gptq without calibration: rc {rc}, {err.strip()[-200:]}")
 
     # Calibration: statistics in the IR, per-layer output errors in the report, deterministic.
     calib = os.path.join(args.models, "corpus", "austen", "emma.txt")
