@@ -11,8 +11,8 @@
 // SCALE-LABEL: func @norm_two_layers
 // SCALE: %[[G:.*]] = lathe.constant dense_resource<norm.awq> : tensor<32xf32>
 // SCALE: lathe.rms_norm %arg0, %[[G]]
-// SCALE: lathe.linear {{.*}} lathe.awq = {alpha = {{.*}}, folded_into = "rms_norm", loss = {{.*}}, loss_rtn = {{.*}}}, lathe.calibration = {absmax = dense_resource<q.absmax.awq>
-// SCALE: lathe.linear {{.*}} lathe.awq =
+// SCALE: lathe.linear {{.*}}lathe.awq = {alpha = {{.*}}, folded_into = "rms_norm", loss = {{.*}}, loss_rtn = {{.*}}}, lathe.calibration = {absmax = dense_resource<q.absmax.awq>
+// SCALE: lathe.linear {{.*}}lathe.awq =
 // AWQ-LABEL: func @norm_two_layers
 // AWQ: lathe.quantized_linear {{.*}} method = "int4-sym-awq-g32"
 // AWQ: lathe.quantized_linear {{.*}} method = "int4-sym-awq-g32"
