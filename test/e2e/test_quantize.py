@@ -117,6 +117,31 @@ def main():
                       "-o", os.path.join(tmp, "nocal.lathe")])
     c.expect(rc != 0 and "--calibration" in err, f"gptq without calibration: rc {rc}, {err.strip()[-200:]}")
 
+    # Sequential calibration (issue #6/#7): stage by stage on the generated Llama (ids as .npy);
+    # every layer GPTQ-compressed, its mean output error below round to nearest's on the same data.
+    llama = os.path.join(args.models, "generated", "llama-tiny", "llama-tiny.opset17.onnx")
+    ids_path = os.path.join(tmp, "llama_ids.npy")
+    np.save(ids_path, (np.arange(512, dtype=np.int64) * 37) % 997 + 1)
+    mean_error = {}
+    for method, extra in (("rtn", []), ("gptq", ["--calibration-sequential"])):
+        recipe = os.path.join(tmp, f"llama-{method}.yaml")
+        with open(recipe, "w") as f:
+            f.write(f"quantize: {{format: int4, group_size: 32, method: {method}}}\n")
+        out = os.path.join(tmp, f"llama-{method}.lathe")
+        rc, _, err = run([args.lathe, "compile", llama, "--recipe", recipe, "--calibration", ids_path,
+                          "--calibration-samples", "4", "--calibration-ctx", "64", "-o", out] + extra)
+        c.expect(rc == 0, f"llama {method} {extra}: {err.strip()[-400:]}")
+        if rc != 0:
+            continue
+        layers = json.load(open(out + ".report.json"))["layers"]
+        c.expect(all(method in l["method"] for l in layers) and len(layers) == 14, f"llama {method}: layers {layers}")
+        mean_error[method] = sum(l["output_error"] for l in layers) / len(layers)
+        if extra:
+            c.expect("sequential calibration: 3/3 stages compressed" in err, f"no stage progress: {err.strip()[-300:]}")
+    if len(mean_error) == 2:
+        print(f"llama-tiny int4 g32: mean layer output error rtn {mean_error['rtn']:.4f}, sequential gptq {mean_error['gptq']:.4f}")
+        c.expect(mean_error["gptq"] < mean_error["rtn"], f"sequential gptq {mean_error} not below rtn")
+
     # Calibration: statistics in the IR, per-layer output errors in the report, deterministic.
     calib = os.path.join(args.models, "corpus", "austen", "emma.txt")
     outs = []
