@@ -115,35 +115,6 @@ struct QuantizeWeightsPass : impl::QuantizeWeightsBase<QuantizeWeightsPass> {
     return success();
   }
 
-  /// Ŵ of packed weights (the runtime's arithmetic), for the layer's output error.
-  static void dequantize(const quantize::GridSpec &spec, const quantize::Quantized &q, int64_t out, int64_t in,
-                         std::vector<float> &hat) {
-    const int64_t groups = spec.groupsPerRow(in);
-    auto half = [](const std::vector<char> &v, int64_t i) {
-      return quantize::halfToFloat(uint16_t(uint8_t(v[size_t(2 * i)]) | (uint16_t(uint8_t(v[size_t(2 * i + 1)])) << 8)));
-    };
-    const int middle = spec.format == "int4" ? 8 : 4;
-    for (int64_t r = 0; r < out; ++r)
-      for (int64_t c = 0; c < in; ++c) {
-        const int64_t g = r * groups + c / spec.groupSize, t = c % 32;
-        const float d = half(q.scales, g);
-        int code;
-        if (spec.format == "int8") {
-          hat[size_t(r * in + c)] = d * float(int8_t(q.codes[size_t(r * in + c)]));
-          continue;
-        }
-        if (spec.format == "int4") {
-          const uint8_t byte = uint8_t(q.codes[size_t(r * (in / 2) + (c / 32) * 16 + t % 16)]);
-          code = t < 16 ? byte & 15 : byte >> 4;
-        } else {
-          const char *block = &q.codes[size_t(r * (in / 32) * 12 + (c / 32) * 12)];
-          code = ((uint8_t(block[t % 8]) >> (2 * (t / 8))) & 3) | (((uint8_t(block[8 + t / 8]) >> (t % 8)) & 1) << 2);
-        }
-        const float mn = spec.symmetric ? -float(middle) * d : half(q.mins, g);
-        hat[size_t(r * in + c)] = d * float(code) + mn;
-      }
-  }
-
   LogicalResult rewrite(LinearOp op) {
     auto weightOp = op.getWeight().getDefiningOp<ConstantOp>();
     auto type = cast<RankedTensorType>(op.getWeight().getType());
@@ -175,24 +146,34 @@ struct QuantizeWeightsPass : impl::QuantizeWeightsBase<QuantizeWeightsPass> {
       }
     }
     const quantize::GridSpec spec{format, group, format == "int8" ? true : bool(symmetric)};
+    // Every integer method yields a grid per group and a code per weight; they are
+    // packed once, and Ŵ for the layer's output error comes from the same grids.
     quantize::Quantized q;
+    std::vector<quantize::Grid> grids;
+    std::vector<int16_t> codes;
     if (method == "gptq") {
       quantize::GptqOptions options{dampening, activationOrder, blockSize};
       quantize::GptqResult result = quantize::gptq(spec, weights->data(), out, in, gram->data(), options);
       if (!result.error.empty()) return op.emitError("GPTQ: ") << result.error;
-      q = quantize::packGroups(spec, out, in, result.grids, result.codes, weights->data());
+      grids = std::move(result.grids);
+      codes = std::move(result.codes);
     } else if (method == "awq") {
       std::vector<float> clip = quantize::searchClip(spec, weights->data(), out, in, gram->data(), {});
-      q = quantize::quantizeRtn(spec, weights->data(), out, in, &clip);
-    } else {
-      q = format == "bf16" ? quantize::quantizeBf16(*weights, out, in) : quantize::quantizeRtn(spec, weights->data(), out, in);
+      quantize::fitRtn(spec, weights->data(), out, in, grids, codes, &clip);
+    } else if (format != "bf16") {
+      quantize::fitRtn(spec, weights->data(), out, in, grids, codes);
     }
+    q = format == "bf16" ? quantize::quantizeBf16(*weights, out, in)
+                         : quantize::packGroups(spec, out, in, grids, codes, weights->data());
     // The layer's output error on the calibration inputs, from XᵀX (the report's
     // measured error covers the whole model; this one is the layer alone).
     double outputError = -1;
     if (gram) {
-      std::vector<float> hat(size_t(out * in));
-      dequantize(spec, q, out, in, hat);
+      const int64_t groups = spec.groupsPerRow(in);
+      std::vector<float> hat(static_cast<size_t>(out * in));
+      for (int64_t r = 0; r < out; ++r)
+        for (int64_t c = 0; c < in; ++c)
+          hat[size_t(r * in + c)] = grids[size_t(r * groups + c / group)].value(codes[size_t(r * in + c)]);
       outputError = std::sqrt(quantize::relativeOutputError(weights->data(), hat.data(), out, in, gram->data()));
     }
     OpBuilder b(op);
