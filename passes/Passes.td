@@ -138,7 +138,11 @@ def AwqScale : Pass<"lathe-awq-scale", "mlir::func::FuncOp"> {
     through a SwiGLU mul, or through attention to the value projection when
     heads are not grouped) — so the function computes the same values and the
     runtime format is unchanged. The statistics are rewritten for the scaled
-    input. Inputs no op can absorb the scales into get a remark and no scales.
+    input. An input whose producing op cannot absorb the scales (gelu, grouped-
+    head attention, …) gets, with unfoldable=mul, an elementwise lathe.mul by
+    1/s inserted before the layers (llm-awq's ScaledActivation; the layers'
+    format is still unchanged), and with unfoldable=skip a remark and no
+    scales; a function argument always gets the remark.
   }];
   let dependentDialects = ["::lathe::ir::LatheDialect"];
   let options = [
@@ -146,6 +150,8 @@ def AwqScale : Pass<"lathe-awq-scale", "mlir::func::FuncOp"> {
     Option<"groupSize", "group-size", "int64_t", "128", "weights per scale (0 = one per output channel, int8)">,
     Option<"symmetric", "symmetric", "bool", "true", "int4/int3 grid symmetry">,
     Option<"grid", "grid", "int64_t", "20", "α candidates 0, 1/n, …, (n−1)/n">,
+    Option<"unfoldable", "unfoldable", "std::string", "\"mul\"",
+           "mul | skip: what to do with inputs whose producer cannot absorb 1/s">,
     ListOption<"include", "include", "std::string", "glob patterns on node names (empty: every linear)">,
     ListOption<"exclude", "exclude", "std::string", "glob patterns on node names to leave alone">,
     Option<"onlyCalibrated", "only-calibrated", "bool", "false", "leave layers without statistics alone">,

@@ -28,11 +28,33 @@ AwqScales searchScales(const GridSpec &spec, const std::vector<AwqLayer> &layers
   std::vector<float> scales(static_cast<size_t>(in)), scaled, restored;
   std::vector<Grid> grids;
   std::vector<int16_t> codes;
-  for (int64_t step = 0; step < std::max<int64_t>(1, options.scaleGrid); ++step) {
-    const double alpha = double(step) / double(std::max<int64_t>(1, options.scaleGrid));
+  // Duo scaling (AutoAWQ): the mean over every output row of |w| relative to its group's max |w|.
+  std::vector<double> weightMean(static_cast<size_t>(in), 0.0);
+  if (options.duoScaling) {
+    int64_t rows = 0;
+    for (const AwqLayer &layer : layers) {
+      for (int64_t r = 0; r < layer.out; ++r)
+        for (int64_t g0 = 0; g0 < in; g0 += spec.groupSize) {
+          const int64_t g1 = std::min(in, g0 + spec.groupSize);
+          float peak = 0;
+          for (int64_t i = g0; i < g1; ++i) peak = std::max(peak, std::fabs(layer.weight[r * in + i]));
+          if (peak > 0)
+            for (int64_t i = g0; i < g1; ++i) weightMean[size_t(i)] += std::fabs(layer.weight[r * in + i]) / peak;
+        }
+      rows += layer.out;
+    }
+    for (double &m : weightMean) m /= double(std::max<int64_t>(1, rows));
+  }
+  const int64_t steps = std::max<int64_t>(1, options.scaleGrid);
+  for (int64_t candidate = 0; candidate < (options.duoScaling ? 2 : 1) * steps; ++candidate) {
+    const int64_t step = candidate % steps;
+    const bool duo = candidate >= steps;
+    const double alpha = double(step) / double(steps);
     float lo = std::numeric_limits<float>::infinity(), hi = 0;
     for (int64_t i = 0; i < in; ++i) {
-      scales[size_t(i)] = std::max(1e-4f, float(std::pow(std::max<double>(meanAbs[i], 0.0), alpha)));
+      double v = std::pow(std::max<double>(meanAbs[i], 0.0), alpha);
+      if (duo) v /= std::pow(weightMean[size_t(i)], 1.0 - alpha) + 1e-4;
+      scales[size_t(i)] = std::max(1e-4f, float(v));
       lo = std::min(lo, scales[size_t(i)]), hi = std::max(hi, scales[size_t(i)]);
     }
     const float norm = std::sqrt(lo * hi);
@@ -52,10 +74,11 @@ AwqScales searchScales(const GridSpec &spec, const std::vector<AwqLayer> &layers
                                              scales[size_t(i)];
       loss += outputLoss(Eigen::Map<const RowMatrixF>(restored.data(), layer.out, in), h);
     }
-    if (step == 0) best.rtnLoss = loss;
+    if (candidate == 0) best.rtnLoss = loss;
     if (loss < best.loss) {
       best.loss = loss;
       best.alpha = alpha;
+      best.duo = duo;
       best.scales = scales;
     }
   }

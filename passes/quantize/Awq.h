@@ -18,6 +18,7 @@ struct AwqOptions {
   int64_t scaleGrid = 20;  // α ∈ {0, 1/n, …, (n−1)/n}
   int64_t clipGrid = 20;   // clip ratios 1 − k/n for k = 0 … n·maxShrink
   double maxShrink = 0.5;
+  bool duoScaling = true;  // also try s = mean|x|^α / mean(|w|/max|w|)^(1−α) (AutoAWQ's duo scaling)
 };
 
 struct AwqLayer {
@@ -28,6 +29,7 @@ struct AwqLayer {
 struct AwqScales {
   std::vector<float> scales; // [in]; the input is divided by these, weight columns multiplied
   double alpha = 0, rtnLoss = 0, loss = 0;
+  bool duo = false; // the best scales came from the duo-scaling family
 };
 
 /// Searches the input-channel scales shared by `layers` (which all read the same

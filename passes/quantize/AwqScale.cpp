@@ -151,7 +151,9 @@ struct AwqScalePass : impl::AwqScaleBase<AwqScalePass> {
     }
     std::string why;
     std::optional<FoldTarget> target = findFoldTarget(input, why);
-    if (!target) {
+    // No op absorbs 1/s: an explicit mul by 1/s before the layers, when asked and the input has a producer.
+    const bool insertMul = !target && unfoldable == "mul" && input.getDefiningOp();
+    if (!target && !insertMul) {
       layers.front().emitRemark("AWQ scales not applied to ") << names() << ": " << why
                                                               << " (clipping still applies)";
       return success();
@@ -175,8 +177,26 @@ struct AwqScalePass : impl::AwqScaleBase<AwqScalePass> {
                                                        meanAbs->data(), gram->data(), options);
     const std::vector<float> &s = found.scales;
     OpBuilder b(&getContext());
+    std::string foldedInto;
+    if (insertMul) {
+      auto inputType = cast<RankedTensorType>(input.getType());
+      if (inputType.getRank() < 1 || inputType.getDimSize(inputType.getRank() - 1) != in)
+        return layers.front().emitError("AWQ: the input ") << inputType << " does not end in " << in << " channels";
+      std::vector<float> inverse(static_cast<size_t>(in), 0.f);
+      for (int64_t i = 0; i < in; ++i) inverse[size_t(i)] = 1.f / s[size_t(i)];
+      auto type = RankedTensorType::get({in}, b.getF32Type());
+      b.setInsertionPointAfter(input.getDefiningOp());
+      Location loc = layers.front().getLoc();
+      auto constant = b.create<ConstantOp>(loc, type, quantize::f32Resource(type, quantize::opName(layers.front()) + ".awq_inverse", inverse));
+      auto mul = b.create<MulOp>(loc, input.getType(), input, constant.getResult());
+      for (LinearOp l : layers) l->setOperand(0, mul.getResult());
+      foldedInto = "mul (inserted: " + why + ")";
+      layers.front().emitRemark("AWQ scales of ") << names() << " applied through an inserted mul by 1/s: " << why;
+    } else {
+      foldedInto = target->what;
+    }
     // Fold 1/s into the producer's constants (new constants: the old ones may be shared).
-    for (unsigned index : target->operands) {
+    for (unsigned index : target ? target->operands : SmallVector<unsigned>{}) {
       Value operand = target->op->getOperand(index);
       auto constant = operand.getDefiningOp<ConstantOp>();
       auto type = cast<RankedTensorType>(constant.getType());
@@ -219,9 +239,10 @@ struct AwqScalePass : impl::AwqScaleBase<AwqScalePass> {
       stats.set("absmax", absmaxAttr);
       layer->setAttr("lathe.calibration", stats.getDictionary(&getContext()));
       layer->setAttr("lathe.awq", b.getDictionaryAttr({b.getNamedAttr("alpha", b.getF64FloatAttr(found.alpha)),
+                                                       b.getNamedAttr("duo", b.getBoolAttr(found.duo)),
                                                        b.getNamedAttr("loss_rtn", b.getF64FloatAttr(found.rtnLoss)),
                                                        b.getNamedAttr("loss", b.getF64FloatAttr(found.loss)),
-                                                       b.getNamedAttr("folded_into", b.getStringAttr(target->what))}));
+                                                       b.getNamedAttr("folded_into", b.getStringAttr(foldedInto))}));
     }
     return success();
   }

@@ -138,15 +138,22 @@ def dequant(b, fmt, out, n, group):
 def awq_np(W, X, fmt, group, n_grid=20):
     H = (X.T @ X).astype(np.float32).astype(np.float64)
     mean_abs = np.abs(X).mean(0).astype(np.float32)
+    # Duo scaling: mean over rows of |w| / (its group's max |w|), per input channel.
+    aw = np.abs(W.astype(np.float64)).reshape(W.shape[0], -1, group)
+    w_mean = (aw / aw.max(2, keepdims=True)).reshape(W.shape).mean(0)
     best = None
-    for k in range(n_grid):
-        a = k / n_grid
-        s = np.maximum(np.power(mean_abs.astype(np.float64), a), 1e-4).astype(np.float32)
-        s = (s / np.sqrt(s.max() * s.min())).astype(np.float32)
-        D = W - rtn_np((W * s).astype(np.float32), fmt, group) / s
-        loss = float(((D @ H) * D).sum())
-        if best is None or loss < best[1]:
-            best = (a, loss, s)
+    for duo in (False, True):
+        for k in range(n_grid):
+            a = k / n_grid
+            v = np.power(mean_abs.astype(np.float64), a)
+            if duo:
+                v = v / (np.power(w_mean, 1 - a) + 1e-4)
+            s = np.maximum(v.astype(np.float32), np.float32(1e-4))
+            s = (s / np.sqrt(s.max() * s.min())).astype(np.float32)
+            D = W - rtn_np((W * s).astype(np.float32), fmt, group) / s
+            loss = float(((D @ H) * D).sum())
+            if best is None or loss < best[1]:
+                best = (a, loss, s, duo)
     return best
 
 
@@ -182,10 +189,11 @@ def main():
         text = run_opt(opt, module(W, X, gnorm), f"lathe-awq-scale{{format={fmt} group-size={group}}}")
         alpha = float(re.search(r"alpha = ([-\d.e+]+)", text).group(1))
         loss = float(re.search(r"loss = ([-\d.e+]+)", text).group(1))
-        a, l_ref, s = awq_np(W, X, fmt, group)
+        a, l_ref, s, duo = awq_np(W, X, fmt, group)
+        ours_duo = re.search(r"duo = (true|false)", text).group(1) == "true"
         folded = np.frombuffer(blobs(text)["norm.awq"], dtype=np.float32)
-        print(f"awq {fmt} g{group}: alpha {alpha} vs numpy {a}; loss {loss:.6g} vs {l_ref:.6g}")
-        c.expect(abs(alpha - a) < 1e-9, f"awq {fmt}: alpha {alpha} vs numpy {a}")
+        print(f"awq {fmt} g{group}: alpha {alpha} duo {ours_duo} vs numpy {a} duo {duo}; loss {loss:.6g} vs {l_ref:.6g}")
+        c.expect(abs(alpha - a) < 1e-9 and ours_duo == duo, f"awq {fmt}: alpha {alpha} duo {ours_duo} vs numpy {a} duo {duo}")
         c.expect(abs(loss - l_ref) <= 1e-3 * l_ref, f"awq {fmt}: loss {loss} vs numpy {l_ref}")
         c.expect(np.allclose(folded, gnorm / s, rtol=1e-5), f"awq {fmt}: folded norm scale differs from g/s")
     sys.exit(c.finish())
