@@ -28,6 +28,8 @@ def main():
     ap.add_argument("--ctx", type=int, default=256)
     ap.add_argument("--sets", default="emma,mansfieldpark,persuasion")
     ap.add_argument("--formats", default="int4,int3")
+    ap.add_argument("--methods", default="gptq,awq")
+    ap.add_argument("--skip-minilm", action="store_true", help="only the SmolLM2 rows")
     ap.add_argument("--skip-smollm2", action="store_true", help="only the MiniLM rows")
     ap.add_argument("--minilm-sentences", type=int, default=32, help="calibration and evaluation sentences per set")
     ap.add_argument("--out", default=os.path.join(ROOT, "build", "accept", "gptq_awq_table.json"))
@@ -39,7 +41,8 @@ def main():
     text = os.path.join(corpus, "prideprejudice.txt")
 
     rows = [] if args.skip_smollm2 else smollm2_rows(args, work, gguf, corpus, text)
-    rows += minilm_rows(args, work, corpus, text)
+    if not args.skip_minilm:
+        rows += minilm_rows(args, work, corpus, text)
     json.dump({"commit": commit(), "chunks": args.chunks, "calibration": f"{args.samples}x{args.ctx}", "rows": rows},
               open(args.out, "w"), indent=1)
     print("wrote", args.out)
@@ -62,7 +65,7 @@ def smollm2_rows(args, work, gguf, corpus, text):
         art = os.path.join(work, f"smollm2.{fmt}.rtn.lathe")
         sh([args.lathe, "compile", gguf, "--recipe", recipe, "-o", art])
         rtn = ppl(art)
-        for method in ("gptq", "awq"):
+        for method in args.methods.split(","):
             closed = []
             for cal in args.sets.split(","):
                 recipe = os.path.join(work, f"{fmt}-{method}.yaml")
@@ -144,7 +147,7 @@ def minilm_rows(args, work, corpus, text):
     sh([args.lathe, "compile", onnx, "--recipe", recipe, "-o", art])
     rtn = 1 - cosine(embeddings(art), base)
     rows = []
-    for method in ("gptq", "awq"):
+    for method in args.methods.split(","):
         closed = []
         for cal in args.sets.split(","):
             cald = os.path.join(work, f"minilm.cal.{cal}")
