@@ -111,6 +111,10 @@ struct AwqScalePass : impl::AwqScaleBase<AwqScalePass> {
       getOperation().emitError("lathe-awq-scale: format must be int8, int4 or int3, not '") << format << "'";
       return signalPassFailure();
     }
+    if (unfoldable != "mul" && unfoldable != "skip") {
+      getOperation().emitError("lathe-awq-scale: unfoldable must be mul or skip, not '") << unfoldable << "'";
+      return signalPassFailure();
+    }
     if (grid < 1) {
       getOperation().emitError("lathe-awq-scale: grid must be positive");
       return signalPassFailure();
