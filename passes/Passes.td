@@ -106,9 +106,17 @@ def QuantizeWeights : Pass<"lathe-quantize-weights", "mlir::func::FuncOp"> {
   }];
   let dependentDialects = ["::lathe::ir::LatheDialect"];
   let options = [
-    Option<"format", "format", "std::string", "\"int8\"", "int8 | int4 | int3 | bf16">,
+    Option<"format", "format", "std::string", "\"int8\"",
+           "int8 | int4 | int3 | bf16 (weight-only) | w8a8 (int8 weights per output channel and int8 activations)">,
     Option<"groupSize", "group-size", "int64_t", "0",
            "weights per scale: 0 = one per output channel (int8) or 32 (int4); int4 needs a multiple of 32">,
+    Option<"actMode", "act-mode", "std::string", "\"dynamic\"",
+           "w8a8: dynamic (a scale per token at run time) | static (scales from the calibration statistics)">,
+    Option<"actGranularity", "act-granularity", "std::string", "\"tensor\"",
+           "w8a8 static: tensor (one scale) | channel (a scale per input channel, folded into the weight's columns)">,
+    Option<"actCalibration", "act-calibration", "std::string", "\"minmax\"",
+           "w8a8 static per tensor: minmax (max |x|) | percentile (of |x|, act-percentile)">,
+    Option<"actPercentile", "act-percentile", "double", "99.99", "w8a8 static percentile of |x|, in (0, 100]">,
     Option<"symmetric", "symmetric", "bool", "true", "int4: scale·(q−8) (true) or scale·q + min (false)">,
     ListOption<"include", "include", "std::string", "glob patterns on node names (empty: every linear)">,
     ListOption<"exclude", "exclude", "std::string", "glob patterns on node names to leave alone">,
@@ -126,6 +134,27 @@ def QuantizeWeights : Pass<"lathe-quantize-weights", "mlir::func::FuncOp"> {
   ];
 }
 
+def SmoothQuant : Pass<"lathe-smooth-quant", "mlir::func::FuncOp"> {
+  let summary = "SmoothQuant: move activation outliers into the weights before W8A8, s = max|x|^α / max|w|^(1−α)";
+  let description = [{
+    For each set of selected lathe.linear layers that read one input and carry
+    lathe.calibration statistics (absmax), computes per input channel
+    s_i = max|x_i|^α / max_j |W_ji|^(1−α) (over all the layers), multiplies the
+    weights' columns by s and divides the producer of the input by s — the
+    same producers as lathe-awq-scale (rms_norm/layer_norm scale and bias, a
+    linear's rows, a SwiGLU up projection, the value projection through
+    ungrouped attention) — so nothing is added at run time. Inputs no op can
+    absorb get a remark and are left alone. The statistics are rewritten for
+    the smoothed input, so static activation scales computed after it are right.
+  }];
+  let dependentDialects = ["::lathe::ir::LatheDialect"];
+  let options = [
+    Option<"alpha", "alpha", "double", "0.5", "migration strength in [0, 1]: 0 leaves x alone, 1 moves all of its range into W">,
+    ListOption<"include", "include", "std::string", "glob patterns on node names (empty: every linear)">,
+    ListOption<"exclude", "exclude", "std::string", "glob patterns on node names to leave alone">,
+    Option<"onlyCalibrated", "only-calibrated", "bool", "false", "leave layers without statistics alone">,
+  ];
+}
 def AwqScale : Pass<"lathe-awq-scale", "mlir::func::FuncOp"> {
   let summary = "AWQ channel scales: search s per input channel, fold 1/s into the producing op and s into the weights";
   let description = [{

@@ -212,6 +212,7 @@ LogicalResult Lowering::run(std::string &error) {
       operands = {q.getInput(), q.getWeight()};
       if (kernel.weightFormat != "bf16") operands.push_back(q.getScales());
       if (kernel.weightFormat == "int4" || kernel.weightFormat == "int3") operands.push_back(q.getMins());
+      if (kernel.weightFormat == "w8a8") operands.push_back(q.getActScales());
       operands.push_back(q.getBias());
     } else if (auto e = dyn_cast<ir::QuantizedEmbeddingOp>(op)) {
       kernel.op = "embedding";

@@ -7,6 +7,8 @@
 #include "passes/quantize/QuantizeUtils.h"
 #include "runtime/artifact/Incremental.h"
 #include "runtime/artifact/Vocabulary.h"
+#include "runtime/core/ThreadPool.h"
+#include "runtime/cpu/Kernels.h"
 #include "runtime/io/Npy.h"
 #include "runtime/text/Tokenizer.h"
 #include "runtime/tools/Eval.h"
@@ -24,6 +26,8 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <mutex>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -153,9 +157,54 @@ FailureOr<CalibrationData> loadCalibrationData(ModuleOp module, const std::strin
   return data;
 }
 
+namespace {
+
+/// Σ xᵀx of one tensor's rows, batch after batch, on `threads` threads with the
+/// runtime's fp32 GEMM: only the lower triangle, in column panels dealt round-
+/// robin to the threads (panel p costs ∝ width − p·panel, so dealing them out
+/// in turn balances the triangle). Each batch's product is summed in f32 over
+/// its rows in a fixed order, then added into f64, so the result does not
+/// depend on the thread count.
+class GramAccumulator {
+public:
+  GramAccumulator(core::ThreadPool &pool, const cpu::IsaTable *isa) : pool_(pool), isa_(isa) {}
+  void add(Eigen::MatrixXd &g, const float *x, int64_t rows, int64_t width) {
+    if (g.rows() != width) g = Eigen::MatrixXd::Zero(width, width);
+    transposed_.resize(size_t(rows * width));
+    batch_.resize(size_t(width * width));
+    const int64_t panel = std::max<int64_t>(isa_->gemmPanelWidth, 16), panels = (width + panel - 1) / panel;
+    const int threads = pool_.size();
+    pool_.parallelFor(width, [&](int64_t i0, int64_t i1) { // Xᵀ, in 16 × 16 tiles
+      for (int64_t r0 = 0; r0 < rows; r0 += 16)
+        for (int64_t ib = i0; ib < i1; ib += 16)
+          for (int64_t i = ib; i < std::min(i1, ib + 16); ++i)
+            for (int64_t r = r0; r < std::min(rows, r0 + 16); ++r) transposed_[size_t(i * rows + r)] = x[r * width + i];
+    }, 16);
+    pool_.parallelFor(threads, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t)
+        for (int64_t p = t; p < panels; p += threads) {
+          const int64_t j0 = p * panel, j1 = std::min(width, j0 + panel);
+          // C[i, j] for i ≥ j0, j ∈ [j0, j1): Xᵀ[j0.., :] · X[:, j0..j1).
+          cpu::GemmArgs a{transposed_.data() + j0 * rows, rows, x, width, 0, batch_.data() + j0 * width, width,
+                          nullptr, width - j0, width, rows, nullptr};
+          isa_->gemm(&a, j0, j1);
+          for (int64_t j = j0; j < j1; ++j)
+            for (int64_t i = j; i < width; ++i) g(i, j) += double(batch_[size_t(i * width + j)]);
+        }
+    });
+  }
+
+private:
+  core::ThreadPool &pool_;
+  const cpu::IsaTable *isa_;
+  std::vector<float> transposed_, batch_;
+};
+
+} // namespace
+
 LogicalResult calibrate(ModuleOp module, const CalibrationData &data, int threads, std::string &error, bool gram,
                         const std::function<bool(Operation *)> &only, const std::string &progressLabel) {
-  // Which layers to observe (by ordinal); with a filter, runs stop once all of them were seen.
+  // Which layers to observe (by ordinal); runs stop once all of them were seen.
   std::vector<char> wanted;
   module.walk([&](ir::LinearOp op) { wanted.push_back(!only || only(op)); });
   const size_t wantedCount = size_t(std::count(wanted.begin(), wanted.end(), 1));
@@ -167,7 +216,7 @@ LogicalResult calibrate(ModuleOp module, const CalibrationData &data, int thread
     std::vector<double> absmax, sumAbs;
     int64_t positions = 0;
   };
-  std::map<int32_t, Eigen::MatrixXd> grams; // per input tensor: Σ xᵀx (lower triangle)
+  std::map<int32_t, Eigen::MatrixXd> grams; // per input tensor: Σ xᵀx (lower triangle only)
   // Linear layers by ordinal: the n-th f32 linear kernel is the n-th lathe.linear
   // of the function (lowering keeps op order; node names need not be unique, e.g.
   // a fused QKV projection split in three).
@@ -183,32 +232,58 @@ LogicalResult calibrate(ModuleOp module, const CalibrationData &data, int thread
   auto session = openLowered(*lowered, threads, error);
   lowered.reset();
   if (failed(session)) return failure();
+  std::string isaError;
+  const cpu::IsaTable *isa = cpu::selectIsa("", isaError);
+  if (!isa) {
+    error = isaError;
+    return failure();
+  }
+  core::ThreadPool pool(std::max(threads > 0 ? threads : core::ThreadPool::physicalCores(), 1));
+  GramAccumulator accumulate(pool, isa);
+  std::vector<double> absmax, sumAbs;
+  // Per input tensor: a histogram of |x| over all its values, for static
+  // activation scales at a percentile (quantize::kAbsHistogramBins bins: a float's
+  // exponent and top mantissa bits, so bin edges are exact floats ~3 % apart).
+  std::map<int32_t, std::vector<uint64_t>> histograms;
+  std::mutex histogramMutex;
   (*session)->addTap("*", [&](const TapEvent &e) {
     auto it = consumers.find(e.tensorIndex);
     if (it == consumers.end() || e.tensor.dtype() != DType::F32 || e.tensor.rank() == 0) return;
     const int64_t width = e.tensor.shape().back(), rows = width ? e.tensor.numel() / width : 0;
-    if (gram) {
-      // One f32 GEMM per batch (≤ a few thousand rows: exact enough), summed in f64 across batches.
-      auto [g, inserted] = grams.try_emplace(e.tensorIndex);
-      if (inserted) g->second = Eigen::MatrixXd::Zero(width, width);
-      Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>> x(e.tensor.data<float>(), rows, width);
-      Eigen::MatrixXf batchGram(width, width);
-      batchGram.noalias() = x.transpose() * x;
-      g->second += batchGram.cast<double>();
-    }
+    const float *x = e.tensor.data<float>();
+    if (gram) accumulate.add(grams[e.tensorIndex], x, rows, width);
+    // Per-channel |x| statistics once per tensor (q/k/v read the same one), columns split over the threads.
+    absmax.assign(size_t(width), 0.0);
+    sumAbs.assign(size_t(width), 0.0);
+    std::vector<uint64_t> &histogram = histograms[e.tensorIndex];
+    histogram.resize(quantize::kAbsHistogramBins);
+    pool.parallelFor(width, [&](int64_t i0, int64_t i1) {
+      std::vector<uint32_t> local(quantize::kAbsHistogramBins, 0);
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t i = i0; i < i1; ++i) {
+          const float f = std::fabs(x[r * width + i]);
+          const double v = f;
+          absmax[size_t(i)] = std::max(absmax[size_t(i)], v);
+          sumAbs[size_t(i)] += v;
+          uint32_t bits;
+          std::memcpy(&bits, &f, 4);
+          ++local[std::min<uint32_t>(bits >> quantize::kAbsHistogramShift, quantize::kAbsHistogramBins - 1)];
+        }
+      std::lock_guard<std::mutex> lock(histogramMutex);
+      for (size_t b = 0; b < local.size(); ++b) histogram[b] += local[b];
+    }, 16);
     for (size_t layer : it->second) {
       Stats &s = stats[layer];
       if (s.absmax.empty()) s.absmax.assign(size_t(width), 0.0), s.sumAbs.assign(size_t(width), 0.0);
-      for (int64_t r = 0; r < rows; ++r)
-        for (int64_t i = 0; i < width; ++i) {
-          const double x = std::fabs(double(e.tensor.data<float>()[r * width + i]));
-          s.absmax[size_t(i)] = std::max(s.absmax[size_t(i)], x);
-          s.sumAbs[size_t(i)] += x;
-        }
+      for (int64_t i = 0; i < width; ++i) {
+        s.absmax[size_t(i)] = std::max(s.absmax[size_t(i)], absmax[size_t(i)]);
+        s.sumAbs[size_t(i)] += sumAbs[size_t(i)];
+      }
       s.positions += rows;
       ++seenThisRun;
     }
-    if (only && seenThisRun == wantedCount && running) running->requestStop();
+    // Once every wanted layer's input was seen, the rest (an LM's output head) need not run.
+    if (seenThisRun == wantedCount && running) running->requestStop();
   });
   running = session->get();
   auto started = std::chrono::steady_clock::now();
@@ -233,10 +308,16 @@ LogicalResult calibrate(ModuleOp module, const CalibrationData &data, int thread
     const int64_t k = g.rows();
     std::vector<float> full(size_t(k * k));
     for (int64_t i = 0; i < k; ++i)
-      for (int64_t j = 0; j <= i; ++j) full[size_t(i * k + j)] = full[size_t(j * k + i)] = float(0.5 * (g(i, j) + g(j, i)));
+      for (int64_t j = 0; j <= i; ++j) full[size_t(i * k + j)] = full[size_t(j * k + i)] = float(g(i, j)); // the lower triangle holds the sums
     auto type = RankedTensorType::get({k, k}, builder.getF32Type());
     Attribute attr = ir::makeResourceAttr(type, "xtx", {reinterpret_cast<const char *>(full.data()), full.size() * 4});
     for (size_t layer : consumers[tensor]) gramOf[layer] = attr;
+  }
+  std::map<size_t, Attribute> histogramOf; // linear ordinal → its input's |x| histogram
+  for (auto &[tensor, h] : histograms) {
+    auto type = RankedTensorType::get({int64_t(h.size())}, builder.getI64Type());
+    Attribute attr = ir::makeResourceAttr(type, "abs_hist", {reinterpret_cast<const char *>(h.data()), h.size() * 8});
+    for (size_t layer : consumers[tensor]) histogramOf[layer] = attr;
   }
   size_t ordinal = 0;
   module.walk([&](ir::LinearOp op) {
@@ -255,6 +336,7 @@ LogicalResult calibrate(ModuleOp module, const CalibrationData &data, int thread
         builder.getNamedAttr("absmax", vector(s.absmax, 1.0, ".absmax")),
         builder.getNamedAttr("mean_abs", vector(s.sumAbs, 1.0 / double(std::max<int64_t>(s.positions, 1)), ".mean_abs"))};
     if (auto g = gramOf.find(layer); g != gramOf.end()) entries.push_back(builder.getNamedAttr("xtx", g->second));
+    if (auto h = histogramOf.find(layer); h != histogramOf.end()) entries.push_back(builder.getNamedAttr("abs_hist", h->second));
     op->setAttr("lathe.calibration", builder.getDictionaryAttr(entries));
   });
   return success();
@@ -294,12 +376,16 @@ LogicalResult calibrateSequential(ModuleOp module, const CalibrationData &data, 
 }
 
 FailureOr<std::map<std::string, double>> measureLayerErrors(ModuleOp reference, ModuleOp compressed, const CalibrationData &data,
-                                                           int threads, std::string &error) {
+                                                           int threads, std::string &error, size_t maxBatches, size_t &used) {
   auto ref = openModule(reference, threads, error);
   if (failed(ref)) return failure();
   auto model = openModule(compressed, threads, error);
   if (failed(model)) return failure();
-  auto rows = tools::compareLayers(**model, **ref, data.batches);
+  std::vector<std::map<std::string, Tensor>> batches;
+  const size_t total = data.batches.size(), take = maxBatches && maxBatches < total ? maxBatches : total;
+  for (size_t i = 0; i < take; ++i) batches.push_back(data.batches[i * total / take]);
+  used = take;
+  auto rows = tools::compareLayers(**model, **ref, batches);
   if (!rows) {
     error = rows.error();
     return failure();

@@ -56,10 +56,11 @@ mlir::LogicalResult calibrateSequential(mlir::ModuleOp module, const Calibration
 
 /// Relative output error ‖y − y_ref‖/‖y_ref‖ of every linear layer of
 /// `compressed` against `reference` (the same model before compression) on
-/// the calibration data, by node name.
+/// the calibration data, by node name: on at most `maxBatches` of its batches,
+/// evenly spaced (all when 0); `used` is set to how many.
 mlir::FailureOr<std::map<std::string, double>> measureLayerErrors(mlir::ModuleOp reference, mlir::ModuleOp compressed,
                                                                  const CalibrationData &data, int threads,
-                                                                 std::string &error);
+                                                                 std::string &error, size_t maxBatches, size_t &used);
 
 /// Lowers `module` and opens it as a runtime session (the compiler's way to run
 /// the model it holds).

@@ -16,6 +16,12 @@ std::string QuantizeSettings::describe() const {
   std::string s = format;
   if (format != "bf16") s += " g" + (groupSize ? std::to_string(groupSize) : std::string(format == "int8" ? "channel" : "32"));
   if (format == "int4" || format == "int3") s += symmetric ? " sym" : " asym";
+  if (format == "w8a8") {
+    s = std::string(smoothAlpha ? "smoothquant a" + std::to_string(*smoothAlpha).substr(0, 4) + " + " : "") + "w8a8 " + method +
+        " activations " + actMode;
+    if (actMode == "static") s += " " + actGranularity + (actGranularity == "tensor" ? " " + actCalibration : "");
+    return s;
+  }
   if (format != "bf16") s += " " + method;
   return s;
 }
@@ -53,15 +59,45 @@ template <class T> T scalar(const YAML::Node &node, const std::string &what) {
 }
 
 QuantizeSettings parseQuantize(const YAML::Node &node, const std::string &where) {
-  onlyKeys(node, {"format", "group_size", "symmetric", "method", "dampening", "act_order"}, where);
+  onlyKeys(node, {"format", "group_size", "symmetric", "method", "dampening", "act_order", "activations", "smoothquant"}, where);
   QuantizeSettings q;
   if (node["format"]) q.format = scalar<std::string>(node["format"], "format");
-  if (q.format != "int8" && q.format != "int4" && q.format != "int3" && q.format != "bf16")
-    failAt(node["format"], "format '" + q.format + "' is not one of int8, int4, int3, bf16");
+  if (q.format != "int8" && q.format != "int4" && q.format != "int3" && q.format != "bf16" && q.format != "w8a8")
+    failAt(node["format"], "format '" + q.format + "' is not one of int8, int4, int3, bf16, w8a8");
+  const bool w8a8 = q.format == "w8a8";
+  if (YAML::Node a = node["activations"]) {
+    if (!w8a8) failAt(a, "'activations' applies to format w8a8 only (" + q.format + " keeps f32 activations)");
+    onlyKeys(a, {"mode", "granularity", "calibration", "percentile"}, "'activations'");
+    if (a["mode"]) q.actMode = scalar<std::string>(a["mode"], "mode");
+    if (q.actMode != "dynamic" && q.actMode != "static") failAt(a["mode"], "activation mode '" + q.actMode + "' is not dynamic or static");
+    const bool isStatic = q.actMode == "static";
+    for (const char *key : {"granularity", "calibration", "percentile"})
+      if (a[key] && !isStatic) failAt(a[key], std::string("'") + key + "' applies to static activation scales (mode: static)");
+    if (a["granularity"]) q.actGranularity = scalar<std::string>(a["granularity"], "granularity");
+    if (q.actGranularity != "tensor" && q.actGranularity != "channel")
+      failAt(a["granularity"], "granularity '" + q.actGranularity + "' is not tensor or channel");
+    if (a["calibration"]) q.actCalibration = scalar<std::string>(a["calibration"], "calibration");
+    if (q.actCalibration != "minmax" && q.actCalibration != "percentile")
+      failAt(a["calibration"], "calibration '" + q.actCalibration + "' is not minmax or percentile");
+    if (q.actCalibration == "percentile" && q.actGranularity == "channel")
+      failAt(a["calibration"], "per-channel activation scales are min-max; percentile applies to granularity tensor");
+    if (a["percentile"]) {
+      if (q.actCalibration != "percentile") failAt(a["percentile"], "'percentile' needs calibration: percentile");
+      q.actPercentile = scalar<double>(a["percentile"], "percentile");
+      if (!(q.actPercentile > 0 && q.actPercentile <= 100)) failAt(a["percentile"], "percentile must be in (0, 100]");
+    }
+  }
+  if (YAML::Node sq = node["smoothquant"]) {
+    if (!w8a8) failAt(sq, "'smoothquant' applies to format w8a8 only (it prepares activations for int8)");
+    onlyKeys(sq, {"alpha"}, "'smoothquant'");
+    q.smoothAlpha = sq["alpha"] ? scalar<double>(sq["alpha"], "alpha") : 0.5;
+    if (!(*q.smoothAlpha >= 0 && *q.smoothAlpha <= 1)) failAt(sq["alpha"], "alpha must be in [0, 1]");
+  }
   const bool subByte = q.format == "int4" || q.format == "int3";
   if (node["group_size"]) {
     q.groupSize = scalar<int64_t>(node["group_size"], "group_size");
     if (q.format == "bf16") failAt(node["group_size"], "bf16 has no group_size");
+    if (w8a8) failAt(node["group_size"], "w8a8 has one weight scale per output channel; it takes no group_size");
     if (q.groupSize < 0) failAt(node["group_size"], "group_size must be >= 0");
     if (subByte && (q.groupSize == 0 || q.groupSize % 32))
       failAt(node["group_size"], q.format + " needs a group_size that is a positive multiple of 32, got " + std::to_string(q.groupSize));
@@ -77,6 +113,10 @@ QuantizeSettings parseQuantize(const YAML::Node &node, const std::string &where)
     if (q.method != "rtn" && q.method != "gptq" && q.method != "awq" && q.method != "awq+gptq")
       failAt(node["method"], "unknown method '" + q.method + "' (expected rtn, gptq, awq or awq+gptq)");
     if (q.format == "bf16") failAt(node["method"], "bf16 is a storage format; it takes no method");
+    if (w8a8 && q.method != "rtn" && q.method != "gptq")
+      failAt(node["method"], "w8a8 takes method rtn or gptq (for activation-aware scales use 'smoothquant')");
+    if (w8a8 && q.method == "gptq" && q.actMode == "static" && q.actGranularity == "channel")
+      failAt(node["method"], "gptq with per-channel static activation scales is not supported");
   }
   const bool gptq = q.method == "gptq" || q.method == "awq+gptq";
   if (node["dampening"]) {
@@ -150,6 +190,13 @@ mlir::LogicalResult checkRecipeMatches(mlir::ModuleOp module, const Recipe &reci
   return mlir::success();
 }
 
+bool Recipe::needsCalibrationData() const {
+  if (defaults && defaults->needsData()) return true;
+  for (const RecipeRule &rule : overrides)
+    if (!rule.skip && rule.quantize.needsData()) return true;
+  return false;
+}
+
 bool Recipe::needsCalibration() const {
   if (defaults && defaults->calibrated()) return true;
   for (const RecipeRule &rule : overrides)
@@ -172,9 +219,21 @@ void buildCompressPipeline(mlir::OpPassManager &pm, const Recipe &recipe, bool o
       scale.onlyCalibrated = onlyCalibrated;
       fn.addPass(passes::createAwqScale(scale));
     }
+    if (q.smoothAlpha) {
+      passes::SmoothQuantOptions smooth;
+      smooth.alpha = *q.smoothAlpha;
+      smooth.include = include;
+      smooth.exclude = skipped;
+      smooth.onlyCalibrated = onlyCalibrated;
+      fn.addPass(passes::createSmoothQuant(smooth));
+    }
     passes::QuantizeWeightsOptions options;
     options.format = q.format;
     options.groupSize = q.groupSize;
+    options.actMode = q.actMode;
+    options.actGranularity = q.actGranularity;
+    options.actCalibration = q.actCalibration;
+    options.actPercentile = q.actPercentile;
     options.symmetric = q.symmetric;
     options.method = q.method == "awq+gptq" ? "gptq" : q.method;
     options.dampening = q.dampening;

@@ -3,12 +3,19 @@
 //
 //   name: int4-rtn-g128
 //   quantize:               # the default for every linear layer
-//     format: int4          # int8 | int4 | int3 | bf16
+//     format: int4          # int8 | int4 | int3 | bf16 (weight-only) | w8a8 (int8 weights and activations)
 //     group_size: 128       # int8: 0 = one scale per output channel; int4: a multiple of 32
 //     symmetric: true       # int4/int3: scale·(q−8) (q−4 for int3) or scale·q + min
 //     method: rtn           # rtn (round to nearest) | gptq | awq | awq+gptq (these need --calibration)
 //     dampening: 0.01       # gptq: λ·mean(diag H) added to H's diagonal
 //     act_order: false      # gptq: columns in decreasing input energy
+//     activations:          # w8a8 only: how the input is quantized to int8
+//       mode: dynamic       # dynamic (a scale per token at run time) | static (from --calibration)
+//       granularity: tensor # static: tensor | channel (folded into the weight's columns)
+//       calibration: minmax # static per tensor: minmax | percentile
+//       percentile: 99.99   # with calibration: percentile
+//     smoothquant:          # w8a8 only: SmoothQuant's scales first (needs --calibration)
+//       alpha: 0.5
 //   embeddings:             # optional: embedding tables to int8 (group_size 0 = one scale per row)
 //     format: int8
 //   overrides:              # first match wins; before the default
@@ -38,7 +45,14 @@ struct QuantizeSettings {
   std::string method = "rtn"; // rtn | gptq | awq | awq+gptq
   double dampening = 0.01;
   bool activationOrder = false;
+  // w8a8: activation quantization (see lathe-quantize-weights) and SmoothQuant.
+  std::string actMode = "dynamic", actGranularity = "tensor", actCalibration = "minmax";
+  double actPercentile = 99.99;
+  std::optional<double> smoothAlpha;
+  /// Whether the method needs XᵀX (gptq, awq).
   bool calibrated() const { return method != "rtn"; }
+  /// Whether it needs calibration statistics at all (also SmoothQuant and static activation scales).
+  bool needsData() const { return calibrated() || smoothAlpha || (format == "w8a8" && actMode == "static"); }
   std::string describe() const; // "int4 g128 sym rtn"
 };
 
@@ -56,6 +70,8 @@ struct Recipe {
   std::vector<RecipeRule> overrides;
   /// Whether any rule's method needs calibration statistics with XᵀX.
   bool needsCalibration() const;
+  /// Whether any rule needs calibration data (XᵀX or only per-channel statistics).
+  bool needsCalibrationData() const;
 };
 
 /// Parses and checks a recipe file. Errors name the file and line.

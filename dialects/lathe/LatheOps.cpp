@@ -506,13 +506,19 @@ LogicalResult QuantizedLinearOp::verify() {
   StringRef format = getFormat();
   Type element = w.getElementType();
   const bool subByte = format == "int4" || format == "int3";
-  bool elementOk = (format == "int8" && element.isSignlessInteger(8)) || (subByte && element.isUnsignedInteger(8)) ||
+  const bool int8 = format == "int8" || format == "w8a8";
+  bool elementOk = (int8 && element.isSignlessInteger(8)) || (subByte && element.isUnsignedInteger(8)) ||
                    (format == "bf16" && element.isBF16());
-  if (format != "int8" && !subByte && format != "bf16")
-    return emitOpError("unknown format '") << format << "' (expected int8, int4, int3 or bf16)";
+  if (!int8 && !subByte && format != "bf16")
+    return emitOpError("unknown format '") << format << "' (expected int8, int4, int3, bf16 or w8a8)";
   if (!elementOk)
-    return emitOpError("a ") << format << " weight must be " << (format == "int8" ? "i8" : subByte ? "ui8" : "bf16")
+    return emitOpError("a ") << format << " weight must be " << (int8 ? "i8" : subByte ? "ui8" : "bf16")
                              << ", got " << element;
+  if (format != "w8a8" && (getActScales() || getActScaleAttr()))
+    return emitOpError("only a w8a8 weight has act_scale(s)");
+  if (getActScales() && !getActScaleAttr()) return emitOpError("act_scales needs act_scale (the row scale)");
+  if (auto s = getActScaleAttr(); s && !(s.getValueAsDouble() > 0))
+    return emitOpError("act_scale must be positive, got ") << s.getValueAsDouble();
   if (format == "int3" && w.hasStaticShape() && w.getRank() == 2 && w.getDimSize(1) % 12)
     return emitOpError("an int3 weight stores 12 bytes per 32 weights; ") << w.getDimSize(1) << " bytes per row is not whole blocks";
   if (w.getRank() != 2 || !w.hasStaticShape()) return emitOpError("the weight must be a static 2-D tensor");
@@ -535,6 +541,13 @@ LogicalResult QuantizedLinearOp::verify() {
         return emitOpError("scales and mins must be f16 [") << out << ", " << groups << "], got " << t;
     }
     if (getMins() && !subByte) return emitOpError("only int4 and int3 weights have mins");
+    if (format == "w8a8" && group != in)
+      return emitOpError("a w8a8 weight has one scale per output channel (group_size ") << in << "), got " << group;
+  }
+  if (Value a = getActScales()) {
+    auto t = cast<RankedTensorType>(a.getType());
+    if (!t.getElementType().isF32() || t.getShape() != ArrayRef<int64_t>{in})
+      return emitOpError("act_scales must be f32 [") << in << "], got " << t;
   }
   if (getBias()) {
     auto b = shapeOf(getBias());

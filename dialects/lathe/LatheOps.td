@@ -80,17 +80,25 @@ def Lathe_QuantizedLinearOp : Lathe_InferOp<"quantized_linear", [AttrSizedOperan
               4, 6), bytes 8–11 the high bits (bit t: weight t); optional mins;
               Ŵ = scale·q + min, or scale·(q − 4) without mins.
       "bf16": weight bf16 [out, in]; no scales.
+      "w8a8": int8 weights and int8 activations: weight i8 [out, in], scales f16
+              [out, 1] (group_size = in); the input is quantized to int8 at run
+              time and the product summed in int32. Without `act_scale` per row
+              (dynamic, per token: scale = max|x|/127); with `act_scale` s
+              statically: q = round(x/s), or, with `act_scales` f32 [in] (per-
+              channel multipliers, the channel scales already folded into the
+              weight), q = round(x·act_scales) and the row scale is s.
     Scales and mins have ceil(in/group_size) columns: groups of group_size weights
     along in_features, the last possibly shorter (int4: multiples of 32;
     group_size = in_features gives one scale per output channel).
   }];
   let arguments = (ins AnyRankedTensor:$input, AnyRankedTensor:$weight,
                        Optional<AnyRankedTensor>:$scales, Optional<AnyRankedTensor>:$mins,
-                       Optional<AnyRankedTensor>:$bias, StrAttr:$format, I64Attr:$group_size);
+                       Optional<AnyRankedTensor>:$bias, Optional<AnyRankedTensor>:$act_scales,
+                       StrAttr:$format, I64Attr:$group_size, OptionalAttr<F32Attr>:$act_scale);
   let results = (outs AnyRankedTensor:$result);
   let hasVerifier = 1;
   let assemblyFormat = [{
-    $input `,` $weight (`scales` $scales^)? (`mins` $mins^)? (`bias` $bias^)? attr-dict `:`
+    $input `,` $weight (`scales` $scales^)? (`mins` $mins^)? (`bias` $bias^)? (`act_scales` $act_scales^)? attr-dict `:`
     functional-type(operands, results)
   }];
   let extraClassDeclaration = [{

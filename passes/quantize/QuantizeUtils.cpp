@@ -54,6 +54,30 @@ std::optional<std::vector<float>> calibrationArray(Operation *op, llvm::StringRe
   return readF32(attr);
 }
 
+std::optional<double> absPercentile(Operation *op, double percent, double absmax) {
+  auto stats = op->getAttrOfType<DictionaryAttr>("lathe.calibration");
+  auto resource = stats ? stats.getAs<DenseResourceElementsAttr>("abs_hist") : DenseResourceElementsAttr();
+  AsmResourceBlob *blob = resource ? resource.getRawHandle().getBlob() : nullptr;
+  if (!blob || blob->getData().size() != size_t(kAbsHistogramBins) * 8) return std::nullopt;
+  std::vector<uint64_t> counts(kAbsHistogramBins);
+  std::memcpy(counts.data(), blob->getData().data(), counts.size() * 8);
+  uint64_t total = 0;
+  for (uint64_t c : counts) total += c;
+  if (total == 0) return 0.0;
+  const double want = std::clamp(percent, 0.0, 100.0) / 100.0 * double(total);
+  uint64_t seen = 0;
+  for (uint32_t b = 0; b < kAbsHistogramBins; ++b) {
+    seen += counts[b];
+    if (double(seen) >= want && seen > 0) {
+      const uint32_t edge = (b + 1) << kAbsHistogramShift; // the smallest float above the bin
+      float value;
+      std::memcpy(&value, &edge, 4);
+      return std::min(double(value), absmax);
+    }
+  }
+  return absmax;
+}
+
 ElementsAttr f32Resource(RankedTensorType type, llvm::StringRef blobName, const std::vector<float> &values) {
   return ir::makeResourceAttr(type, blobName, {reinterpret_cast<const char *>(values.data()), values.size() * 4});
 }

@@ -28,6 +28,16 @@ std::optional<std::vector<float>> readF32(mlir::ElementsAttr attr);
 /// "absmax"), or nullopt when absent or not `count` f32 values.
 std::optional<std::vector<float>> calibrationArray(mlir::Operation *op, llvm::StringRef key, int64_t count);
 
+/// The calibration histogram of |x| (lathe.calibration abs_hist, i64 counts):
+/// bin b holds the values whose f32 bit pattern shifted right by
+/// kAbsHistogramShift is b, so bins are ordered and their edges exact floats.
+constexpr int kAbsHistogramShift = 18;
+constexpr uint32_t kAbsHistogramBins = 1u << (31 - kAbsHistogramShift);
+/// The `percent` percentile of |x| from the op's histogram (the upper edge of
+/// the bin where the cumulative count reaches it, at most `absmax`), or
+/// nullopt without a histogram.
+std::optional<double> absPercentile(mlir::Operation *op, double percent, double absmax);
+
 /// A dense_resource f32 constant of `type` holding `values`.
 mlir::ElementsAttr f32Resource(mlir::RankedTensorType type, llvm::StringRef blobName, const std::vector<float> &values);
 

@@ -10,6 +10,10 @@
 //   int3: 32-weight blocks of 12 bytes, symmetric d = m / -4, ŵ = d·(q − 4), or
 //         asymmetric d = (max − min) / 7, ŵ = d·q + min; q in 0..7
 //   bf16: round to nearest even.
+//   w8a8: int8 weights as int8 per output channel, and the input quantized to
+//         int8 at run time: per token (dynamic) or with static scales from the
+//         calibration statistics (per tensor: max |x| or a percentile of |x|;
+//         per channel: max |x_i|, folded into the weight's columns).
 // Scales and mins are rounded to f16 first and the codes computed against the
 // rounded values, so the runtime's ŵ is exactly what the pass measured. Each
 // new op carries lathe.compression = {method, bits_per_weight, bytes_before,
@@ -24,6 +28,7 @@
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/Builders.h"
 
+#include <algorithm>
 #include <cmath>
 
 using namespace mlir;
@@ -39,9 +44,27 @@ struct QuantizeWeightsPass : impl::QuantizeWeightsBase<QuantizeWeightsPass> {
   using QuantizeWeightsBase::QuantizeWeightsBase;
 
   void runOnOperation() override {
-    if (format != "int8" && format != "int4" && format != "int3" && format != "bf16") {
-      getOperation().emitError("lathe-quantize-weights: unknown format '") << format << "' (int8, int4, int3 or bf16)";
+    if (format != "int8" && format != "int4" && format != "int3" && format != "bf16" && format != "w8a8") {
+      getOperation().emitError("lathe-quantize-weights: unknown format '") << format << "' (int8, int4, int3, bf16 or w8a8)";
       return signalPassFailure();
+    }
+    if (format == "w8a8") {
+      std::string bad;
+      if (actMode != "dynamic" && actMode != "static") bad = "act-mode must be dynamic or static, not '" + actMode + "'";
+      else if (actGranularity != "tensor" && actGranularity != "channel")
+        bad = "act-granularity must be tensor or channel, not '" + actGranularity + "'";
+      else if (actCalibration != "minmax" && actCalibration != "percentile")
+        bad = "act-calibration must be minmax or percentile, not '" + actCalibration + "'";
+      else if (!(actPercentile > 0 && actPercentile <= 100)) bad = "act-percentile must be in (0, 100]";
+      else if (actGranularity == "channel" && actCalibration == "percentile")
+        bad = "per-channel activation scales are min-max (the histogram is per tensor)";
+      else if (method == "awq") bad = "w8a8 takes method rtn or gptq (SmoothQuant is the activation-aware step: lathe-smooth-quant)";
+      else if (method == "gptq" && actMode == "static" && actGranularity == "channel")
+        bad = "gptq with per-channel static activation scales is not supported (use per-tensor or dynamic scales)";
+      if (!bad.empty()) {
+        getOperation().emitError("lathe-quantize-weights: w8a8: ") << bad;
+        return signalPassFailure();
+      }
     }
     if (method != "rtn" && method != "gptq" && method != "awq") {
       getOperation().emitError("lathe-quantize-weights: unknown method '") << method << "' (rtn, gptq or awq)";
@@ -125,8 +148,9 @@ struct QuantizeWeightsPass : impl::QuantizeWeightsBase<QuantizeWeightsPass> {
     auto weights = quantize::readF32(weightOp.getValue());
     if (!weights) return op.emitError("cannot read the weight of this linear layer");
     const int64_t out = type.getDimSize(0), in = type.getDimSize(1);
+    const bool w8a8 = format == "w8a8";
     int64_t group = groupSize;
-    if (format == "int8" && group == 0) group = in;
+    if ((format == "int8" && group == 0) || w8a8) group = in;
     const bool subByte = format == "int4" || format == "int3";
     if (subByte && group == 0) group = 32;
     if (subByte && (group % 32 || in % 32)) {
@@ -145,7 +169,39 @@ struct QuantizeWeightsPass : impl::QuantizeWeightsBase<QuantizeWeightsPass> {
                                        << in << "x" << in << "): compile with --calibration";
       }
     }
-    const quantize::GridSpec spec{format, group, format == "int8" ? true : bool(symmetric)};
+    // W8A8: static activation scales from the calibration statistics. Per
+    // channel, the scales c_i multiply the weight's columns before it is
+    // quantized, and the runtime quantizes x_i / c_i (act_scales = 1/c).
+    float actScale = 0;
+    std::vector<float> actInverse;
+    if (w8a8 && actMode == "static") {
+      auto absmax = quantize::calibrationArray(op, "absmax", in);
+      if (!absmax) {
+        if (onlyCalibrated) return success();
+        return op.emitError("w8a8 static activation scales need this layer's calibration statistics (max |x| of ")
+               << in << " channels): compile with --calibration";
+      }
+      const double maxAll = *std::max_element(absmax->begin(), absmax->end());
+      if (actGranularity == "tensor") {
+        double range = maxAll;
+        if (actCalibration == "percentile") {
+          auto p = quantize::absPercentile(op, actPercentile, maxAll);
+          if (!p) return op.emitError("w8a8 percentile scales need the calibration histogram of |x| (abs_hist)");
+          range = *p;
+        }
+        actScale = range > 0 ? float(range / 127.0) : 1.f; // an input that was always 0: any scale
+      } else {
+        actScale = 1.f;
+        actInverse.resize(size_t(in));
+        const double floor = maxAll > 0 ? maxAll * 1e-6 : 1.0;
+        for (int64_t i = 0; i < in; ++i) {
+          const float c = float(std::max(double((*absmax)[size_t(i)]), floor) / 127.0);
+          actInverse[size_t(i)] = 1.f / c;
+          for (int64_t r = 0; r < out; ++r) (*weights)[size_t(r * in + i)] *= c;
+        }
+      }
+    }
+    const quantize::GridSpec spec{w8a8 ? std::string("int8") : std::string(format), group, format == "int8" || w8a8 ? true : bool(symmetric)};
     // Every integer method yields a grid per group and a code per weight; they are
     // packed once, and Ŵ for the layer's output error comes from the same grids.
     quantize::Quantized q;
@@ -168,7 +224,7 @@ struct QuantizeWeightsPass : impl::QuantizeWeightsBase<QuantizeWeightsPass> {
     // The layer's output error on the calibration inputs, from XᵀX (the report's
     // measured error covers the whole model; this one is the layer alone).
     double outputError = -1;
-    if (gram) {
+    if (gram && actInverse.empty()) { // (per-channel W8A8 scaled the weight, not the statistics)
       const int64_t groups = spec.groupsPerRow(in);
       std::vector<float> hat(static_cast<size_t>(out * in));
       for (int64_t r = 0; r < out; ++r)
@@ -183,7 +239,7 @@ struct QuantizeWeightsPass : impl::QuantizeWeightsBase<QuantizeWeightsPass> {
       return b.create<ConstantOp>(loc, t, makeResourceAttr(t, (base + suffix).str(), bytes));
     };
     auto i8 = IntegerType::get(&getContext(), 8), u8 = IntegerType::get(&getContext(), 8, IntegerType::Unsigned);
-    Type weightType = format == "int8" ? Type(i8) : subByte ? Type(u8) : Type(b.getBF16Type());
+    Type weightType = format == "int8" || w8a8 ? Type(i8) : subByte ? Type(u8) : Type(b.getBF16Type());
     const int64_t stored = format == "int4" ? in / 2 : format == "int3" ? in / 32 * 12 : in;
     Value w = constant(RankedTensorType::get({out, stored}, weightType), q.codes, ".q");
     Value scales, mins;
@@ -192,14 +248,24 @@ struct QuantizeWeightsPass : impl::QuantizeWeightsBase<QuantizeWeightsPass> {
       scales = constant(st, q.scales, ".scales");
       if (!q.mins.empty()) mins = constant(st, q.mins, ".mins");
     }
-    auto replacement = b.create<QuantizedLinearOp>(loc, op.getType(), op.getInput(), w, scales, mins, op.getBias(),
-                                                   b.getStringAttr(format), b.getI64IntegerAttr(format == "bf16" ? in : group));
+    Value actScales;
+    if (!actInverse.empty()) {
+      auto at = RankedTensorType::get({in}, b.getF32Type());
+      actScales = b.create<ConstantOp>(loc, at, quantize::f32Resource(at, base + ".act_scales", actInverse));
+    }
+    auto replacement = b.create<QuantizedLinearOp>(loc, op.getType(), op.getInput(), w, scales, mins, op.getBias(), actScales,
+                                                   b.getStringAttr(format), b.getI64IntegerAttr(format == "bf16" ? in : group),
+                                                   actScale > 0 ? b.getF32FloatAttr(actScale) : FloatAttr());
     const double bytesBefore = double(out) * double(in) * 4.0;
-    const double bytesAfter = double(q.codes.size() + q.scales.size() + q.mins.size());
+    const double bytesAfter = double(q.codes.size() + q.scales.size() + q.mins.size() + actInverse.size() * 4);
     std::string label = method;
     if (op->hasAttr("lathe.awq")) label = method == "awq" ? "awq" : "awq+" + label;
-    std::string methodName = format == "bf16" ? "bf16" : (format + (subByte ? (symmetric ? "-sym" : "-asym") : "") + "-" + label +
-                                                          "-g" + std::to_string(group));
+    std::string methodName =
+        format == "bf16" ? "bf16"
+        : w8a8 ? std::string(op->hasAttr("lathe.smoothquant") ? "sq+" : "") + "w8a8-" +
+                     (actMode == "dynamic" ? "dynamic"
+                      : "static-" + actGranularity + (actGranularity == "tensor" ? "-" + actCalibration : "")) + "-" + label
+               : (format + (subByte ? (symmetric ? "-sym" : "-asym") : "") + "-" + label + "-g" + std::to_string(group));
     replacement->setAttr("lathe.compression",
                          b.getDictionaryAttr({b.getNamedAttr("method", b.getStringAttr(methodName)),
                                               b.getNamedAttr("bits_per_weight", b.getF64FloatAttr(8.0 * bytesAfter / double(out * in))),

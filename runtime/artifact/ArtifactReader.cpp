@@ -30,6 +30,8 @@ const std::map<std::string, OpRule> &opRules() {
     r["linear:int4"] = {{{'F', -2, false}, {'I', 2, false}, {'F', 2, false}, {'F', 2, true}, {'F', 1, true}}, false, 1, 1, 'F'};
     r["linear:int3"] = r["linear:int4"];
     r["linear:bf16"] = {{{'F', -2, false}, {'F', 2, false}, {'F', 1, true}}, false, 1, 1, 'F'};
+    // (x, q, scales, act_scales?, bias?)
+    r["linear:w8a8"] = {{{'F', -2, false}, {'I', 2, false}, {'F', 2, false}, {'F', 1, true}, {'F', 1, true}}, false, 1, 1, 'F'};
     r["embedding:int8"] = {{{'I', 2, false}, {'I', -1, false}, {'F', 2, false}}, false, 1, 1, 'F'};
     r["matmul"] = {{{'F', -2, false}, {'F', -2, false}}, false, 1, 1, 'F'};
     r["attention"] = {{{'F', 4, false}, {'F', 4, false}, {'F', 4, false}, {'A', -1, true}}, false, 1, 1, 'F'};

@@ -166,6 +166,22 @@ Expected<std::unique_ptr<Session>> Session::open(const std::string &path, const 
       if (kernel.op != "linear" || kernel.inputs.size() < 2 || kernel.inputs[1] < 0) continue;
       const auto &w = spec.tensors[size_t(kernel.inputs[1])];
       const void *data = weightData[size_t(kernel.inputs[1])];
+      if (kernel.weightFormat == "w8a8") {
+        // int8 weights for the level's int8 GEMM, with their scales as f32.
+        const void *scales = kernel.inputs.size() > 2 && kernel.inputs[2] >= 0 ? weightData[size_t(kernel.inputs[2])] : nullptr;
+        const cpu::Int8Table *t = cpu::int8TableFor(impl->isa->name);
+        if (!data || !scales || !t || w.dtype != DType::I8 || w.shape.size() != 2 || !w.shape[0].isStatic() || !w.shape[1].isStatic())
+          continue; // the kernel's shape check reports what is wrong
+        const int64_t n = w.shape[0].value, kk = w.shape[1].value;
+        const auto &st = spec.tensors[size_t(kernel.inputs[2])];
+        if (st.dtype != DType::F16 || st.shape.size() != 2 || !st.shape[0].isStatic() || st.shape[0].value != n ||
+            !st.shape[1].isStatic() || st.shape[1].value != 1)
+          continue;
+        auto &packed = impl->packedWeights[k];
+        packed.resize(size_t(cpu::w8a8PackedFloats(t, n, kk)));
+        cpu::w8a8Pack(t, static_cast<const int8_t *>(data), static_cast<const uint16_t *>(scales), n, kk, packed.data());
+        continue;
+      }
       if (!data || w.dtype != DType::F32 || w.shape.size() != 2 || !w.shape[0].isStatic() || !w.shape[1].isStatic()) continue;
       int64_t n = w.shape[0].value, kk = w.shape[1].value;
       if (n == 0 || kk == 0) continue;

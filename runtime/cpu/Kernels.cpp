@@ -569,6 +569,83 @@ std::string runQuantLinear(KernelContext &c) {
   return "";
 }
 
+// W8A8 linear layers (weight format "w8a8", runtime/cpu/Int8Gemm.h):
+//   (x f32, q i8 [n, k], scales f16 [n, 1], act_scales f32 [k]?, bias f32 [n]?),
+//   attribute act_scale (absent: dynamic per-row activation scales).
+// Session::open packs q for the level's int8 table (w8a8PackedBytes: the
+// packed weight, then the n scales as f32), so each call quantizes x once,
+// then multiplies in int32 with the dequantization fused in the epilogue.
+struct W8a8Operands {
+  const View *q, *scales, *actScales, *bias;
+  int64_t n, k;
+  float actScale; // 0: dynamic
+};
+std::string w8a8Operands(KernelContext &c, W8a8Operands &o) {
+  auto at = [&](size_t i) { return i < c.inputs.size() ? c.inputs[i] : nullptr; };
+  o.q = at(1), o.scales = at(2), o.actScales = at(3), o.bias = at(4);
+  if (auto e = needFloat32(c, 0); !e.empty()) return e;
+  if (!o.q || o.q->shape.size() != 2 || o.q->dtype != DType::I8) return fail(c, "the w8a8 weight must be i8 [out, in]");
+  o.n = o.q->shape[0], o.k = o.q->shape[1];
+  if (!o.scales || o.scales->dtype != DType::F16 || o.scales->shape != std::vector<int64_t>{o.n, 1})
+    return fail(c, "the w8a8 scales must be f16 [" + std::to_string(o.n) + ", 1]" + (o.scales ? ", found " + desc(*o.scales) : std::string()));
+  const double s = floatAttr(c, "act_scale", 0.0);
+  if (!(s >= 0) || !std::isfinite(s)) return fail(c, "act_scale must be a positive number, found " + std::to_string(s));
+  o.actScale = float(s);
+  if (o.actScales && (o.actScales->dtype != DType::F32 || o.actScales->numel() != o.k || o.actScale == 0))
+    return fail(c, "act_scales must be f32 [" + std::to_string(o.k) + "] with a positive act_scale, found " + desc(*o.actScales));
+  if (o.bias && (o.bias->dtype != DType::F32 || o.bias->numel() != o.n))
+    return fail(c, "bias " + desc(*o.bias) + " does not match " + std::to_string(o.n) + " outputs");
+  return "";
+}
+std::string shapeW8a8Linear(KernelContext &c) {
+  W8a8Operands o;
+  if (auto e = w8a8Operands(c, o); !e.empty()) return e;
+  const View &x = *c.inputs[0];
+  if (x.shape.empty() || x.shape.back() != o.k)
+    return fail(c, "input " + desc(x) + " does not have the weight's " + std::to_string(o.k) + " input features");
+  c.outputs[0]->shape = x.shape;
+  c.outputs[0]->shape.back() = o.n;
+  return "";
+}
+std::string runW8a8Linear(KernelContext &c) {
+  W8a8Operands o;
+  if (auto e = w8a8Operands(c, o); !e.empty()) return e;
+  const Int8Table *t = int8TableFor(c.isa->name);
+  if (!t) return fail(c, std::string("no int8 kernels for instruction set ") + c.isa->name);
+  const View &x = *c.inputs[0];
+  const int64_t n = o.n, k = o.k, m = k ? x.numel() / k : 0;
+  // The packed weight from Session::open, or (a weight computed at run time) packed here.
+  std::vector<float> local;
+  const float *packed = c.packedWeight;
+  if (!packed) {
+    local.resize(size_t(w8a8PackedFloats(t, n, k)));
+    w8a8Pack(t, static_cast<const int8_t *>(o.q->data), static_cast<const uint16_t *>(o.scales->data), n, k, local.data());
+    packed = local.data();
+  }
+  // Scratch kept per calling thread (the pool's workers only see the pointers:
+  // a thread_local named inside the lambdas would be each worker's own).
+  thread_local std::vector<uint8_t> xqStorage;
+  thread_local std::vector<float> rowScaleStorage;
+  xqStorage.resize(size_t(t->activationBytes(m, k)));
+  rowScaleStorage.resize(size_t(m));
+  uint8_t *xq = xqStorage.data();
+  float *rowScale = rowScaleStorage.data();
+  const float *inv = o.actScales ? static_cast<const float *>(o.actScales->data) : nullptr;
+  c.pool->parallelFor(m, [&](int64_t b, int64_t e) {
+    t->quantizeActivations(static_cast<const float *>(x.data), k, k, b, e, inv, o.actScale, xq, rowScale);
+  });
+  Int8GemmArgs a{xq, reinterpret_cast<const uint8_t *>(packed), rowScale,
+                 packed + w8a8ScaleOffsetFloats(t, n, k), o.bias ? static_cast<const float *>(o.bias->data) : nullptr,
+                 static_cast<float *>(c.outputs[0]->data), n, m, n, k};
+  const int64_t panels = (n + t->panelWidth - 1) / t->panelWidth;
+  const int threads = c.pool->size();
+  if (panels >= 2 * threads || m < 2 * 12 * threads)
+    c.pool->parallelFor(n, [&](int64_t b, int64_t e) { t->gemm(&a, b, e); }, t->panelWidth);
+  else
+    c.pool->parallelFor(m, [&](int64_t b, int64_t e) { t->gemmRows(&a, b, e); }, 12);
+  return "";
+}
+
 std::string shapeMatmul(KernelContext &c) {
   for (size_t i = 0; i < 2; ++i) if (auto e = needFloat32(c, i); !e.empty()) return e;
   std::vector<int64_t> a = c.inputs[0]->shape, b = c.inputs[1]->shape;
@@ -1363,6 +1440,7 @@ Registry &registry() {
     add("linear", shapeLinear, runLinear);
     for (const char *format : {"int8", "int4", "int3", "bf16"})
       reg->entries[{"linear", format, "cpu"}] = KernelEntry{shapeQuantLinear, runQuantLinear, false, {}};
+    reg->entries[{"linear", "w8a8", "cpu"}] = KernelEntry{shapeW8a8Linear, runW8a8Linear, false, {}};
     reg->entries[{"embedding", "int8", "cpu"}] = KernelEntry{shapeEmbeddingInt8, runEmbeddingInt8, false, {}};
     add("matmul", shapeMatmul, runMatmul);
     add("attention", shapeAttention, runAttention);
@@ -1397,6 +1475,14 @@ Registry &registry() {
 }
 
 } // namespace
+
+int64_t w8a8ScaleOffsetFloats(const Int8Table *t, int64_t n, int64_t k) { return (t->packedWeightBytes(n, k) + 63) / 64 * 16; }
+int64_t w8a8PackedFloats(const Int8Table *t, int64_t n, int64_t k) { return w8a8ScaleOffsetFloats(t, n, k) + n; }
+void w8a8Pack(const Int8Table *t, const int8_t *q, const uint16_t *scales, int64_t n, int64_t k, float *packed) {
+  t->packWeights(q, n, k, reinterpret_cast<uint8_t *>(packed));
+  float *s = packed + w8a8ScaleOffsetFloats(t, n, k);
+  for (int64_t j = 0; j < n; ++j) s[j] = halfToFloat(scales[j]);
+}
 
 const KernelEntry *findKernel(const std::string &op, const std::string &weightFormat, const std::string &device) {
   Registry &r = registry();

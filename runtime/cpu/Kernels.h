@@ -8,6 +8,7 @@
 #include "lathe/Tensor.h"
 #include "runtime/artifact/ArtifactSpec.h"
 #include "runtime/core/ThreadPool.h"
+#include "runtime/cpu/Int8Gemm.h"
 #include "runtime/cpu/IsaKernels.h"
 
 #include <string>
@@ -41,7 +42,7 @@ struct KernelContext {
   std::vector<View *> outputs;      // dtype preset from the artifact; shape set by the shape function
   core::ThreadPool *pool = nullptr;
   const IsaTable *isa = nullptr;
-  const float *packedWeight = nullptr; // linear: operand 1 pre-packed for isa->gemm, or null
+  const float *packedWeight = nullptr; // linear: operand 1 pre-packed for isa->gemm (w8a8: w8a8Pack), or null
   // Incremental decoding: `positions` counts from positionOffset; `attention`
   // appends its key/value rows to `cache` at `past` and attends over the whole
   // cache (its mask operand, from all-ones attention masks, is not read).
@@ -69,5 +70,12 @@ const IsaTable *selectIsa(const std::string &forced, std::string &error);
 /// The levels this CPU can run, lowest first.
 std::vector<std::string> supportedIsas();
 const IsaTable *isaByName(const std::string &name);
+
+/// W8A8 weights as Session::open keeps them (in a float buffer, for
+/// KernelContext::packedWeight): t's packed layout padded to 64 bytes, then
+/// the n per-channel scales as f32.
+int64_t w8a8PackedFloats(const Int8Table *t, int64_t n, int64_t k);
+int64_t w8a8ScaleOffsetFloats(const Int8Table *t, int64_t n, int64_t k);
+void w8a8Pack(const Int8Table *t, const int8_t *q, const uint16_t *scales, int64_t n, int64_t k, float *packed);
 
 } // namespace lathe::cpu

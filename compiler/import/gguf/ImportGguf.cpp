@@ -339,8 +339,8 @@ Value Builder::nativeLinear(Value x, const std::string &tensorName, RowLayout la
   SmallVector<int64_t> outShape(cast<RankedTensorType>(x.getType()).getShape());
   outShape.back() = rows;
   auto resultType = RankedTensorType::get(outShape, builder_.getF32Type());
-  auto op = builder_.create<ir::QuantizedLinearOp>(loc_, resultType, x, w, s, m, Value(),
-                                                   builder_.getStringAttr(q8 ? "int8" : "int4"), builder_.getI64IntegerAttr(32));
+  auto op = builder_.create<ir::QuantizedLinearOp>(loc_, resultType, x, w, s, m, Value(), Value(),
+                                                   builder_.getStringAttr(q8 ? "int8" : "int4"), builder_.getI64IntegerAttr(32), FloatAttr());
   const double after = double(codes.size() + scales.size() + mins.size());
   op->setAttr("lathe.compression",
               builder_.getDictionaryAttr(
