@@ -2,6 +2,8 @@
 // through the runtime on calibration inputs with taps on every linear layer's
 // input and writes what it saw into the IR, keyed by the layer:
 //   lathe.calibration = {positions: N, absmax: dense_resource<[in] f32>, mean_abs: dense_resource<[in] f32>,
+//                        abs_hist: dense_resource<[8192] i64>  (counts of |x| by f32 exponent and top mantissa
+//                                  bits, for static activation scales at a percentile),
 //                        xtx: dense_resource<[in, in] f32>  (only when asked: Σ xᵀx over the positions)}
 // on each lathe.linear (per input channel: max |x| and mean |x| over every
 // calibration position; layers reading the same tensor share one XᵀX blob). The compression passes read it from there, so

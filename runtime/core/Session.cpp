@@ -10,6 +10,7 @@
 #include "runtime/cpu/Kernels.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 
@@ -70,6 +71,7 @@ struct Session::Impl {
   // Linear weights re-laid out once for this ISA's GEMM panels (per kernel,
   // empty when the weight is not a constant f32 [n, k] tensor).
   std::vector<std::vector<float>> packedWeights;
+  uint64_t runSerial = 0; // this execution's KernelContext::runSerial
 
   // Incremental decoding.
   artifact::IncrementalPlan incremental;
@@ -263,6 +265,7 @@ std::string Session::Impl::runKernel(size_t k, Plan &plan) {
   ctx.spec = &kernel;
   ctx.pool = pool.get();
   ctx.isa = isa;
+  ctx.runSerial = runSerial;
   if (k < packedWeights.size() && !packedWeights[k].empty()) ctx.packedWeight = packedWeights[k].data();
   for (int32_t in : kernel.inputs) ctx.inputs.push_back(in >= 0 ? &plan.views[size_t(in)] : nullptr);
   for (int32_t out : kernel.outputs) ctx.outputs.push_back(&plan.views[size_t(out)]);
@@ -417,6 +420,8 @@ void Session::Impl::fireTaps(size_t k, Plan &plan) {
 }
 
 Expected<Plan *> Session::Impl::execute(const std::map<std::string, Tensor> &feeds, bool decoding) {
+  static std::atomic<uint64_t> serials{0};
+  runSerial = ++serials;
   std::map<std::string, std::vector<int64_t>> shapes;
   std::map<std::string, DType> dtypes;
   for (const auto &[name, t] : feeds) {

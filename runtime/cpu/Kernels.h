@@ -48,6 +48,10 @@ struct KernelContext {
   // cache (its mask operand, from all-ones attention masks, is not read).
   int64_t positionOffset = 0;
   KvCache *cache = nullptr;
+  // Unique per Session::run (from a process-wide counter): within one run a
+  // tensor index names one value, so kernels may reuse work derived from an
+  // input (W8A8's quantized activations, shared by q/k/v) keyed by it.
+  uint64_t runSerial = 0;
 };
 
 using KernelFn = std::string (*)(KernelContext &);
