@@ -168,7 +168,7 @@ def main():
     rc, _, err = run([args.lathe, "compile", gguf, "--calibration", calib, "--calibration-samples", "1",
                       "--calibration-ctx", "64", "--compile-to", "compress", "-o", ir])
     text_ir = open(ir).read() if rc == 0 else ""
-    c.expect(rc == 0 and len(re.findall(r"lathe\.calibration = \{absmax = dense_resource", text_ir)) == 211 and
+    c.expect(rc == 0 and len(re.findall(r"lathe\.calibration = \{(?:abs_hist = dense_resource<[^>]+> : tensor<[^>]+>, )?absmax = dense_resource", text_ir)) == 211 and
              "positions = 64" in text_ir, f"calibration statistics not in the IR: rc {rc} {err.strip()[-200:]}")
     ids = os.path.join(tmp, "calib_ids.npy")
     np.save(ids, np.arange(3, 3 + 300, dtype=np.int64))
@@ -257,7 +257,7 @@ def main():
         text_ir = open(mlir).read()
         blobs = {m.group(1).strip('"'): np.frombuffer(bytes.fromhex(m.group(2)[8:]), dtype=np.float32)
                  for m in re.finditer(r'^\s+("?[^\s"]+"?): "0x([0-9A-F]+)"', text_ir, re.M)}
-        first = re.search(r"lathe\.calibration = \{absmax = dense_resource<([^>]+)>[^}]*mean_abs = dense_resource<([^>]+)>"
+        first = re.search(r"lathe\.calibration = \{(?:abs_hist = dense_resource<[^>]+> : tensor<[^>]+>, )?absmax = dense_resource<([^>]+)>[^}]*mean_abs = dense_resource<([^>]+)>"
                           r"[^}]*positions = (\d+)[^}]*xtx = dense_resource<([^>]+)>", text_ir)
         c.expect(first is not None, "no lathe.calibration with xtx in the IR")
         if first:
