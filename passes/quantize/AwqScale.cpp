@@ -184,12 +184,15 @@ FailureOr<std::string> applyScales(Value input, ArrayRef<LinearOp> layers, std::
   return foldedInto;
 }
 
-/// The selected lathe.linear layers with a constant static f32 weight, grouped by their input.
-template <class Selected>
-llvm::MapVector<Value, SmallVector<LinearOp>> layersByInput(func::FuncOp fn, Selected selected) {
+/// The lathe.linear layers with a constant static f32 weight whose node name
+/// matches `include` (all when empty) and no `exclude` pattern, grouped by their input.
+llvm::MapVector<Value, SmallVector<LinearOp>> layersByInput(func::FuncOp fn, ArrayRef<std::string> include,
+                                                             ArrayRef<std::string> exclude) {
   llvm::MapVector<Value, SmallVector<LinearOp>> groups;
   fn.walk([&](LinearOp op) {
-    if (selected(op) && constantF32(op.getWeight()) && cast<RankedTensorType>(op.getWeight().getType()).hasStaticShape())
+    std::string name = quantize::opName(op);
+    if (quantize::matchesAny(name, include, true) && !quantize::matchesAny(name, exclude, false) &&
+        constantF32(op.getWeight()) && cast<RankedTensorType>(op.getWeight().getType()).hasStaticShape())
       groups[op.getInput()].push_back(op);
   });
   return groups;
@@ -228,11 +231,7 @@ struct AwqScalePass : impl::AwqScaleBase<AwqScalePass> {
       getOperation().emitError("lathe-awq-scale: grid must be positive");
       return signalPassFailure();
     }
-    auto selected = [&](Operation *op) {
-      std::string name = quantize::opName(op);
-      return quantize::matchesAny(name, include, true) && !quantize::matchesAny(name, exclude, false);
-    };
-    auto groups = layersByInput(getOperation(), selected);
+    auto groups = layersByInput(getOperation(), include, exclude);
     for (auto &[input, layers] : groups)
       if (failed(scaleGroup(input, layers))) return signalPassFailure();
   }
@@ -301,11 +300,7 @@ struct SmoothQuantPass : impl::SmoothQuantBase<SmoothQuantPass> {
       getOperation().emitError("lathe-smooth-quant: alpha must be in [0, 1], got ") << alpha.getValue();
       return signalPassFailure();
     }
-    auto selected = [&](Operation *op) {
-      std::string name = quantize::opName(op);
-      return quantize::matchesAny(name, include, true) && !quantize::matchesAny(name, exclude, false);
-    };
-    auto groups = layersByInput(getOperation(), selected);
+    auto groups = layersByInput(getOperation(), include, exclude);
     for (auto &[input, layers] : groups)
       if (failed(smoothGroup(input, layers))) return signalPassFailure();
   }

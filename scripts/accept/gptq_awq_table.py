@@ -116,6 +116,18 @@ def minilm_batch(tokenizer_json, texts, seq, out_dir):
         sys.exit(f"tokenizing for MiniLM failed:\n{p.stderr[-2000:]}")
 
 
+def minilm_embeddings(lathe, artifact, inputs_dir, out_dir):
+    """Mean-pooled (over real tokens) last_hidden_state of `artifact` run on the batch in `inputs_dir`."""
+    import numpy as np
+    cmd = [lathe, "run", artifact, "--output-dir", out_dir]
+    for f in ("input_ids", "attention_mask", "token_type_ids"):
+        cmd += ["--input", f"{f}={os.path.join(inputs_dir, f + '.npy')}"]
+    sh(cmd)
+    h = np.load(os.path.join(out_dir, "last_hidden_state.npy")).astype(np.float64)
+    mask = np.load(os.path.join(inputs_dir, "attention_mask.npy")).astype(np.float64)
+    return (h * mask[..., None]).sum(1) / mask.sum(1, keepdims=True)
+
+
 def minilm_rows(args, work, corpus, text):
     import numpy as np
     model_dir = os.path.join(args.models, "real", "all-minilm-l6-v2")
@@ -123,16 +135,9 @@ def minilm_rows(args, work, corpus, text):
     tok = os.path.join(model_dir, "tokenizer.json")
     evald = os.path.join(work, "minilm.eval.inputs")
     minilm_batch(tok, sentences(text, args.minilm_sentences), 64, evald)
-    mask = np.load(os.path.join(evald, "attention_mask.npy")).astype(np.float64)
 
     def embeddings(artifact):
-        d = os.path.join(work, "minilm.out")
-        cmd = [args.lathe, "run", artifact, "--output-dir", d]
-        for f in ("input_ids", "attention_mask", "token_type_ids"):
-            cmd += ["--input", f"{f}={os.path.join(evald, f + '.npy')}"]
-        sh(cmd)
-        h = np.load(os.path.join(d, "last_hidden_state.npy")).astype(np.float64)
-        return (h * mask[..., None]).sum(1) / mask.sum(1, keepdims=True)
+        return minilm_embeddings(args.lathe, artifact, evald, os.path.join(work, "minilm.out"))
 
     def cosine(a, b):
         return float(((a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))).mean())

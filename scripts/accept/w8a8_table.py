@@ -15,7 +15,7 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from measure import ROOT, commit, sh  # noqa: E402
-from gptq_awq_table import minilm_batch, sentences  # noqa: E402
+from gptq_awq_table import minilm_batch, minilm_embeddings, sentences  # noqa: E402
 
 # name -> the recipe's quantize mapping (YAML flow style)
 VARIANTS = {
@@ -75,16 +75,9 @@ def minilm_rows(args, work, corpus, variants):
     minilm_batch(tok, sentences(os.path.join(corpus, "prideprejudice.txt"), args.sentences), args.seq, evald)
     cald = os.path.join(work, "minilm.cal.emma")
     minilm_batch(tok, sentences(os.path.join(corpus, "emma.txt"), args.sentences), args.seq, cald)
-    mask = np.load(os.path.join(evald, "attention_mask.npy")).astype(np.float64)
 
     def embeddings(artifact):
-        d = os.path.join(work, "minilm.out")
-        cmd = [args.lathe, "run", artifact, "--output-dir", d]
-        for f in ("input_ids", "attention_mask", "token_type_ids"):
-            cmd += ["--input", f"{f}={os.path.join(evald, f + '.npy')}"]
-        sh(cmd)
-        h = np.load(os.path.join(d, "last_hidden_state.npy")).astype(np.float64)
-        return (h * mask[..., None]).sum(1) / mask.sum(1, keepdims=True)
+        return minilm_embeddings(args.lathe, artifact, evald, os.path.join(work, "minilm.out"))
 
     fp32 = os.path.join(work, "minilm.fp32.lathe")
     sh([args.lathe, "compile", onnx, "-o", fp32])
