@@ -127,7 +127,7 @@ int runCompile(const CompileOptions &o) {
       std::cerr << "error: calibration: " << error << "\n";
       return 1;
     }
-    const bool gram = o.calibrationXtx || (recipe && recipe->needsCalibration());
+    const bool gram = o.calibrationXtx || (recipe && recipe->needsGram());
     if (o.calibrationSequential) {
       // Stage by stage: each stage calibrated on the outputs of the compressed stages before it.
       if (!recipe) {

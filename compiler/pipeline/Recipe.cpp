@@ -197,7 +197,7 @@ bool Recipe::needsCalibrationData() const {
   return false;
 }
 
-bool Recipe::needsCalibration() const {
+bool Recipe::needsGram() const {
   if (defaults && defaults->calibrated()) return true;
   for (const RecipeRule &rule : overrides)
     if (!rule.skip && rule.quantize.calibrated()) return true;

@@ -69,7 +69,7 @@ struct Recipe {
   std::optional<QuantizeSettings> embeddings; // int8 tables, when asked for
   std::vector<RecipeRule> overrides;
   /// Whether any rule's method needs calibration statistics with XᵀX.
-  bool needsCalibration() const;
+  bool needsGram() const;
   /// Whether any rule needs calibration data (XᵀX or only per-channel statistics).
   bool needsCalibrationData() const;
 };

@@ -514,6 +514,12 @@ struct QuantOperands {
   const View *q, *scales, *mins, *bias;
   int64_t n, k, group;
 };
+/// An optional bias of a compact linear: f32 with one value per output.
+std::string checkBias(KernelContext &c, const View *bias, int64_t n) {
+  if (bias && (bias->dtype != DType::F32 || bias->numel() != n))
+    return fail(c, "bias " + desc(*bias) + " does not match " + std::to_string(n) + " outputs");
+  return "";
+}
 std::string quantOperands(KernelContext &c, QuantOperands &o) {
   const std::string &f = c.spec->weightFormat;
   o.format = f == "int8" ? QuantFormat::Int8 : f == "int4" ? QuantFormat::Int4 : f == "int3" ? QuantFormat::Int3 : QuantFormat::Bf16;
@@ -542,19 +548,21 @@ std::string quantOperands(KernelContext &c, QuantOperands &o) {
       return fail(c, "scales/mins must be f16 [" + std::to_string(o.n) + ", " + std::to_string(groups) + "], found " + desc(*s));
   }
   if (o.format != QuantFormat::Bf16 && !o.scales) return fail(c, "the " + f + " weight has no scales");
-  if (o.bias && (o.bias->dtype != DType::F32 || o.bias->numel() != o.n))
-    return fail(c, "bias " + desc(*o.bias) + " does not match " + std::to_string(o.n) + " outputs");
+  return checkBias(c, o.bias, o.n);
+}
+/// A compact linear's result: the input [..., k] becomes [..., n].
+std::string compactLinearShape(KernelContext &c, int64_t k, int64_t n) {
+  const View &x = *c.inputs[0];
+  if (x.shape.empty() || x.shape.back() != k)
+    return fail(c, "input " + desc(x) + " does not have the weight's " + std::to_string(k) + " input features");
+  c.outputs[0]->shape = x.shape;
+  c.outputs[0]->shape.back() = n;
   return "";
 }
 std::string shapeQuantLinear(KernelContext &c) {
   QuantOperands o;
   if (auto e = quantOperands(c, o); !e.empty()) return e;
-  const View &x = *c.inputs[0];
-  if (x.shape.empty() || x.shape.back() != o.k)
-    return fail(c, "input " + desc(x) + " does not have the weight's " + std::to_string(o.k) + " input features");
-  c.outputs[0]->shape = x.shape;
-  c.outputs[0]->shape.back() = o.n;
-  return "";
+  return compactLinearShape(c, o.k, o.n);
 }
 std::string runQuantLinear(KernelContext &c) {
   QuantOperands o;
@@ -593,19 +601,12 @@ std::string w8a8Operands(KernelContext &c, W8a8Operands &o) {
   o.actScale = float(s);
   if (o.actScales && (o.actScales->dtype != DType::F32 || o.actScales->numel() != o.k || o.actScale == 0))
     return fail(c, "act_scales must be f32 [" + std::to_string(o.k) + "] with a positive act_scale, found " + desc(*o.actScales));
-  if (o.bias && (o.bias->dtype != DType::F32 || o.bias->numel() != o.n))
-    return fail(c, "bias " + desc(*o.bias) + " does not match " + std::to_string(o.n) + " outputs");
-  return "";
+  return checkBias(c, o.bias, o.n);
 }
 std::string shapeW8a8Linear(KernelContext &c) {
   W8a8Operands o;
   if (auto e = w8a8Operands(c, o); !e.empty()) return e;
-  const View &x = *c.inputs[0];
-  if (x.shape.empty() || x.shape.back() != o.k)
-    return fail(c, "input " + desc(x) + " does not have the weight's " + std::to_string(o.k) + " input features");
-  c.outputs[0]->shape = x.shape;
-  c.outputs[0]->shape.back() = o.n;
-  return "";
+  return compactLinearShape(c, o.k, o.n);
 }
 std::string runW8a8Linear(KernelContext &c) {
   W8a8Operands o;
@@ -645,7 +646,8 @@ std::string runW8a8Linear(KernelContext &c) {
   if (!reuse) {
     held.xq.resize(size_t(t->activationBytes(m, k)));
     held.rowScale.resize(size_t(m));
-    held = {std::move(held.xq), std::move(held.rowScale), c.runSerial, tensor, x.data, inv, o.actScale, m, k, t};
+    held.serial = c.runSerial, held.tensor = tensor, held.data = x.data, held.inv = inv;
+    held.actScale = o.actScale, held.m = m, held.k = k, held.table = t;
   }
   uint8_t *xq = held.xq.data();
   float *rowScale = held.rowScale.data();

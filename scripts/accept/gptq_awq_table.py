@@ -48,11 +48,16 @@ def main():
     print("wrote", args.out)
 
 
+def perplexity(lathe, artifact, text, chunks, work):
+    """`lathe eval` perplexity of an LM artifact on `chunks` windows of `text` (llama.cpp protocol)."""
+    js = os.path.join(work, "eval.json")
+    sh([lathe, "eval", artifact, "--text", text, "--chunks", str(chunks), "--json", js])
+    return json.load(open(js))["ppl"]
+
+
 def smollm2_rows(args, work, gguf, corpus, text):
     def ppl(artifact):
-        js = os.path.join(work, "eval.json")
-        sh([args.lathe, "eval", artifact, "--text", text, "--chunks", str(args.chunks), "--json", js])
-        return json.load(open(js))["ppl"]
+        return perplexity(args.lathe, artifact, text, args.chunks, work)
 
     fp32 = os.path.join(work, "smollm2.fp32.lathe")
     sh([args.lathe, "compile", gguf, "-o", fp32])

@@ -15,7 +15,7 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from measure import ROOT, commit, sh  # noqa: E402
-from gptq_awq_table import minilm_batch, minilm_embeddings, sentences  # noqa: E402
+from gptq_awq_table import minilm_batch, minilm_embeddings, perplexity, sentences  # noqa: E402
 
 # name -> the recipe's quantize mapping (YAML flow style)
 VARIANTS = {
@@ -100,9 +100,7 @@ def smollm2_rows(args, work, corpus, variants):
     text = os.path.join(corpus, "prideprejudice.txt")
 
     def ppl(artifact):
-        js = os.path.join(work, "eval.json")
-        sh([args.lathe, "eval", artifact, "--text", text, "--chunks", str(args.chunks), "--json", js])
-        return json.load(open(js))["ppl"]
+        return perplexity(args.lathe, artifact, text, args.chunks, work)
 
     fp32 = os.path.join(work, "smollm2.fp32.lathe")
     sh([args.lathe, "compile", gguf, "-o", fp32])
