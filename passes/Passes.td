@@ -131,6 +131,90 @@ def QuantizeWeights : Pass<"lathe-quantize-weights", "mlir::func::FuncOp"> {
     Option<"blockSize", "block-size", "int64_t", "128", "gptq: columns per lazily-updated block">,
     Option<"onlyCalibrated", "only-calibrated", "bool", "false",
            "gptq/awq: leave layers without calibration statistics alone (the sequential calibration driver)">,
+    Option<"compensationRank", "compensation-rank", "int64_t", "0",
+           "int8/int4/int3: add a rank-r correction of the quantization error W − Ŵ (bf16 factors; activation-aware "
+           "with the layer's calibration XᵀX, else plain SVD)">,
+  ];
+}
+
+def Prune : Pass<"lathe-prune", "mlir::func::FuncOp"> {
+  let summary = "Unstructured and N:M pruning of lathe.linear weights: magnitude, Wanda, SparseGPT";
+  let description = [{
+    Zeroes weights of every selected lathe.linear (its weight stays a dense f32
+    constant) and records lathe.sparsity = {method, pattern, density,
+    weight_error, output_error_xtx?} for the report and for the passes after it:
+    lathe-quantize-weights format=int4 stores an N:M layer's kept values as int4
+    (lathe.sparse_linear), and lathe-pack-sparse stores the N:M layers left in
+    f32. Wanda and SparseGPT need the layer's calibration XᵀX (see
+    passes/prune/PruneMath.h for the criteria).
+  }];
+  let dependentDialects = ["::lathe::ir::LatheDialect"];
+  let options = [
+    Option<"method", "method", "std::string", "\"magnitude\"", "magnitude | wanda | sparsegpt">,
+    Option<"sparsity", "sparsity", "double", "0.5", "unstructured: the fraction of weights removed, in [0, 1)">,
+    Option<"pattern", "pattern", "std::string", "\"\"", "empty (unstructured) | 2:4 | 4:8">,
+    Option<"dampening", "dampening", "double", "0.01", "sparsegpt: λ added to H's diagonal, as a fraction of its mean">,
+    Option<"blockSize", "block-size", "int64_t", "128", "sparsegpt: columns per block (its mask is chosen per block)">,
+    ListOption<"include", "include", "std::string", "glob patterns on node names (empty: every linear)">,
+    ListOption<"exclude", "exclude", "std::string", "glob patterns on node names to leave alone">,
+    Option<"onlyCalibrated", "only-calibrated", "bool", "false", "wanda/sparsegpt: leave layers without statistics alone">,
+  ];
+}
+
+def StructuredPrune : Pass<"lathe-prune-structured", "mlir::func::FuncOp"> {
+  let summary = "Removes whole FFN channels and attention heads, rewriting shapes: a smaller dense model";
+  let description = [{
+    FFN blocks (up → activation → down, or gate/up → silu·mul → down): the
+    `ffn` fraction of the intermediate channels (rounded down to a multiple of
+    32) with the lowest score is removed from the producers' rows and the
+    down projection's columns. Attention (q/k/v → reshape → transpose →
+    lathe.attention → transpose → reshape → o): with as many key/value heads as
+    query heads the `heads` fraction of whole heads goes; with grouped KV heads
+    the same number of query heads leaves every group, so the grouping stays
+    intact. Every shape between the projections is re-inferred and reshape
+    targets rewritten. Scores per channel j of the down/o projection's input x:
+      importance   ‖x_j‖²·‖W_down[:, j]‖² (from lathe.calibration xtx), summed over a head
+      weight-norm  ‖W_up[j, :]‖·‖W_down[:, j]‖ (products of the row and column norms)
+      random       a seeded shuffle
+    Records lathe.structured = {removed, kept, criterion} on the down/o projection.
+  }];
+  let dependentDialects = ["::lathe::ir::LatheDialect"];
+  let options = [
+    Option<"ffn", "ffn", "double", "0", "the fraction of each FFN's intermediate channels removed, in [0, 1)">,
+    Option<"heads", "heads", "double", "0", "the fraction of each attention's query heads removed, in [0, 1)">,
+    Option<"criterion", "criterion", "std::string", "\"importance\"", "importance | weight-norm | random">,
+    Option<"seed", "seed", "int64_t", "0", "random: the seed">,
+    ListOption<"exclude", "exclude", "std::string", "glob patterns on the down/o projection's node name to leave alone">,
+  ];
+}
+
+def PackSparse : Pass<"lathe-pack-sparse", "mlir::func::FuncOp"> {
+  let summary = "N:M-pruned lathe.linear (lathe.sparsity) → lathe.sparse_linear with f32 kept values and indices";
+  let dependentDialects = ["::lathe::ir::LatheDialect"];
+}
+
+def LowRank : Pass<"lathe-low-rank", "mlir::func::FuncOp"> {
+  let summary = "Truncated SVD of lathe.linear weights into two linears (plain or activation-aware, SVD-LLM)";
+  let description = [{
+    Replaces y = x·Wᵀ + b by y = (x·Aᵀ)·Bᵀ + b with W ≈ B·A of rank r (see
+    passes/lowrank/LowRankMath.h). The rank comes from `rank`, else the
+    `energy` threshold, else `param-ratio` (the fraction of the layer's
+    parameters removed). A rank with r·(m + n) ≥ m·n saves nothing: the layer is
+    left alone with a remark and a lathe.lowrank_skipped note for the report.
+    The first factor is named "<node>.lr_a", the second keeps the node's name
+    and carries lathe.lowrank = {method, rank, energy, bytes_before,
+    bytes_after, weight_error, output_error_xtx?}.
+  }];
+  let dependentDialects = ["::lathe::ir::LatheDialect"];
+  let options = [
+    Option<"method", "method", "std::string", "\"svd\"", "svd (plain) | asvd (activation-aware: needs lathe.calibration xtx)">,
+    Option<"rank", "rank", "int64_t", "0", "a fixed rank (0: from energy or param-ratio)">,
+    Option<"energy", "energy", "double", "0", "the fraction of σ² the kept rank must hold, in (0, 1]">,
+    Option<"paramRatio", "param-ratio", "double", "0.2", "the fraction of the layer's parameters removed, in (0, 1)">,
+    Option<"dampening", "dampening", "double", "0.01", "asvd: λ added to XᵀX's diagonal, as a fraction of its mean">,
+    ListOption<"include", "include", "std::string", "glob patterns on node names (empty: every linear)">,
+    ListOption<"exclude", "exclude", "std::string", "glob patterns on node names to leave alone">,
+    Option<"onlyCalibrated", "only-calibrated", "bool", "false", "asvd: leave layers without statistics alone">,
   ];
 }
 

@@ -214,6 +214,13 @@ LogicalResult Lowering::run(std::string &error) {
       if (kernel.weightFormat == "int4" || kernel.weightFormat == "int3") operands.push_back(q.getMins());
       if (kernel.weightFormat == "w8a8") operands.push_back(q.getActScales());
       operands.push_back(q.getBias());
+    } else if (auto s = dyn_cast<ir::SparseLinearOp>(op)) {
+      // N:M: (x, values, indices, scales (int4 only), bias?).
+      kernel.op = "linear";
+      kernel.weightFormat = "nm-" + s.getValuesFormat().str();
+      operands = {s.getInput(), s.getValues(), s.getIndices()};
+      if (s.getValuesFormat() == "int4") operands.push_back(s.getScales());
+      operands.push_back(s.getBias());
     } else if (auto e = dyn_cast<ir::QuantizedEmbeddingOp>(op)) {
       kernel.op = "embedding";
       kernel.weightFormat = e.getFormat().str();
@@ -245,7 +252,7 @@ LogicalResult Lowering::run(std::string &error) {
       // Compiler-side annotations (lathe.compression, ...) and the format, which
       // became the kernel's weight format, are not kernel attributes.
       if (attr.getName().strref().starts_with("lathe.") || attr.getName() == "operandSegmentSizes" ||
-          (kernel.weightFormat != "f32" && attr.getName() == "format"))
+          (kernel.weightFormat != "f32" && (attr.getName() == "format" || attr.getName() == "values_format")))
         continue;
       if (auto elements = dyn_cast<ElementsAttr>(attr.getValue())) { // fill's value
         auto host = ir::readHostTensor(elements, 1);

@@ -7,6 +7,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cmath>
+#include <map>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -15,21 +17,58 @@ namespace lathe::pipeline {
 
 std::vector<LayerReport> collectLayers(mlir::ModuleOp module) {
   std::vector<LayerReport> rows;
+  auto number = [](mlir::DictionaryAttr d, const char *key, double fallback) {
+    auto a = d.getAs<mlir::FloatAttr>(key);
+    return a ? a.getValueAsDouble() : fallback;
+  };
   module.walk([&](mlir::Operation *op) {
     if (auto linear = mlir::dyn_cast<ir::LinearOp>(op)) {
       auto w = mlir::cast<mlir::RankedTensorType>(linear.getWeight().getType());
-      if (!w.hasStaticShape()) return;
+      if (!w.hasStaticShape() || op->hasAttr("lathe.lowrank_factor")) return; // a factor: counted on its layer's row
       LayerReport row;
       row.name = quantize::opName(op);
       row.method = "f32 (kept)";
       row.bytesBefore = row.bytesAfter = w.getNumElements() * 4;
+      row.bitsPerWeight = 32;
+      if (auto b = op->getAttrOfType<mlir::IntegerAttr>("lathe.structured_bytes_before")) {
+        row.bytesBefore = b.getInt();
+        row.bitsPerWeight = 32.0 * double(row.bytesAfter) / double(row.bytesBefore);
+        row.method = "structured f32";
+        if (auto s = op->getAttrOfType<mlir::DictionaryAttr>("lathe.structured")) {
+          row.method = "structured";
+          for (const char *what : {"ffn", "heads"})
+            if (auto k = s.getAs<mlir::IntegerAttr>(std::string(what) + "_kept"))
+              row.method += std::string(" ") + what + " " + std::to_string(k.getInt()) + "/" +
+                            std::to_string(k.getInt() + s.getAs<mlir::IntegerAttr>(std::string(what) + "_removed").getInt());
+          row.method += " " + s.getAs<mlir::StringAttr>("criterion").str();
+        }
+      }
+      if (auto s = op->getAttrOfType<mlir::DictionaryAttr>("lathe.sparsity")) {
+        // Unstructured (or N:M left dense): zeros in a dense f32 weight.
+        row.method = s.getAs<mlir::StringAttr>("method").str() + "-" + s.getAs<mlir::StringAttr>("pattern").str() + " " +
+                     std::to_string(int(std::lround(100 * (1 - number(s, "density", 1))))) + "% (dense f32)";
+        row.weightError = number(s, "weight_error", 0);
+        if (s.getAs<mlir::StringAttr>("pattern").str() == "unstructured")
+          row.note = "unstructured zeros stay in the dense f32 format: Lathe has no unstructured sparse kernel that beats "
+                     "the dense one at this density (use pattern 2:4 or 4:8 for a compressed, faster format)";
+      } else if (auto l = op->getAttrOfType<mlir::DictionaryAttr>("lathe.lowrank")) {
+        row.method = l.getAs<mlir::StringAttr>("method").str() + " f32";
+        row.bytesBefore = l.getAs<mlir::IntegerAttr>("bytes_before").getInt();
+        row.bytesAfter = l.getAs<mlir::IntegerAttr>("bytes_after").getInt();
+        row.bitsPerWeight = 32.0 * double(row.bytesAfter) / double(row.bytesBefore);
+        row.weightError = number(l, "weight_error", 0);
+      } else if (auto why = op->getAttrOfType<mlir::StringAttr>("lathe.lowrank_skipped")) {
+        row.method = "f32 (low-rank skipped)";
+        row.note = why.str();
+      }
       rows.push_back(row);
-    } else if (mlir::isa<ir::QuantizedLinearOp, ir::QuantizedEmbeddingOp>(op)) {
+    } else if (mlir::isa<ir::QuantizedLinearOp, ir::QuantizedEmbeddingOp, ir::SparseLinearOp>(op)) {
       LayerReport row;
       row.name = quantize::opName(op);
       auto info = op->getAttrOfType<mlir::DictionaryAttr>("lathe.compression");
       if (!info) return;
       if (auto m = info.getAs<mlir::StringAttr>("method")) row.method = m.str();
+      if (auto n = info.getAs<mlir::StringAttr>("layer")) row.name = n.str();
       if (auto b = info.getAs<mlir::FloatAttr>("bits_per_weight")) row.bitsPerWeight = b.getValueAsDouble();
       if (auto b = info.getAs<mlir::IntegerAttr>("bytes_before")) row.bytesBefore = b.getInt();
       if (auto b = info.getAs<mlir::IntegerAttr>("bytes_after")) row.bytesAfter = b.getInt();
@@ -69,6 +108,10 @@ void printReport(const CompressionReport &r, llvm::raw_ostream &os) {
   }
   os << line("%-32s %-22s %8.3f %12s %12s %9.2fx\n", "total (compressible layers)", "", weights ? weightedBits / double(weights) : 0.0,
                      mib(before).c_str(), mib(after).c_str(), after ? double(before) / double(after) : 0.0);
+  std::map<std::string, int> notes; // each distinct note once, with how many layers it concerns
+  for (const LayerReport &l : r.layers)
+    if (!l.note.empty()) ++notes[l.note];
+  for (const auto &[note, count] : notes) os << "note (" << count << (count == 1 ? " layer" : " layers") << "): " << note << "\n";
   if (r.artifactBytes) os << "artifact " << mib(int64_t(r.artifactBytes)) << "\n";
   for (const PhaseStat &p : r.phases)
     os << line("phase %-9s %8.2f s, peak RSS %s\n", p.label ? p.label : phaseName(p.phase), p.seconds,
@@ -89,6 +132,7 @@ bool writeReportJson(const CompressionReport &r, const std::string &path, std::s
   for (const LayerReport &l : r.layers) {
     j["layers"].push_back({{"name", l.name}, {"method", l.method}, {"bits_per_weight", l.bitsPerWeight},
                            {"bytes_before", l.bytesBefore}, {"bytes_after", l.bytesAfter}, {"weight_error", l.weightError},
+                           {"note", l.note.empty() ? nlohmann::json(nullptr) : nlohmann::json(l.note)},
                            {"output_error", l.outputError >= 0 ? nlohmann::json(l.outputError) : nlohmann::json(nullptr)}});
     before += l.bytesBefore;
     after += l.bytesAfter;

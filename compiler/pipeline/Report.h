@@ -19,6 +19,7 @@ struct LayerReport {
   int64_t bytesBefore = 0, bytesAfter = 0;
   double weightError = 0;
   double outputError = -1; // on the calibration data; -1: not measured (no --calibration)
+  std::string note;         // why a layer got the format it got, when that needs saying
 };
 
 struct CompressionReport {

@@ -145,6 +145,17 @@ LogicalResult QuantizedLinearOp::inferReturnTypes(MLIRContext *, std::optional<L
   return pushTensor(types, out, rankedType(adaptor.getInput()).getElementType());
 }
 
+LogicalResult SparseLinearOp::inferReturnTypes(MLIRContext *, std::optional<Location> loc, Adaptor adaptor,
+                                               SmallVectorImpl<Type> &types) {
+  auto in = shapeOf(adaptor.getInput());
+  auto v = shapeOf(adaptor.getValues());
+  if (in.empty() || v.size() != 2)
+    return emitOptionalError(loc, "sparse_linear needs an input of rank >= 1 and 2-D values");
+  SmallVector<int64_t> out(in.begin(), in.end());
+  out.back() = v[0];
+  return pushTensor(types, out, rankedType(adaptor.getInput()).getElementType());
+}
+
 int64_t QuantizedLinearOp::getInFeatures() {
   int64_t stored = cast<RankedTensorType>(getWeight().getType()).getDimSize(1);
   if (stored == kDynamic) return stored;
@@ -549,6 +560,43 @@ LogicalResult QuantizedLinearOp::verify() {
     if (!t.getElementType().isF32() || t.getShape() != ArrayRef<int64_t>{in})
       return emitOpError("act_scales must be f32 [") << in << "], got " << t;
   }
+  if (getBias()) {
+    auto b = shapeOf(getBias());
+    if (b.size() != 1 || (b[0] != kDynamic && b[0] != out)) return emitOpError("bias must be [") << out << "]";
+  }
+  return success();
+}
+
+LogicalResult SparseLinearOp::verify() {
+  StringRef pattern = getPattern(), format = getValuesFormat();
+  if (pattern != "2:4" && pattern != "4:8") return emitOpError("pattern must be 2:4 or 4:8, got '") << pattern << "'";
+  if (format != "f32" && format != "int4") return emitOpError("values_format must be f32 or int4, got '") << format << "'";
+  const int64_t in = getInFeatures(), group = getGroupSize();
+  if (in <= 0 || in % 32) return emitOpError("in_features must be a positive multiple of 32, got ") << in;
+  auto v = cast<RankedTensorType>(getValues().getType()), idx = cast<RankedTensorType>(getIndices().getType());
+  if (!v.hasStaticShape() || v.getRank() != 2 || !idx.hasStaticShape() || idx.getRank() != 2)
+    return emitOpError("values and indices must be static 2-D tensors");
+  const int64_t out = v.getDimSize(0);
+  const bool int4 = format == "int4";
+  if (int4 ? !v.getElementType().isUnsignedInteger(8) : !v.getElementType().isF32())
+    return emitOpError("") << format << " values must be " << (int4 ? "ui8" : "f32") << ", got " << v.getElementType();
+  if (v.getDimSize(1) != (int4 ? in / 4 : in / 2))
+    return emitOpError("values must be [") << out << ", " << (int4 ? in / 4 : in / 2) << "] for " << in << " input features, got " << v;
+  const int64_t indexBytes = pattern == "2:4" ? in / 8 : in / 4;
+  if (!idx.getElementType().isUnsignedInteger(8) || idx.getShape() != ArrayRef<int64_t>{out, indexBytes})
+    return emitOpError("indices must be ui8 [") << out << ", " << indexBytes << "], got " << idx;
+  if (int4) {
+    if (group <= 0 || group % 32 || in % group)
+      return emitOpError("group_size must be a multiple of 32 dividing ") << in << ", got " << group;
+    auto s = getScales() ? cast<RankedTensorType>(getScales().getType()) : RankedTensorType();
+    if (!s || !s.getElementType().isF16() || s.getShape() != ArrayRef<int64_t>{out, in / group})
+      return emitOpError("int4 values need f16 scales [") << out << ", " << in / group << "]";
+  } else if (getScales()) {
+    return emitOpError("f32 values have no scales");
+  }
+  auto x = shapeOf(getInput());
+  if (x.empty() || (x.back() != kDynamic && x.back() != in))
+    return emitOpError("input has ") << (x.empty() ? 0 : x.back()) << " features but the layer expects " << in;
   if (getBias()) {
     auto b = shapeOf(getBias());
     if (b.size() != 1 || (b[0] != kDynamic && b[0] != out)) return emitOpError("bias must be [") << out << "]";

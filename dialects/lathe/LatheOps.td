@@ -110,6 +110,31 @@ def Lathe_QuantizedLinearOp : Lathe_InferOp<"quantized_linear", [AttrSizedOperan
   }];
 }
 
+def Lathe_SparseLinearOp : Lathe_InferOp<"sparse_linear", [AttrSizedOperandSegments]> {
+  let summary = "y = x·Ŵᵀ + b with Ŵ pruned N:M (2:4 or 4:8) and stored as its kept values";
+  let description = [{
+    In every group of M consecutive input columns of a row exactly N weights are
+    kept (`pattern` "2:4" or "4:8"; both keep half, so a row has in/2 kept
+    values, in a multiple of 32). Kept values in column order:
+      values_format "f32":  values f32 [out, in/2];
+      values_format "int4": values ui8 [out, in/4] (kept value t in byte t/2,
+                            the low nibble for even t), scales f16
+                            [out, in/group_size] (group_size counted in input
+                            columns, a multiple of 32); ŵ = scale·(q − 8).
+    indices ui8: each kept value's position inside its group: 2:4 two bits
+    (kept value t at bits 2·(t % 4) of byte t/4, [out, in/8]); 4:8 a nibble
+    (byte t/2, low nibble for even t, [out, in/4]).
+  }];
+  let arguments = (ins AnyRankedTensor:$input, AnyRankedTensor:$values, AnyRankedTensor:$indices,
+                       Optional<AnyRankedTensor>:$scales, Optional<AnyRankedTensor>:$bias,
+                       StrAttr:$pattern, StrAttr:$values_format, I64Attr:$in_features, I64Attr:$group_size);
+  let results = (outs AnyRankedTensor:$result);
+  let hasVerifier = 1;
+  let assemblyFormat = [{
+    $input `,` $values `,` $indices (`scales` $scales^)? (`bias` $bias^)? attr-dict `:` functional-type(operands, results)
+  }];
+}
+
 def Lathe_MatMulOp : Lathe_InferOp<"matmul"> {
   let summary = "batched matrix product with numpy broadcasting of batch dims";
   let arguments = (ins AnyRankedTensor:$lhs, AnyRankedTensor:$rhs);

@@ -39,6 +39,11 @@ double opFlops(Operation *op) {
     if (out < 0) return -1;
     return 2.0 * out * linear.getInFeatures() + (linear.getBias() ? out : 0);
   }
+  if (auto linear = dyn_cast<SparseLinearOp>(op)) { // N:M keeps half the products
+    int64_t out = numElements(linear.getResult());
+    if (out < 0) return -1;
+    return 1.0 * out * linear.getInFeatures() + (linear.getBias() ? out : 0);
+  }
   if (auto mm = dyn_cast<MatMulOp>(op)) {
     int64_t out = numElements(mm.getResult());
     int64_t k = shapeOf(mm.getLhs()).getShape().back();

@@ -12,19 +12,49 @@ using MatrixD = Eigen::MatrixXd;
 using MatrixF = Eigen::MatrixXf; // column-major: a column of W is contiguous
 using RowMatrixF = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
+MatrixD prepareHessian(const float *hessian, int64_t in, MatrixF &weights) {
+  MatrixD h = Eigen::Map<const RowMatrixF>(hessian, in, in).cast<double>();
+  h = 0.5 * (h + h.transpose());
+  for (int64_t i = 0; i < in; ++i)
+    if (h(i, i) <= 0) {
+      h.row(i).setZero(), h.col(i).setZero();
+      h(i, i) = 1;
+      weights.col(i).setZero();
+    }
+  return h;
+}
+
+bool inverseCholeskyUpper(const MatrixD &h, double dampening, MatrixF &upper, double &lambdaUsed, std::string &error) {
+  const int64_t in = h.rows();
+  const double meanDiagonal = h.diagonal().mean();
+  double lambda = dampening;
+  for (int attempt = 0;; ++attempt) {
+    MatrixD damped = h;
+    damped.diagonal().array() += lambda * meanDiagonal;
+    Eigen::LLT<MatrixD> llt(damped);
+    if (llt.info() == Eigen::Success) {
+      MatrixD inverse = llt.solve(MatrixD::Identity(in, in));
+      Eigen::LLT<MatrixD> factor(inverse);
+      if (factor.info() == Eigen::Success) {
+        upper = MatrixD(factor.matrixU()).cast<float>();
+        lambdaUsed = lambda;
+        return true;
+      }
+    }
+    if (attempt == 6) {
+      error = "the Hessian is not positive definite even with dampening " + std::to_string(lambda);
+      return false;
+    }
+    lambda = lambda > 0 ? lambda * 10 : 1e-6;
+  }
+}
+
 GptqResult gptq(const GridSpec &spec, const float *w, int64_t out, int64_t in, const float *hessian,
                 const GptqOptions &options) {
   GptqResult result;
   const int64_t groups = spec.groupsPerRow(in);
   MatrixF weights = Eigen::Map<const RowMatrixF>(w, out, in); // [out, in], column-major copy
-  MatrixD h = Eigen::Map<const RowMatrixF>(hessian, in, in).cast<double>();
-  h = 0.5 * (h + h.transpose());
-  for (int64_t i = 0; i < in; ++i)
-    if (h(i, i) <= 0) { // a channel calibration never saw: its weights cannot matter
-      h.row(i).setZero(), h.col(i).setZero();
-      h(i, i) = 1;
-      weights.col(i).setZero();
-    }
+  MatrixD h = prepareHessian(hessian, in, weights);
   // Activation order: the columns with the largest input energy first.
   std::vector<int64_t> order(static_cast<size_t>(in));
   std::iota(order.begin(), order.end(), 0);
@@ -45,29 +75,8 @@ GptqResult gptq(const GridSpec &spec, const float *w, int64_t out, int64_t in, c
     permuted.col(i) = weights.col(order[size_t(i)]);
     for (int64_t j = 0; j < in; ++j) hp(i, j) = h(order[size_t(i)], order[size_t(j)]);
   }
-  // U = upper Cholesky factor of H⁻¹, increasing the dampening until H is positive definite.
-  const double meanDiagonal = hp.diagonal().mean();
-  double lambda = options.dampening;
   MatrixF upper;
-  for (int attempt = 0;; ++attempt) {
-    MatrixD damped = hp;
-    damped.diagonal().array() += lambda * meanDiagonal;
-    Eigen::LLT<MatrixD> llt(damped);
-    if (llt.info() == Eigen::Success) {
-      MatrixD inverse = llt.solve(MatrixD::Identity(in, in));
-      Eigen::LLT<MatrixD> factor(inverse);
-      if (factor.info() == Eigen::Success) {
-        upper = MatrixD(factor.matrixU()).cast<float>();
-        break;
-      }
-    }
-    if (attempt == 6) {
-      result.error = "the Hessian is not positive definite even with dampening " + std::to_string(lambda);
-      return result;
-    }
-    lambda *= 10;
-  }
-  result.dampeningUsed = lambda;
+  if (!inverseCholeskyUpper(hp, options.dampening, upper, result.dampeningUsed, result.error)) return result;
   std::vector<float> groupValues;
   for (int64_t b0 = 0; b0 < in; b0 += options.blockSize) {
     const int64_t b1 = std::min(in, b0 + options.blockSize), count = b1 - b0;

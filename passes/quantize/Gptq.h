@@ -16,6 +16,8 @@
 
 #include "passes/quantize/Grid.h"
 
+#include <Eigen/Dense>
+
 #include <string>
 #include <vector>
 
@@ -33,6 +35,16 @@ struct GptqResult {
   double dampeningUsed = 0;   // λ after any increase needed for a positive-definite H
   std::string error;          // non-empty: nothing was produced
 };
+
+/// H = Σ xᵀx (row-major [in, in]) symmetrised in f64, with every channel
+/// calibration never saw (H_ii ≤ 0) given H_ii = 1 and its column of
+/// `weights` ([out, in]) zeroed: its weights cannot matter.
+Eigen::MatrixXd prepareHessian(const float *hessian, int64_t in, Eigen::MatrixXf &weights);
+
+/// U = chol((H + λ·mean(diag H)·I)⁻¹)ᵀ (upper), λ = `dampening` raised ×10 up
+/// to six times until H is positive definite; false with `error` otherwise.
+bool inverseCholeskyUpper(const Eigen::MatrixXd &h, double dampening, Eigen::MatrixXf &upper, double &lambdaUsed,
+                          std::string &error);
 
 /// `w` row-major [out, in]; `hessian` row-major [in, in] (symmetric).
 GptqResult gptq(const GridSpec &spec, const float *w, int64_t out, int64_t in, const float *hessian,

@@ -22,6 +22,8 @@
 #include "passes/quantize/Awq.h"
 #include "passes/quantize/Gptq.h"
 #include "passes/quantize/QuantizeUtils.h"
+#include "passes/lowrank/LowRankMath.h"
+#include "passes/prune/SparseRewrite.h"
 
 #include "dialects/lathe/LatheDialect.h"
 #include "dialects/lathe/ShapeHelpers.h"
@@ -30,6 +32,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 using namespace mlir;
 using namespace lathe::ir;
@@ -158,6 +161,25 @@ struct QuantizeWeightsPass : impl::QuantizeWeightsBase<QuantizeWeightsPass> {
           << in << " and " << group;
       return success();
     }
+    // An N:M-pruned layer (lathe-prune) quantized to int4 keeps its sparsity:
+    // its kept values become int4 codes with a grid per group of input columns.
+    if (auto sparsity = op->getAttrOfType<DictionaryAttr>("lathe.sparsity")) {
+      const std::string patternText = sparsity.getAs<StringAttr>("pattern").str();
+      const prune::Pattern p = prune::parsePattern(patternText);
+      if (p.structured()) {
+        if (format == "int4" && symmetric && method == "rtn" && in % 32 == 0 && in % group == 0 && compensationRank == 0) {
+          std::string error;
+          std::vector<uint8_t> keep = prune::maskOf(weights->data(), out, in, p, error);
+          if (keep.empty()) return op.emitError("not ") << patternText << " sparse: " << error;
+          prune::NmPacked packed = prune::packNm(weights->data(), keep, out, in, p, group);
+          return emitSparseLinear(op, p, patternText, packed, group, sparsity, " sym-rtn",
+                                  stackedWeightError(sparsity, packed.relativeError));
+        }
+        op.emitRemark("the ") << patternText << " sparsity is not kept: N:M layers store f32 or symmetric int4 (rtn, group "
+                              << "dividing the input features, no compensation) values; quantized dense as " << format;
+        op->removeAttr("lathe.sparsity");
+      }
+    }
     const bool calibrated = method != "rtn";
     std::optional<std::vector<float>> gram;
     if (calibrated) {
@@ -169,6 +191,9 @@ struct QuantizeWeightsPass : impl::QuantizeWeightsBase<QuantizeWeightsPass> {
                                        << in << "x" << in << "): compile with --calibration";
       }
     }
+    if (compensationRank > 0 && !gram) gram = quantize::calibrationArray(op, "xtx", in * in); // optional here
+    if (compensationRank > 0 && (w8a8 || format == "bf16"))
+      return op.emitError("a low-rank compensation applies to int8/int4/int3 weights, not ") << format;
     // W8A8: static activation scales from the calibration statistics. Per
     // channel, the scales c_i multiply the weight's columns before it is
     // quantized, and the runtime quantizes x_i / c_i (act_scales = 1/c).
@@ -224,14 +249,44 @@ struct QuantizeWeightsPass : impl::QuantizeWeightsBase<QuantizeWeightsPass> {
     // The layer's output error on the calibration inputs, from XᵀX (the report's
     // measured error covers the whole model; this one is the layer alone).
     double outputError = -1;
-    if (gram && actInverse.empty()) { // (per-channel W8A8 scaled the weight, not the statistics)
+    std::vector<float> hat;
+    if ((gram && actInverse.empty()) || compensationRank > 0) { // (per-channel W8A8 scaled the weight, not the statistics)
       const int64_t groups = spec.groupsPerRow(in);
-      std::vector<float> hat(static_cast<size_t>(out * in));
+      hat.resize(static_cast<size_t>(out * in));
       for (int64_t r = 0; r < out; ++r)
         for (int64_t c = 0; c < in; ++c)
           hat[size_t(r * in + c)] = grids[size_t(r * groups + c / group)].value(codes[size_t(r * in + c)]);
-      outputError = std::sqrt(quantize::relativeOutputError(weights->data(), hat.data(), out, in, gram->data()));
     }
+    // Low-rank compensation: E = W − Ŵ ≈ B·A (activation-aware with XᵀX),
+    // stored in bf16 and added to the quantized layer's output.
+    lowrank::Factors comp;
+    std::vector<char> compA, compB;
+    if (compensationRank > 0) {
+      std::vector<float> residual(hat.size());
+      for (size_t i = 0; i < hat.size(); ++i) residual[i] = (*weights)[i] - hat[i];
+      comp = lowrank::factorize(residual.data(), out, in, gram ? gram->data() : nullptr, lowrank::RankRule{compensationRank});
+      if (!comp.error.empty()) return op.emitError("low-rank compensation: ") << comp.error;
+      compA = quantize::quantizeBf16(comp.a, comp.rank, in).codes;
+      compB = quantize::quantizeBf16(comp.b, out, comp.rank).codes;
+      // Ŵ + B·A with the factors as the runtime reads them (bf16).
+      auto bf = [](const std::vector<char> &bytes, size_t i) {
+        uint32_t bits = uint32_t(reinterpret_cast<const uint16_t *>(bytes.data())[i]) << 16;
+        float f;
+        std::memcpy(&f, &bits, 4);
+        return f;
+      };
+      for (int64_t r = 0; r < out; ++r)
+        for (int64_t k = 0; k < comp.rank; ++k) {
+          const float br = bf(compB, size_t(r * comp.rank + k));
+          for (int64_t c = 0; c < in; ++c) hat[size_t(r * in + c)] += br * bf(compA, size_t(k * in + c));
+        }
+      double num = 0, den = 0;
+      for (size_t i = 0; i < hat.size(); ++i)
+        num += double((*weights)[i] - hat[i]) * ((*weights)[i] - hat[i]), den += double((*weights)[i]) * (*weights)[i];
+      q.relativeError = den > 0 ? std::sqrt(num / den) : 0.0;
+    }
+    if (gram && actInverse.empty())
+      outputError = std::sqrt(quantize::relativeOutputError(weights->data(), hat.data(), out, in, gram->data()));
     OpBuilder b(op);
     Location loc = op.getLoc();
     std::string base = quantize::opName(op);
@@ -256,8 +311,9 @@ struct QuantizeWeightsPass : impl::QuantizeWeightsBase<QuantizeWeightsPass> {
     auto replacement = b.create<QuantizedLinearOp>(loc, op.getType(), op.getInput(), w, scales, mins, op.getBias(), actScales,
                                                    b.getStringAttr(format), b.getI64IntegerAttr(format == "bf16" ? in : group),
                                                    actScale > 0 ? b.getF32FloatAttr(actScale) : FloatAttr());
-    const double bytesBefore = double(out) * double(in) * 4.0;
-    const double bytesAfter = double(q.codes.size() + q.scales.size() + q.mins.size() + actInverse.size() * 4);
+    double bytesBefore = double(out) * double(in) * 4.0;
+    const double bytesAfter = double(q.codes.size() + q.scales.size() + q.mins.size() + actInverse.size() * 4 +
+                                     compA.size() + compB.size());
     std::string label = method;
     if (op->hasAttr("lathe.awq")) label = method == "awq" ? "awq" : "awq+" + label;
     std::string methodName =
@@ -266,6 +322,16 @@ struct QuantizeWeightsPass : impl::QuantizeWeightsBase<QuantizeWeightsPass> {
                      (actMode == "dynamic" ? "dynamic"
                       : "static-" + actGranularity + (actGranularity == "tensor" ? "-" + actCalibration : "")) + "-" + label
                : (format + (subByte ? (symmetric ? "-sym" : "-asym") : "") + "-" + label + "-g" + std::to_string(group));
+    if (compensationRank > 0) methodName += "+lowrank-comp-r" + std::to_string(comp.rank);
+    // A factor of a low-rank layer (lathe-low-rank): the row of the layer it
+    // came from carries the original bytes, the first factor none.
+    if (auto lowrankInfo = op->getAttrOfType<DictionaryAttr>("lathe.lowrank")) {
+      methodName = lowrankInfo.getAs<StringAttr>("method").str() + "+" + methodName;
+      bytesBefore = double(lowrankInfo.getAs<IntegerAttr>("bytes_before").getInt());
+    } else if (auto of = op->getAttrOfType<StringAttr>("lathe.lowrank_factor")) {
+      methodName = "factor of " + of.str() + ": " + methodName;
+      bytesBefore = 0;
+    }
     replacement->setAttr("lathe.compression",
                          b.getDictionaryAttr({b.getNamedAttr("method", b.getStringAttr(methodName)),
                                               b.getNamedAttr("bits_per_weight", b.getF64FloatAttr(8.0 * bytesAfter / double(out * in))),
@@ -277,7 +343,26 @@ struct QuantizeWeightsPass : impl::QuantizeWeightsBase<QuantizeWeightsPass> {
       record.set("output_error_xtx", b.getF64FloatAttr(outputError));
       replacement->setAttr("lathe.compression", record.getDictionary(&getContext()));
     }
-    op.replaceAllUsesWith(replacement.getResult());
+    Value result = replacement.getResult();
+    if (compensationRank > 0) {
+      // y = Q(x) + (x·Aᵀ)·Bᵀ: the sum keeps the layer's name (taps and the
+      // report's measured error see the compensated output).
+      auto bf16 = b.getBF16Type();
+      auto at = RankedTensorType::get({comp.rank, in}, bf16), bt = RankedTensorType::get({out, comp.rank}, bf16);
+      Location aLoc = NameLoc::get(b.getStringAttr(base + ".comp_a")), bLoc = NameLoc::get(b.getStringAttr(base + ".comp_b"));
+      Value a = b.create<ConstantOp>(aLoc, at, makeResourceAttr(at, base + ".comp_a", compA));
+      Value bw = b.create<ConstantOp>(bLoc, bt, makeResourceAttr(bt, base + ".comp_b", compB));
+      auto inner = b.create<QuantizedLinearOp>(aLoc, op.getInput(), a, Value(), Value(), Value(), Value(),
+                                               b.getStringAttr("bf16"), b.getI64IntegerAttr(in), FloatAttr());
+      auto outer = b.create<QuantizedLinearOp>(bLoc, op.getType(), inner.getResult(), bw, Value(), Value(), Value(), Value(),
+                                               b.getStringAttr("bf16"), b.getI64IntegerAttr(comp.rank), FloatAttr());
+      replacement->setLoc(NameLoc::get(b.getStringAttr(base + ".q")));
+      NamedAttrList record(replacement->getAttrOfType<DictionaryAttr>("lathe.compression"));
+      record.set("layer", b.getStringAttr(base));
+      replacement->setAttr("lathe.compression", record.getDictionary(&getContext()));
+      result = b.create<AddOp>(loc, op.getType(), replacement.getResult(), outer.getResult()).getResult();
+    }
+    op.replaceAllUsesWith(result);
     op.erase();
     if (weightOp->use_empty()) weightOp->erase();
     return success();

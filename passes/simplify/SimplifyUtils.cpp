@@ -91,8 +91,8 @@ DimRef canonicalDimUncached(Value value, int64_t d, ShapeMemo &memo) {
     return broadcastSource(value, d, op->getOperands(), memo);
   if (auto linear = dyn_cast<LinearOp>(op))
     return d < rank - 1 ? canonicalDimImpl(linear.getInput(), d, memo) : DimRef{value, d};
-  if (auto linear = dyn_cast<QuantizedLinearOp>(op))
-    return d < rank - 1 ? canonicalDimImpl(linear.getInput(), d, memo) : DimRef{value, d};
+  if (isa<QuantizedLinearOp, SparseLinearOp>(op))
+    return d < rank - 1 ? canonicalDimImpl(op->getOperand(0), d, memo) : DimRef{value, d};
   if (auto mm = dyn_cast<MatMulOp>(op)) {
     if (rankOf(mm.getLhs()) >= 2 && rankOf(mm.getRhs()) >= 2) {
       if (d == rank - 2) return canonicalDimImpl(mm.getLhs(), rankOf(mm.getLhs()) - 2, memo);

@@ -32,6 +32,9 @@ const std::map<std::string, OpRule> &opRules() {
     r["linear:bf16"] = {{{'F', -2, false}, {'F', 2, false}, {'F', 1, true}}, false, 1, 1, 'F'};
     // (x, q, scales, act_scales?, bias?)
     r["linear:w8a8"] = {{{'F', -2, false}, {'I', 2, false}, {'F', 2, false}, {'F', 1, true}, {'F', 1, true}}, false, 1, 1, 'F'};
+    // N:M sparse: (x, values f32, indices u8, bias?) and (x, codes u8, indices u8, scales f16, bias?)
+    r["linear:nm-f32"] = {{{'F', -2, false}, {'F', 2, false}, {'I', 2, false}, {'F', 1, true}}, false, 1, 1, 'F'};
+    r["linear:nm-int4"] = {{{'F', -2, false}, {'I', 2, false}, {'I', 2, false}, {'F', 2, false}, {'F', 1, true}}, false, 1, 1, 'F'};
     r["embedding:int8"] = {{{'I', 2, false}, {'I', -1, false}, {'F', 2, false}}, false, 1, 1, 'F'};
     r["matmul"] = {{{'F', -2, false}, {'F', -2, false}}, false, 1, 1, 'F'};
     r["attention"] = {{{'F', 4, false}, {'F', 4, false}, {'F', 4, false}, {'A', -1, true}}, false, 1, 1, 'F'};

@@ -1,6 +1,7 @@
 // Generic CPU kernels (baseline ISA; the hot fp32 paths call the per-ISA table).
 #include "runtime/cpu/Kernels.h"
 #include "runtime/artifact/ArtifactReader.h"
+#include "runtime/cpu/SparseNm.h"
 
 #include <algorithm>
 #include <cmath>
@@ -669,6 +670,68 @@ std::string runW8a8Linear(KernelContext &c) {
     if (!reuse) t->quantizeActivations(xf, k, k, 0, m, inv, o.actScale, xq, rowScale);
     c.pool->parallelFor(n, [&](int64_t b, int64_t e) { t->gemm(&a, b, e); }, t->panelWidth);
   }
+  return "";
+}
+
+// N:M sparse linear layers (weight formats "nm-f32", "nm-int4", runtime/cpu/SparseNm.h):
+//   nm-f32:  (x, values f32 [n, k/2], indices u8, bias?)
+//   nm-int4: (x, codes u8 [n, k/4], indices u8, scales f16 [n, k/group], bias?)
+// attributes pattern ("2:4" | "4:8"), in_features (k), group_size (int4).
+struct NmOperands {
+  NmArgs args{};
+  const View *bias = nullptr;
+};
+std::string nmOperands(KernelContext &c, NmOperands &o) {
+  const bool int4 = c.spec->weightFormat == "nm-int4";
+  auto at = [&](size_t i) { return i < c.inputs.size() ? c.inputs[i] : nullptr; };
+  const View *values = at(1), *indices = at(2), *scales = int4 ? at(3) : nullptr;
+  o.bias = at(int4 ? 4 : 3);
+  if (auto e = needFloat32(c, 0); !e.empty()) return e;
+  const std::string pattern = stringAttr(c, "pattern", "");
+  const int m = pattern == "2:4" ? 4 : pattern == "4:8" ? 8 : 0;
+  if (!m) return fail(c, "pattern must be 2:4 or 4:8, found '" + pattern + "'");
+  const int64_t k = intAttr(c, "in_features", 0);
+  if (k <= 0 || k % 32) return fail(c, "in_features must be a positive multiple of 32, found " + std::to_string(k));
+  if (!values || values->shape.size() != 2 || values->dtype != (int4 ? DType::U8 : DType::F32) ||
+      values->shape[1] != (int4 ? k / 4 : k / 2))
+    return fail(c, std::string("the kept values must be ") + (int4 ? "u8 [n, " + std::to_string(k / 4) : "f32 [n, " + std::to_string(k / 2)) +
+                       "]" + (values ? ", found " + desc(*values) : std::string()));
+  const int64_t n = values->shape[0];
+  if (!indices || indices->dtype != DType::U8 || indices->shape != std::vector<int64_t>{n, nmIndexBytesPerRow(k, m)})
+    return fail(c, "the indices must be u8 [" + std::to_string(n) + ", " + std::to_string(nmIndexBytesPerRow(k, m)) + "]" +
+                       (indices ? ", found " + desc(*indices) : std::string()));
+  int64_t group = 0;
+  if (int4) {
+    group = intAttr(c, "group_size", 0);
+    if (group <= 0 || group % 32 || k % group) return fail(c, "group_size " + std::to_string(group) + " is invalid for " + std::to_string(k) + " input features");
+    if (!scales || scales->dtype != DType::F16 || scales->shape != std::vector<int64_t>{n, k / group})
+      return fail(c, "the scales must be f16 [" + std::to_string(n) + ", " + std::to_string(k / group) + "]");
+  }
+  if (auto e = checkBias(c, o.bias, n); !e.empty()) return e;
+  o.args.n = n, o.args.k = k, o.args.pattern = m, o.args.group = group;
+  o.args.values = int4 ? nullptr : static_cast<const float *>(values->data);
+  o.args.codes = int4 ? static_cast<const uint8_t *>(values->data) : nullptr;
+  o.args.scales = scales ? static_cast<const uint16_t *>(scales->data) : nullptr;
+  o.args.indices = static_cast<const uint8_t *>(indices->data);
+  return "";
+}
+std::string shapeNmLinear(KernelContext &c) {
+  NmOperands o;
+  if (auto e = nmOperands(c, o); !e.empty()) return e;
+  return compactLinearShape(c, o.args.k, o.args.n);
+}
+std::string runNmLinear(KernelContext &c) {
+  NmOperands o;
+  if (auto e = nmOperands(c, o); !e.empty()) return e;
+  const NmTable *t = nmTableFor(c.isa->name);
+  if (!t) return fail(c, std::string("no N:M kernels for instruction set ") + c.isa->name);
+  const View &x = *c.inputs[0];
+  NmArgs a = o.args;
+  a.m = x.numel() / a.k;
+  a.x = static_cast<const float *>(x.data), a.lda = a.k;
+  a.c = static_cast<float *>(c.outputs[0]->data), a.ldc = a.n;
+  a.bias = o.bias ? static_cast<const float *>(o.bias->data) : nullptr;
+  c.pool->parallelFor(a.n, [&](int64_t b, int64_t e) { t->gemm(&a, b, e); }, t->panelWidth);
   return "";
 }
 
@@ -1467,6 +1530,8 @@ Registry &registry() {
     for (const char *format : {"int8", "int4", "int3", "bf16"})
       reg->entries[{"linear", format, "cpu"}] = KernelEntry{shapeQuantLinear, runQuantLinear, false, {}};
     reg->entries[{"linear", "w8a8", "cpu"}] = KernelEntry{shapeW8a8Linear, runW8a8Linear, false, {}};
+    for (const char *format : {"nm-f32", "nm-int4"})
+      reg->entries[{"linear", format, "cpu"}] = KernelEntry{shapeNmLinear, runNmLinear, false, {}};
     reg->entries[{"embedding", "int8", "cpu"}] = KernelEntry{shapeEmbeddingInt8, runEmbeddingInt8, false, {}};
     add("matmul", shapeMatmul, runMatmul);
     add("attention", shapeAttention, runAttention);

@@ -235,7 +235,8 @@ Expected<std::vector<LayerError>> compareLayers(Session &model, Session &referen
     if (!r) return Status::error("the reference: " + r.error());
     model.addTap("*", [&](const TapEvent &e) {
       auto it = want.find(e.source);
-      if (e.op != "linear" || it == want.end() || size_t(e.tensor.numel()) != it->second.size()) return;
+      // (a linear with a low-rank compensation ends in an add of the same name)
+      if ((e.op != "linear" && e.op != "add") || it == want.end() || size_t(e.tensor.numel()) != it->second.size()) return;
       auto [entry, inserted] = sums.try_emplace(e.source, 0.0, 0.0);
       if (inserted) order.push_back(e.source);
       for (size_t i = 0; i < it->second.size(); ++i) {
