@@ -64,8 +64,8 @@ struct LowRankPass : impl::LowRankBase<LowRankPass> {
     OpBuilder b(op);
     // A rank that saves nothing is refused before any decomposition when it is known up front.
     auto skip = [&](int64_t r) {
-      std::string why = "rank " + std::to_string(r) + ": r·(m+n) = " + std::to_string(r * (out + in)) +
-                        " is not below m·n = " + std::to_string(out * in);
+      std::string why = "rank " + std::to_string(r) + " saves nothing: r*(m+n) = " + std::to_string(r * (out + in)) +
+                        " >= m*n = " + std::to_string(out * in);
       op.emitRemark("not factorized: ") << why;
       op->setAttr("lathe.lowrank_skipped", b.getStringAttr(why));
       return success();

@@ -23,6 +23,10 @@ constexpr int NV = NR / VW;
 constexpr int MR = 8;              // prefill tile rows: 8 × 2 accumulators
 constexpr int64_t KC = 256;        // prefill panel depth (columns): KC·NR floats = 32 KiB
 constexpr int GEMV_MAX_ROWS = 4;
+#ifndef LATHE_NM_BATCHED_MAX
+#define LATHE_NM_BATCHED_MAX 64
+#endif
+constexpr int64_t BATCHED_MAX_ROWS = LATHE_NM_BATCHED_MAX; // more rows: decompressed panels
 // The GEMV prefetches the weight rows of the tile(s) it will do next, at
 // least this many bytes of values ahead: the hardware prefetchers alone,
 // facing WR short streams a row apart, left it at half the bandwidth. Into L2
@@ -178,10 +182,8 @@ void gemvTile(const NmArgs *a, int64_t j0, const Decode &d) {
 // streams in flight), the rest one at a time with the same per-row arithmetic.
 template <int PATTERN, bool INT4, int XR>
 void gemvRows(const NmArgs *a, int64_t nBegin, int64_t nEnd) {
-#ifndef LATHE_NM_WR1
-#define LATHE_NM_WR1 4
-#endif
-  constexpr int WR = XR == 1 ? LATHE_NM_WR1 : XR == 2 ? 4 : 2;
+  constexpr int WR = XR <= 2 ? 4 : 2; // 1, 2 and 8 measured no better for one row
+
   const Decode d = makeDecode(PATTERN, INT4);
   int64_t j = nBegin;
   for (; j + WR <= nEnd; j += WR) gemvTile<PATTERN, INT4, XR, WR>(a, j, d);
@@ -198,27 +200,66 @@ void gemvDispatch(const NmArgs *a, int64_t nBegin, int64_t nEnd) {
   }
 }
 
+// 5 .. BATCHED_MAX_ROWS rows of x: under each tile of WR weight rows (kept in
+// L1), the x rows in groups of 4; each output is summed exactly as in the
+// GEMV. Decompressing panels for the dense tile (prefill below) costs about
+// 6 cycles per kept weight, which only pays off for many rows.
+template <int PATTERN, bool INT4, int XR, int WR>
+void gemvTileAt(const NmArgs *a, int64_t r0, int64_t j0, const Decode &d) {
+  NmArgs part = *a;
+  part.x = a->x + r0 * a->lda;
+  part.c = a->c + r0 * a->ldc;
+  gemvTile<PATTERN, INT4, XR, WR>(&part, j0, d);
+}
+template <int PATTERN, bool INT4, int WR>
+void batchedTile(const NmArgs *a, int64_t j0, const Decode &d) {
+  int64_t r = 0;
+  for (; r + 4 <= a->m; r += 4) gemvTileAt<PATTERN, INT4, 4, WR>(a, r, j0, d);
+  switch (a->m - r) {
+  case 3: gemvTileAt<PATTERN, INT4, 3, WR>(a, r, j0, d); break;
+  case 2: gemvTileAt<PATTERN, INT4, 2, WR>(a, r, j0, d); break;
+  case 1: gemvTileAt<PATTERN, INT4, 1, WR>(a, r, j0, d); break;
+  default: break;
+  }
+}
+template <int PATTERN, bool INT4>
+void gemvBatched(const NmArgs *a, int64_t nBegin, int64_t nEnd) {
+  const Decode d = makeDecode(PATTERN, INT4);
+  int64_t j = nBegin;
+  for (; j + 2 <= nEnd; j += 2) batchedTile<PATTERN, INT4, 2>(a, j, d);
+  for (; j < nEnd; ++j) batchedTile<PATTERN, INT4, 1>(a, j, d);
+}
+
 // ---------------------------------------------------------------- prefill
 // Weight rows n0 .. n0 + cols, columns k0 .. k0 + kb (multiples of 32), as a
-// dense [kb][NR] panel (zero where pruned and past cols).
+// dense [kb][NR] panel (zero where pruned and past cols). Templated on the
+// pattern so no division is left in the loop (a runtime divisor made this
+// the prefill's bottleneck).
+template <int PATTERN, bool INT4>
 void decompressPanel(const NmArgs *a, int64_t n0, int64_t cols, int64_t k0, int64_t kb, float *panel) {
-  __builtin_memset(panel, 0, sizeof(float) * size_t(kb * NR));
-  const int64_t K = a->k, M = a->pattern, N = M / 2, indexBytes = M == 4 ? K / 8 : K / 4;
-  const int64_t groups = a->codes ? (K + a->group - 1) / a->group : 0;
-  for (int64_t j = 0; j < cols; ++j) {
-    const int64_t row = n0 + j;
-    const uint8_t *idx = a->indices + row * indexBytes;
-    for (int64_t t = k0 / 2; t < (k0 + kb) / 2; ++t) {
-      const int index = M == 4 ? (idx[t / 4] >> (2 * (t % 4))) & 3 : (idx[t / 2] >> (4 * (t % 2))) & 7;
-      const int64_t column = (t / N) * M + index;
-      float v;
-      if (a->codes) {
-        const int q = (a->codes[row * (K / 4) + t / 2] >> (4 * (t % 2))) & 15;
-        v = halfToFloat(a->scales[row * groups + column / a->group]) * (float)(q - 8);
-      } else {
-        v = a->values[row * (K / 2) + t];
+  constexpr int N = PATTERN / 2;
+  const int64_t K = a->k, indexBytes = PATTERN == 4 ? K / 8 : K / 4;
+  const int64_t groups = INT4 ? (K + a->group - 1) / a->group : 0;
+  // Block by block (zeroed just before it is filled), every row of the panel:
+  // the writes stay within the block's 32 panel rows, in L1. Zeroing the whole
+  // panel first (or filling it row by row) left the scattered stores missing
+  // L1, and decompressing cost 10x the dense GEMM at m = 5.
+  for (int64_t c0 = k0; c0 < k0 + kb; c0 += 32) { // one aligned block: 16 kept values per row
+    __builtin_memset(panel + (c0 - k0) * NR, 0, sizeof(float) * 32 * NR);
+    for (int64_t j = 0; j < cols; ++j) {
+      const int64_t row = n0 + j;
+      const uint8_t *idx = a->indices + row * indexBytes;
+      float scale = 0.0f;
+      if (INT4) scale = halfToFloat(a->scales[row * groups + c0 / a->group]);
+      float *out = panel + (c0 - k0) * NR + j;
+      for (int u = 0; u < 16; ++u) {
+        const int64_t t = c0 / 2 + u;
+        const int index = PATTERN == 4 ? (idx[t / 4] >> (2 * (t % 4))) & 3 : (idx[t / 2] >> (4 * (t % 2))) & 7;
+        float v;
+        if (INT4) v = scale * (float)(((a->codes[row * (K / 4) + t / 2] >> (4 * (t % 2))) & 15) - 8);
+        else v = a->values[row * (K / 2) + t];
+        out[((u / N) * PATTERN + index) * NR] = v;
       }
-      panel[(column - k0) * NR + j] = v;
     }
   }
 }
@@ -255,12 +296,15 @@ void microTile(const float *x, int64_t lda, const float *panel, int64_t kb, floa
 
 void prefill(const NmArgs *a, int64_t nBegin, int64_t nEnd) {
   float panel[KC * NR] __attribute__((aligned(64)));
+  void (*decompress)(const NmArgs *, int64_t, int64_t, int64_t, int64_t, float *) =
+      a->pattern == 4 ? (a->codes ? decompressPanel<4, true> : decompressPanel<4, false>)
+                      : (a->codes ? decompressPanel<8, true> : decompressPanel<8, false>);
   for (int64_t n0 = nBegin; n0 < nEnd; n0 += NR) {
     const int64_t cols = nEnd - n0 < NR ? nEnd - n0 : NR;
     const float *bias = a->bias ? a->bias + n0 : nullptr;
     for (int64_t k0 = 0; k0 < a->k; k0 += KC) {
       const int64_t kb = a->k - k0 < KC ? a->k - k0 : KC;
-      decompressPanel(a, n0, cols, k0, kb, panel);
+      decompress(a, n0, cols, k0, kb, panel);
       const int first = k0 == 0;
       const float *x = a->x + k0;
       float *c = a->c + n0;
@@ -274,8 +318,12 @@ void prefill(const NmArgs *a, int64_t nBegin, int64_t nEnd) {
 
 void gemm(const NmArgs *a, int64_t nBegin, int64_t nEnd) {
   if (a->m <= 0 || nBegin >= nEnd) return;
-  if (a->m > GEMV_MAX_ROWS) return prefill(a, nBegin, nEnd);
+  if (a->m > BATCHED_MAX_ROWS) return prefill(a, nBegin, nEnd);
   const bool int4 = a->codes != nullptr;
+  if (a->m > GEMV_MAX_ROWS) {
+    if (a->pattern == 4) return int4 ? gemvBatched<4, true>(a, nBegin, nEnd) : gemvBatched<4, false>(a, nBegin, nEnd);
+    return int4 ? gemvBatched<8, true>(a, nBegin, nEnd) : gemvBatched<8, false>(a, nBegin, nEnd);
+  }
   if (a->pattern == 4) return int4 ? gemvDispatch<4, true>(a, nBegin, nEnd) : gemvDispatch<4, false>(a, nBegin, nEnd);
   return int4 ? gemvDispatch<8, true>(a, nBegin, nEnd) : gemvDispatch<8, false>(a, nBegin, nEnd);
 }

@@ -78,23 +78,35 @@ void gemvRows(const NmArgs *a, int64_t nBegin, int64_t nEnd) {
 }
 
 // ---------------------------------------------------------------- prefill
+// Weight rows n0 .. n0 + cols, columns k0 .. k0 + kb (multiples of 32), as a
+// dense [kb][NR] panel (zero where pruned and past cols). Templated on the
+// pattern so no division is left in the loop (a runtime divisor made this
+// the prefill's bottleneck).
+template <int PATTERN, bool INT4>
 void decompressPanel(const NmArgs *a, int64_t n0, int64_t cols, int64_t k0, int64_t kb, float *panel) {
-  __builtin_memset(panel, 0, sizeof(float) * size_t(kb * NR));
-  const int64_t K = a->k, M = a->pattern, N = M / 2, indexBytes = M == 4 ? K / 8 : K / 4;
-  const int64_t groups = a->codes ? (K + a->group - 1) / a->group : 0;
-  for (int64_t j = 0; j < cols; ++j) {
-    const int64_t row = n0 + j;
-    const uint8_t *idx = a->indices + row * indexBytes;
-    for (int64_t t = k0 / 2; t < (k0 + kb) / 2; ++t) {
-      const int64_t column = (t / N) * M + indexOf(idx, t, int(M));
-      float v;
-      if (a->codes) {
-        const int q = (a->codes[row * (K / 4) + t / 2] >> (4 * (t % 2))) & 15;
-        v = halfToFloat(a->scales[row * groups + column / a->group]) * (float)(q - 8);
-      } else {
-        v = a->values[row * (K / 2) + t];
+  constexpr int N = PATTERN / 2;
+  const int64_t K = a->k, indexBytes = PATTERN == 4 ? K / 8 : K / 4;
+  const int64_t groups = INT4 ? (K + a->group - 1) / a->group : 0;
+  // Block by block (zeroed just before it is filled), every row of the panel:
+  // the writes stay within the block's 32 panel rows, in L1. Zeroing the whole
+  // panel first (or filling it row by row) left the scattered stores missing
+  // L1, and decompressing cost 10x the dense GEMM at m = 5.
+  for (int64_t c0 = k0; c0 < k0 + kb; c0 += 32) { // one aligned block: 16 kept values per row
+    __builtin_memset(panel + (c0 - k0) * NR, 0, sizeof(float) * 32 * NR);
+    for (int64_t j = 0; j < cols; ++j) {
+      const int64_t row = n0 + j;
+      const uint8_t *idx = a->indices + row * indexBytes;
+      float scale = 0.0f;
+      if (INT4) scale = halfToFloat(a->scales[row * groups + c0 / a->group]);
+      float *out = panel + (c0 - k0) * NR + j;
+      for (int u = 0; u < 16; ++u) {
+        const int64_t t = c0 / 2 + u;
+        const int index = PATTERN == 4 ? (idx[t / 4] >> (2 * (t % 4))) & 3 : (idx[t / 2] >> (4 * (t % 2))) & 7;
+        float v;
+        if (INT4) v = scale * (float)(((a->codes[row * (K / 4) + t / 2] >> (4 * (t % 2))) & 15) - 8);
+        else v = a->values[row * (K / 2) + t];
+        out[((u / N) * PATTERN + index) * NR] = v;
       }
-      panel[(column - k0) * NR + j] = v;
     }
   }
 }
@@ -125,12 +137,15 @@ void microTile(const float *x, int64_t lda, const float *panel, int64_t kb, floa
 
 void prefill(const NmArgs *a, int64_t nBegin, int64_t nEnd) {
   float panel[KC * NR] __attribute__((aligned(64)));
+  void (*decompress)(const NmArgs *, int64_t, int64_t, int64_t, int64_t, float *) =
+      a->pattern == 4 ? (a->codes ? decompressPanel<4, true> : decompressPanel<4, false>)
+                      : (a->codes ? decompressPanel<8, true> : decompressPanel<8, false>);
   for (int64_t n0 = nBegin; n0 < nEnd; n0 += NR) {
     const int64_t cols = nEnd - n0 < NR ? nEnd - n0 : NR;
     const float *bias = a->bias ? a->bias + n0 : nullptr;
     for (int64_t k0 = 0; k0 < a->k; k0 += KC) {
       const int64_t kb = a->k - k0 < KC ? a->k - k0 : KC;
-      decompressPanel(a, n0, cols, k0, kb, panel);
+      decompress(a, n0, cols, k0, kb, panel);
       const int first = k0 == 0;
       const float *x = a->x + k0;
       float *c = a->c + n0;
