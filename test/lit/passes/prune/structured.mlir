@@ -38,7 +38,8 @@ func.func @gated(%x: tensor<?x4xf32>) -> tensor<?x4xf32> {
   %s = lathe.silu %g : (tensor<?x64xf32>) -> tensor<?x64xf32> loc("act")
   %u = lathe.linear %x, %wu : (tensor<?x4xf32>, tensor<64x4xf32>) -> tensor<?x64xf32> loc("up")
   %m = lathe.mul %s, %u : (tensor<?x64xf32>, tensor<?x64xf32>) -> tensor<?x64xf32> loc("mul")
-  %y = lathe.linear %m, %wd : (tensor<?x64xf32>, tensor<4x64xf32>) -> tensor<?x4xf32> loc("down")
+  // expected-error @+1 {{criterion importance needs this layer's calibration XᵀX}}
+  %y = lathe.linear %m, %wd : (tensor<?x64xf32>, tensor<4x64xf32>) -> tensor<?x4xf32>
   return %y : tensor<?x4xf32>
 }
 
