@@ -14,10 +14,22 @@ namespace {
 using MatrixF = Eigen::MatrixXf;
 using RowMatrixF = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
-/// Marks the `remove` lowest of `count` scores (read through `at`) as pruned in
-/// `keep` (through `put`); ties: the lower index goes first.
+/// Marks the `remove` lowest of `count` scores (read through `at`) as pruned
+/// (through `put`); ties: the lower index goes first.
 template <class At, class Put> void removeLowest(int64_t count, int64_t remove, At &&at, Put &&put) {
   if (remove <= 0) return;
+  if (count <= 16) { // N:M groups: a selection on the stack
+    int64_t order[16];
+    for (int64_t i = 0; i < count; ++i) order[i] = i;
+    for (int64_t i = 0; i < std::min(remove, count); ++i) {
+      int64_t best = i;
+      for (int64_t j = i + 1; j < count; ++j)
+        if (at(order[j]) < at(order[best]) || (at(order[j]) == at(order[best]) && order[j] < order[best])) best = j;
+      std::swap(order[i], order[best]);
+      put(order[i]);
+    }
+    return;
+  }
   std::vector<int64_t> order(static_cast<size_t>(count));
   std::iota(order.begin(), order.end(), 0);
   auto less = [&](int64_t a, int64_t b) { return at(a) < at(b) || (at(a) == at(b) && a < b); };

@@ -28,9 +28,10 @@
 // templates) so no variant's code can be picked by the linker for another.
 //
 // gemm computes all m rows for output columns [nBegin, nEnd): up to 4 rows
-// by dot products straight from the compressed data, more rows by
-// decompressing one panel of output rows at a time (at most 32 KiB of f32)
-// into a dense scratch on the stack and multiplying it with every row. Each
+// (AVX-512 and AVX2: up to 64, in groups of 4) by dot products straight from
+// the compressed data, more rows by decompressing one panel of output rows at
+// a time (at most 32 KiB of f32) into a dense scratch on the stack and
+// multiplying it with every row. Each
 // output element is summed in an order that depends on m, k and the pattern
 // only, never on how [0, n) is split among threads.
 #pragma once

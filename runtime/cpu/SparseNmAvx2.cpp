@@ -8,8 +8,9 @@
 // last 8, for 2:4 and 4:8 alike). int4 codes are expanded with the same
 // shift; the scale is applied once per group to that group's partial sum.
 //
-// More rows: panels of 16 output rows × 256 columns are decompressed into a
-// dense [k][16] scratch (16 KiB) and multiplied by a 6×16 register tile.
+// 5 to 64 rows: the same, x rows in groups of 4 under each pair of weight
+// rows. More rows: panels of 16 output rows × 256 columns are decompressed
+// into a dense [k][16] scratch (16 KiB) and multiplied by a 6×16 register tile.
 #include "runtime/cpu/SparseNm.h"
 
 #include <immintrin.h>
@@ -23,10 +24,10 @@ constexpr int NV = NR / VW;
 constexpr int MR = 6;        // prefill tile rows: 6 × 2 accumulators
 constexpr int64_t KC = 256;
 constexpr int GEMV_MAX_ROWS = 4;
-#ifndef LATHE_NM_BATCHED_MAX
-#define LATHE_NM_BATCHED_MAX 64
-#endif
-constexpr int64_t BATCHED_MAX_ROWS = LATHE_NM_BATCHED_MAX; // more rows: decompressed panels
+// Up to this many rows, groups of 4 rows through the GEMV (about half the
+// dense GEMM's speed at any m); more rows: decompressed panels (which only
+// catch up at m ≈ 64 at SmolLM2 shapes, and reach 0.75x of dense at m = 256).
+constexpr int64_t BATCHED_MAX_ROWS = 64;
 // The GEMV prefetches (into L2) the weight rows of the tile(s) it will do
 // next, at least this many bytes of values ahead: the hardware prefetchers
 // alone, facing WR short streams a row apart, left it at half the bandwidth.

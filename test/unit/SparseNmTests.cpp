@@ -152,7 +152,7 @@ TEST_CASE("N:M f32 and int4 tables match the dense masked reference", "[sparse]"
   const auto levels = tables();
   for (int pattern : {4, 8})
     for (int64_t k : {32, 96, 576, 1536})
-      for (int64_t m : {1, 2, 3, 4, 5, 17, 64}) {
+      for (int64_t m : {1, 2, 3, 4, 5, 17, 64, 100}) { // GEMV, batched GEMV, decompressed panels
         const int64_t n = k >= 576 ? 45 : 70; // never a multiple of a panel width
         std::vector<int64_t> groups = k == 32 ? std::vector<int64_t>{32}
                                     : k == 96 ? std::vector<int64_t>{32, 96}
