@@ -586,11 +586,11 @@ LogicalResult SparseLinearOp::verify() {
   if (!idx.getElementType().isUnsignedInteger(8) || idx.getShape() != ArrayRef<int64_t>{out, indexBytes})
     return emitOpError("indices must be ui8 [") << out << ", " << indexBytes << "], got " << idx;
   if (int4) {
-    if (group <= 0 || group % 32 || in % group)
-      return emitOpError("group_size must be a multiple of 32 dividing ") << in << ", got " << group;
+    if (group <= 0 || group % 32) return emitOpError("group_size must be a positive multiple of 32, got ") << group;
+    const int64_t groups = (in + group - 1) / group;
     auto s = getScales() ? cast<RankedTensorType>(getScales().getType()) : RankedTensorType();
-    if (!s || !s.getElementType().isF16() || s.getShape() != ArrayRef<int64_t>{out, in / group})
-      return emitOpError("int4 values need f16 scales [") << out << ", " << in / group << "]";
+    if (!s || !s.getElementType().isF16() || s.getShape() != ArrayRef<int64_t>{out, groups})
+      return emitOpError("int4 values need f16 scales [") << out << ", " << groups << "]";
   } else if (getScales()) {
     return emitOpError("f32 values have no scales");
   }

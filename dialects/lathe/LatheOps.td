@@ -119,8 +119,9 @@ def Lathe_SparseLinearOp : Lathe_InferOp<"sparse_linear", [AttrSizedOperandSegme
       values_format "f32":  values f32 [out, in/2];
       values_format "int4": values ui8 [out, in/4] (kept value t in byte t/2,
                             the low nibble for even t), scales f16
-                            [out, in/group_size] (group_size counted in input
-                            columns, a multiple of 32); ŵ = scale·(q − 8).
+                            [out, ceil(in/group_size)] (group_size counted in
+                            input columns, a multiple of 32; the last group may
+                            be shorter); ŵ = scale·(q − 8).
     indices ui8: each kept value's position inside its group: 2:4 two bits
     (kept value t at bits 2·(t % 4) of byte t/4, [out, in/8]); 4:8 a nibble
     (byte t/2, low nibble for even t, [out, in/4]).

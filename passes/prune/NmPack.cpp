@@ -2,6 +2,7 @@
 
 #include "passes/quantize/Grid.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -41,7 +42,8 @@ NmPacked packNm(const float *w, const std::vector<uint8_t> &keep, int64_t out, i
   r.values.assign(size_t(out * (int4 ? in / 4 : half * 4)), 0);
   r.indices.assign(size_t(out * indexBytes), 0);
   const quantize::GridSpec spec{"int4", group / 2, true};
-  if (int4) r.scales.assign(size_t(out * (in / group) * 2), 0);
+  const int64_t groups = int4 ? (in + group - 1) / group : 0; // the last group may be shorter
+  if (int4) r.scales.assign(size_t(out * groups * 2), 0);
   std::vector<float> kept(static_cast<size_t>(half)), hat(static_cast<size_t>(half));
   std::vector<int> position(static_cast<size_t>(half));
   double err = 0, norm = 0;
@@ -61,12 +63,13 @@ NmPacked packNm(const float *w, const std::vector<uint8_t> &keep, int64_t out, i
     }
     if (int4) {
       uint8_t *codes = reinterpret_cast<uint8_t *>(r.values.data()) + row * (in / 4);
-      uint16_t *scales = reinterpret_cast<uint16_t *>(r.scales.data()) + row * (in / group);
+      uint16_t *scales = reinterpret_cast<uint16_t *>(r.scales.data()) + row * groups;
       const int64_t per = group / 2;
-      for (int64_t g = 0; g < in / group; ++g) {
-        const quantize::Grid grid = quantize::fitGrid(spec, kept.data() + g * per, per);
+      for (int64_t g = 0; g < groups; ++g) {
+        const int64_t count = std::min(per, half - g * per);
+        const quantize::Grid grid = quantize::fitGrid(spec, kept.data() + g * per, count);
         scales[g] = grid.scaleHalf;
-        for (int64_t k = g * per; k < (g + 1) * per; ++k) {
+        for (int64_t k = g * per; k < g * per + count; ++k) {
           const int code = grid.code(kept[size_t(k)]);
           codes[k / 2] |= uint8_t(code << (4 * (k % 2)));
           hat[size_t(k)] = grid.value(code);

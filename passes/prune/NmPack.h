@@ -21,7 +21,7 @@ std::vector<uint8_t> maskOf(const float *w, int64_t out, int64_t in, Pattern p, 
 struct NmPacked {
   std::vector<char> values;  // f32 [out, in/2] | int4 codes [out, in/4]
   std::vector<char> indices; // [out, in/8] (2:4) | [out, in/4] (4:8)
-  std::vector<char> scales;  // int4: f16 [out, in/group]
+  std::vector<char> scales;  // int4: f16 [out, ceil(in/group)] (the last group may be shorter)
   double relativeError = 0;  // ‖W − Ŵ‖ / ‖W‖ against `original` (the unpruned weight when given)
 };
 

@@ -184,7 +184,7 @@ LogicalResult emitSparseLinear(LinearOp op, prune::Pattern p, const std::string 
   Value indices = b.create<ConstantOp>(loc, it, makeResourceAttr(it, base + ".nm_indices", packed.indices));
   Value scales;
   if (int4) {
-    auto st = RankedTensorType::get({out, in / group}, b.getF16Type());
+    auto st = RankedTensorType::get({out, (in + group - 1) / group}, b.getF16Type());
     scales = b.create<ConstantOp>(loc, st, makeResourceAttr(st, base + ".nm_scales", packed.scales));
   }
   auto replacement = b.create<SparseLinearOp>(loc, op.getType(), op.getInput(), values, indices, scales, op.getBias(),

@@ -167,7 +167,7 @@ struct QuantizeWeightsPass : impl::QuantizeWeightsBase<QuantizeWeightsPass> {
       const std::string patternText = sparsity.getAs<StringAttr>("pattern").str();
       const prune::Pattern p = prune::parsePattern(patternText);
       if (p.structured()) {
-        if (format == "int4" && symmetric && method == "rtn" && in % 32 == 0 && in % group == 0 && compensationRank == 0) {
+        if (format == "int4" && symmetric && method == "rtn" && in % 32 == 0 && compensationRank == 0) {
           std::string error;
           std::vector<uint8_t> keep = prune::maskOf(weights->data(), out, in, p, error);
           if (keep.empty()) return op.emitError("not ") << patternText << " sparse: " << error;
@@ -175,8 +175,8 @@ struct QuantizeWeightsPass : impl::QuantizeWeightsBase<QuantizeWeightsPass> {
           return emitSparseLinear(op, p, patternText, packed, group, sparsity, " sym-rtn",
                                   stackedWeightError(sparsity, packed.relativeError));
         }
-        op.emitRemark("the ") << patternText << " sparsity is not kept: N:M layers store f32 or symmetric int4 (rtn, group "
-                              << "dividing the input features, no compensation) values; quantized dense as " << format;
+        op.emitRemark("the ") << patternText << " sparsity is not kept: N:M layers store f32 or symmetric int4 (rtn, "
+                              << "no compensation) values; quantized dense as " << format;
         op->removeAttr("lathe.sparsity");
       }
     }

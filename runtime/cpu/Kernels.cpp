@@ -675,7 +675,7 @@ std::string runW8a8Linear(KernelContext &c) {
 
 // N:M sparse linear layers (weight formats "nm-f32", "nm-int4", runtime/cpu/SparseNm.h):
 //   nm-f32:  (x, values f32 [n, k/2], indices u8, bias?)
-//   nm-int4: (x, codes u8 [n, k/4], indices u8, scales f16 [n, k/group], bias?)
+//   nm-int4: (x, codes u8 [n, k/4], indices u8, scales f16 [n, ceil(k/group)], bias?)
 // attributes pattern ("2:4" | "4:8"), in_features (k), group_size (int4).
 struct NmOperands {
   NmArgs args{};
@@ -703,9 +703,10 @@ std::string nmOperands(KernelContext &c, NmOperands &o) {
   int64_t group = 0;
   if (int4) {
     group = intAttr(c, "group_size", 0);
-    if (group <= 0 || group % 32 || k % group) return fail(c, "group_size " + std::to_string(group) + " is invalid for " + std::to_string(k) + " input features");
-    if (!scales || scales->dtype != DType::F16 || scales->shape != std::vector<int64_t>{n, k / group})
-      return fail(c, "the scales must be f16 [" + std::to_string(n) + ", " + std::to_string(k / group) + "]");
+    if (group <= 0 || group % 32) return fail(c, "group_size " + std::to_string(group) + " is not a positive multiple of 32");
+    const int64_t groups = (k + group - 1) / group;
+    if (!scales || scales->dtype != DType::F16 || scales->shape != std::vector<int64_t>{n, groups})
+      return fail(c, "the scales must be f16 [" + std::to_string(n) + ", " + std::to_string(groups) + "]");
   }
   if (auto e = checkBias(c, o.bias, n); !e.empty()) return e;
   o.args.n = n, o.args.k = k, o.args.pattern = m, o.args.group = group;

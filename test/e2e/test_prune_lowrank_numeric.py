@@ -225,9 +225,10 @@ def main():
         # --- N:M kernels through the runtime: f32 and int4 values, 2:4 and 4:8, several batch sizes
         bias = rng.standard_normal(out).astype(np.float32)
         btext = linear_module(W, X, bias)
-        for pattern, quant in (("2:4", ""), ("4:8", ""), ("2:4", "int4")):
+        # (int4 g128 on 64 input columns: one group, shorter than 128)
+        for pattern, quant, group in (("2:4", "", 0), ("4:8", "", 0), ("2:4", "int4", 32), ("4:8", "int4", 128)):
             pipeline = f"lathe-prune{{method=wanda pattern={pattern}}}," + (
-                "lathe-quantize-weights{format=int4 group-size=32}" if quant else "lathe-pack-sparse")
+                f"lathe-quantize-weights{{format=int4 group-size={group}}}" if quant else "lathe-pack-sparse")
             packed = t.opt_run(btext, pipeline)
             c.expect("lathe.sparse_linear" in packed, f"{pattern} {quant}: no lathe.sparse_linear")
             dense_pruned = weight_of(t.opt_run(btext, f"lathe-prune{{method=wanda pattern={pattern}}}"), "fc.pruned", (out, n))
@@ -235,8 +236,8 @@ def main():
             if quant:  # int4 over the kept values of each 32-column group: numpy's grid (ggml Q4_0 rules, f16 scale)
                 what = np.zeros_like(what)
                 for r in range(out):
-                    for g in range(0, n, 32):
-                        cols = np.nonzero(dense_pruned[r, g:g + 32])[0] + g
+                    for g in range(0, n, group):
+                        cols = np.nonzero(dense_pruned[r, g:g + group])[0] + g
                         v = dense_pruned[r, cols].astype(np.float32)
                         mx = v[np.argmax(np.abs(v))] if v.size else 0.0
                         d = f16(mx / -8.0)
@@ -248,8 +249,9 @@ def main():
                 ref = x.astype(np.float64) @ what.T + bias
                 scale = np.abs(x).astype(np.float64) @ np.abs(what).T + np.abs(bias)
                 worst = float(np.max(np.abs(y - ref) / scale))
-                c.expect(worst <= 1e-5, f"N:M {pattern} {quant or 'f32'} rows {rows}: runtime differs from numpy by {worst:.2e}")
-            print(f"N:M {pattern} {quant or 'f32'}: runtime equals numpy's product of the pruned weights at 1, 3, 17 rows")
+                c.expect(worst <= 1e-5, f"N:M {pattern} {quant or 'f32'} g{group} rows {rows}: runtime differs from numpy by {worst:.2e}")
+            print(f"N:M {pattern} {quant or 'f32'}{f' g{group}' if quant else ''}: runtime equals numpy's product of the "
+                  f"pruned weights at 1, 3, 17 rows")
 
         # --- low-rank: plain SVD against numpy's truncation, activation-aware against SVD-LLM's whitening
         r = 12
