@@ -189,8 +189,19 @@ def StructuredPrune : Pass<"lathe-prune-structured", "mlir::func::FuncOp"> {
 }
 
 def PackSparse : Pass<"lathe-pack-sparse", "mlir::func::FuncOp"> {
-  let summary = "N:M-pruned lathe.linear (lathe.sparsity) → lathe.sparse_linear with f32 kept values and indices";
+  let summary = "Pruned lathe.linear (lathe.sparsity) → lathe.sparse_linear: N:M always, unstructured below a density";
+  let description = [{
+    N:M layers store their kept values and positions. Unstructured layers store
+    a bitmap and their kept values when their density is at most
+    `max-density`, the highest density at which the runtime's bitmap kernel
+    was measured faster than the dense one (lathe-sparse-bench's density
+    sweep); denser layers stay dense, with lathe.sparse_kept_dense saying why.
+  }];
   let dependentDialects = ["::lathe::ir::LatheDialect"];
+  let options = [
+    Option<"maxDensity", "max-density", "double", "0.7",
+           "unstructured: the highest density stored as a bitmap (above it the dense kernel is faster)">,
+  ];
 }
 
 def LowRank : Pass<"lathe-low-rank", "mlir::func::FuncOp"> {

@@ -215,9 +215,9 @@ LogicalResult Lowering::run(std::string &error) {
       if (kernel.weightFormat == "w8a8") operands.push_back(q.getActScales());
       operands.push_back(q.getBias());
     } else if (auto s = dyn_cast<ir::SparseLinearOp>(op)) {
-      // N:M: (x, values, indices, scales (int4 only), bias?).
+      // N:M: (x, values, indices, scales (int4 only), bias?); unstructured: (x, values, bitmap, bias?).
       kernel.op = "linear";
-      kernel.weightFormat = "nm-" + s.getValuesFormat().str();
+      kernel.weightFormat = (s.getPattern() == "unstructured" ? "bitmap-" : "nm-") + s.getValuesFormat().str();
       operands = {s.getInput(), s.getValues(), s.getIndices()};
       if (s.getValuesFormat() == "int4") operands.push_back(s.getScales());
       operands.push_back(s.getBias());
@@ -252,7 +252,8 @@ LogicalResult Lowering::run(std::string &error) {
       // Compiler-side annotations (lathe.compression, ...) and the format, which
       // became the kernel's weight format, are not kernel attributes.
       if (attr.getName().strref().starts_with("lathe.") || attr.getName() == "operandSegmentSizes" ||
-          (kernel.weightFormat != "f32" && (attr.getName() == "format" || attr.getName() == "values_format")))
+          (kernel.weightFormat != "f32" && (attr.getName() == "format" || attr.getName() == "values_format" ||
+                                            (kernel.weightFormat == "bitmap-f32" && attr.getName() != "in_features"))))
         continue;
       if (auto elements = dyn_cast<ElementsAttr>(attr.getValue())) { // fill's value
         auto host = ir::readHostTensor(elements, 1);

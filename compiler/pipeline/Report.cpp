@@ -48,9 +48,8 @@ std::vector<LayerReport> collectLayers(mlir::ModuleOp module) {
         row.method = s.getAs<mlir::StringAttr>("method").str() + "-" + s.getAs<mlir::StringAttr>("pattern").str() + " " +
                      std::to_string(int(std::lround(100 * (1 - number(s, "density", 1))))) + "% (dense f32)";
         row.weightError = number(s, "weight_error", 0);
-        if (s.getAs<mlir::StringAttr>("pattern").str() == "unstructured")
-          row.note = "unstructured zeros stay in the dense f32 format: Lathe has no unstructured sparse kernel that beats "
-                     "the dense one at this density (use pattern 2:4 or 4:8 for a compressed, faster format)";
+        if (auto why = op->getAttrOfType<mlir::StringAttr>("lathe.sparse_kept_dense")) row.note = why.str();
+        else row.note = "zeros in the dense f32 format (no lathe-pack-sparse ran)";
       } else if (auto l = op->getAttrOfType<mlir::DictionaryAttr>("lathe.lowrank")) {
         row.method = l.getAs<mlir::StringAttr>("method").str() + " f32";
         row.bytesBefore = l.getAs<mlir::IntegerAttr>("bytes_before").getInt();

@@ -148,11 +148,11 @@ LogicalResult QuantizedLinearOp::inferReturnTypes(MLIRContext *, std::optional<L
 LogicalResult SparseLinearOp::inferReturnTypes(MLIRContext *, std::optional<Location> loc, Adaptor adaptor,
                                                SmallVectorImpl<Type> &types) {
   auto in = shapeOf(adaptor.getInput());
-  auto v = shapeOf(adaptor.getValues());
-  if (in.empty() || v.size() != 2)
-    return emitOptionalError(loc, "sparse_linear needs an input of rank >= 1 and 2-D values");
+  auto idx = shapeOf(adaptor.getIndices());
+  if (in.empty() || idx.size() != 2)
+    return emitOptionalError(loc, "sparse_linear needs an input of rank >= 1 and 2-D indices");
   SmallVector<int64_t> out(in.begin(), in.end());
-  out.back() = v[0];
+  out.back() = idx[0];
   return pushTensor(types, out, rankedType(adaptor.getInput()).getElementType());
 }
 
@@ -569,11 +569,29 @@ LogicalResult QuantizedLinearOp::verify() {
 
 LogicalResult SparseLinearOp::verify() {
   StringRef pattern = getPattern(), format = getValuesFormat();
-  if (pattern != "2:4" && pattern != "4:8") return emitOpError("pattern must be 2:4 or 4:8, got '") << pattern << "'";
+  if (pattern != "2:4" && pattern != "4:8" && pattern != "unstructured")
+    return emitOpError("pattern must be 2:4, 4:8 or unstructured, got '") << pattern << "'";
   if (format != "f32" && format != "int4") return emitOpError("values_format must be f32 or int4, got '") << format << "'";
   const int64_t in = getInFeatures(), group = getGroupSize();
   if (in <= 0 || in % 32) return emitOpError("in_features must be a positive multiple of 32, got ") << in;
   auto v = cast<RankedTensorType>(getValues().getType()), idx = cast<RankedTensorType>(getIndices().getType());
+  if (pattern == "unstructured") {
+    // A bitmap per row (bit c of byte c/8) and the kept values of all rows, row after row.
+    if (format != "f32" || getScales()) return emitOpError("unstructured sparsity stores f32 values");
+    if (!v.hasStaticShape() || v.getRank() != 1 || !v.getElementType().isF32())
+      return emitOpError("unstructured values must be a static 1-D f32 tensor, got ") << v;
+    if (!idx.hasStaticShape() || idx.getRank() != 2 || !idx.getElementType().isUnsignedInteger(8) || idx.getDimSize(1) != in / 8)
+      return emitOpError("the bitmap must be ui8 [out, ") << in / 8 << "], got " << idx;
+    if (v.getDimSize(0) > idx.getDimSize(0) * in) return emitOpError("more values than weights");
+    auto x = shapeOf(getInput());
+    if (x.empty() || (x.back() != kDynamic && x.back() != in))
+      return emitOpError("input has ") << (x.empty() ? 0 : x.back()) << " features but the layer expects " << in;
+    if (getBias()) {
+      auto b = shapeOf(getBias());
+      if (b.size() != 1 || (b[0] != kDynamic && b[0] != idx.getDimSize(0))) return emitOpError("bias must be [") << idx.getDimSize(0) << "]";
+    }
+    return success();
+  }
   if (!v.hasStaticShape() || v.getRank() != 2 || !idx.hasStaticShape() || idx.getRank() != 2)
     return emitOpError("values and indices must be static 2-D tensors");
   const int64_t out = v.getDimSize(0);

@@ -125,6 +125,10 @@ def Lathe_SparseLinearOp : Lathe_InferOp<"sparse_linear", [AttrSizedOperandSegme
     indices ui8: each kept value's position inside its group: 2:4 two bits
     (kept value t at bits 2·(t % 4) of byte t/4, [out, in/8]); 4:8 a nibble
     (byte t/2, low nibble for even t, [out, in/4]).
+    pattern "unstructured" (any number kept per row, f32 only): indices is a
+    bitmap ui8 [out, in/8] (bit c % 8 of byte c/8 set when column c is kept)
+    and values f32 [nnz] the kept values of every row in order, row after row
+    (a row starts at the popcount of the earlier rows' bitmaps).
   }];
   let arguments = (ins AnyRankedTensor:$input, AnyRankedTensor:$values, AnyRankedTensor:$indices,
                        Optional<AnyRankedTensor>:$scales, Optional<AnyRankedTensor>:$bias,

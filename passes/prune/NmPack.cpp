@@ -34,6 +34,22 @@ std::vector<uint8_t> maskOf(const float *w, int64_t out, int64_t in, Pattern p, 
   return keep;
 }
 
+BitmapPacked packBitmap(const float *w, int64_t out, int64_t in) {
+  BitmapPacked r;
+  r.masks.assign(size_t(out * (in / 8)), 0);
+  std::vector<float> values;
+  for (int64_t row = 0; row < out; ++row)
+    for (int64_t c = 0; c < in; ++c)
+      if (w[row * in + c] != 0.f) {
+        r.masks[size_t(row * (in / 8) + c / 8)] |= char(1 << (c % 8));
+        values.push_back(w[row * in + c]);
+      }
+  r.nnz = int64_t(values.size());
+  r.values.resize(values.size() * 4);
+  if (!values.empty()) std::memcpy(r.values.data(), values.data(), r.values.size());
+  return r;
+}
+
 NmPacked packNm(const float *w, const std::vector<uint8_t> &keep, int64_t out, int64_t in, Pattern p, int64_t group,
                 const float *original) {
   NmPacked r;

@@ -31,6 +31,15 @@ struct NmPacked {
 NmPacked packNm(const float *w, const std::vector<uint8_t> &keep, int64_t out, int64_t in, Pattern p, int64_t group,
                 const float *original = nullptr);
 
+/// Unstructured sparsity (pattern "unstructured"): a bitmap [out, in/8] (bit
+/// c % 8 of byte c/8 for column c) and the non-zero values of every row, row
+/// after row; in a multiple of 32.
+struct BitmapPacked {
+  std::vector<char> values, masks;
+  int64_t nnz = 0;
+};
+BitmapPacked packBitmap(const float *w, int64_t out, int64_t in);
+
 /// Bytes of the index array per row.
 inline int64_t indexBytesPerRow(int64_t in, Pattern p) { return p.m == 4 ? in / 8 : in / 4; }
 

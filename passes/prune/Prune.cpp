@@ -14,6 +14,7 @@
 #include "mlir/IR/Builders.h"
 
 #include <cmath>
+#include <cstdio>
 
 using namespace mlir;
 using namespace lathe::ir;
@@ -137,14 +138,70 @@ struct PrunePass : impl::PruneBase<PrunePass> {
 };
 
 struct PackSparsePass : impl::PackSparseBase<PackSparsePass> {
+  using PackSparseBase::PackSparseBase;
+
   void runOnOperation() override {
-    SmallVector<LinearOp> layers;
+    SmallVector<LinearOp> layers, unstructured;
     getOperation().walk([&](LinearOp op) {
-      if (auto s = op->getAttrOfType<DictionaryAttr>("lathe.sparsity"))
-        if (auto p = s.getAs<StringAttr>("pattern"); p && prune::parsePattern(p.str()).structured()) layers.push_back(op);
+      if (auto s = op->getAttrOfType<DictionaryAttr>("lathe.sparsity")) {
+        auto p = s.getAs<StringAttr>("pattern");
+        if (p && prune::parsePattern(p.str()).structured()) layers.push_back(op);
+        else if (p && p.str() == "unstructured") unstructured.push_back(op);
+      }
     });
     for (LinearOp op : layers)
       if (failed(pack(op))) return signalPassFailure();
+    for (LinearOp op : unstructured)
+      if (failed(packBitmap(op))) return signalPassFailure();
+  }
+
+  LogicalResult packBitmap(LinearOp op) {
+    auto sparsity = op->getAttrOfType<DictionaryAttr>("lathe.sparsity");
+    auto weights = constantWeight(op, "packed");
+    if (!weights) return success();
+    auto type = cast<RankedTensorType>(op.getWeight().getType());
+    const int64_t out = type.getDimSize(0), in = type.getDimSize(1);
+    const double density = sparsity.getAs<FloatAttr>("density").getValueAsDouble();
+    OpBuilder b(op);
+    char why[256];
+    if (in % 32) {
+      std::snprintf(why, sizeof why, "kept dense: the bitmap format needs input features in multiples of 32, got %lld", (long long)in);
+      op->setAttr("lathe.sparse_kept_dense", b.getStringAttr(why));
+      return success();
+    }
+    if (density > maxDensity) {
+      std::snprintf(why, sizeof why,
+                    "kept dense: density %.2f is above %.2f, the highest at which the bitmap kernel beats the dense one "
+                    "(measured by lathe-sparse-bench)", density, double(maxDensity));
+      op->setAttr("lathe.sparse_kept_dense", b.getStringAttr(why));
+      return success();
+    }
+    prune::BitmapPacked packed = prune::packBitmap(weights->data(), out, in);
+    Location loc = op.getLoc();
+    const std::string base = quantize::opName(op);
+    auto u8 = IntegerType::get(op.getContext(), 8, IntegerType::Unsigned);
+    auto vt = RankedTensorType::get({packed.nnz}, b.getF32Type());
+    auto mt = RankedTensorType::get({out, in / 8}, u8);
+    Value values = b.create<ConstantOp>(loc, vt, makeResourceAttr(vt, base + ".sparse_values", packed.values));
+    Value masks = b.create<ConstantOp>(loc, mt, makeResourceAttr(mt, base + ".sparse_bitmap", packed.masks));
+    auto replacement = b.create<SparseLinearOp>(loc, op.getType(), op.getInput(), values, masks, Value(), op.getBias(),
+                                                b.getStringAttr("unstructured"), b.getStringAttr("f32"),
+                                                b.getI64IntegerAttr(in), b.getI64IntegerAttr(0));
+    const double before = double(out) * double(in) * 4.0, after = double(packed.values.size() + packed.masks.size());
+    std::snprintf(why, sizeof why, "%s-unstructured %.0f%% bitmap-f32", sparsity.getAs<StringAttr>("method").str().c_str(),
+                  100.0 * (1.0 - density));
+    replacement->setAttr("lathe.compression",
+                         b.getDictionaryAttr({b.getNamedAttr("method", b.getStringAttr(why)),
+                                              b.getNamedAttr("bits_per_weight", b.getF64FloatAttr(8.0 * after / double(out * in))),
+                                              b.getNamedAttr("bytes_before", b.getI64IntegerAttr(int64_t(before))),
+                                              b.getNamedAttr("bytes_after", b.getI64IntegerAttr(int64_t(after))),
+                                              b.getNamedAttr("weight_error", sparsity.get("weight_error"))}));
+    replacement->setAttr("lathe.sparsity", sparsity);
+    auto weightOp = op.getWeight().getDefiningOp<ConstantOp>();
+    op.replaceAllUsesWith(replacement.getResult());
+    op.erase();
+    if (weightOp && weightOp->use_empty()) weightOp->erase();
+    return success();
   }
 
   LogicalResult pack(LinearOp op) {

@@ -35,6 +35,8 @@ const std::map<std::string, OpRule> &opRules() {
     // N:M sparse: (x, values f32, indices u8, bias?) and (x, codes u8, indices u8, scales f16, bias?)
     r["linear:nm-f32"] = {{{'F', -2, false}, {'F', 2, false}, {'I', 2, false}, {'F', 1, true}}, false, 1, 1, 'F'};
     r["linear:nm-int4"] = {{{'F', -2, false}, {'I', 2, false}, {'I', 2, false}, {'F', 2, false}, {'F', 1, true}}, false, 1, 1, 'F'};
+    // Unstructured bitmap: (x, values f32 [nnz], bitmap u8 [n, k/8], bias?)
+    r["linear:bitmap-f32"] = {{{'F', -2, false}, {'F', 1, false}, {'I', 2, false}, {'F', 1, true}}, false, 1, 1, 'F'};
     r["embedding:int8"] = {{{'I', 2, false}, {'I', -1, false}, {'F', 2, false}}, false, 1, 1, 'F'};
     r["matmul"] = {{{'F', -2, false}, {'F', -2, false}}, false, 1, 1, 'F'};
     r["attention"] = {{{'F', 4, false}, {'F', 4, false}, {'F', 4, false}, {'A', -1, true}}, false, 1, 1, 'F'};

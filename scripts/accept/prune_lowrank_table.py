@@ -42,6 +42,7 @@ def main():
     ap.add_argument("--sets", default="emma,mansfieldpark,persuasion")
     ap.add_argument("--sections", default="prune,structured,lowrank,compensation,speed")
     ap.add_argument("--skip-smollm2", action="store_true")
+    ap.add_argument("--skip-minilm", action="store_true", help="only SmolLM2's rows (structured is MiniLM's)")
     ap.add_argument("--minilm-sentences", type=int, default=32)
     ap.add_argument("--out", default=os.path.join(ROOT, "build", "accept", "prune_lowrank_table.json"))
     args = ap.parse_args()
@@ -53,7 +54,7 @@ def main():
     result = {"commit": commit(), "chunks": args.chunks, "calibration": f"{args.samples}x{args.ctx}"}
     if "prune" in sections:
         result["prune"] = prune_rows(m, args)
-    if "structured" in sections:
+    if "structured" in sections and not args.skip_minilm:
         result["structured"] = structured_rows(m)
     if "lowrank" in sections:
         result["lowrank"] = lowrank_rows(m, args)
@@ -133,7 +134,7 @@ def recipe(section, skip_head):
 
 def prune_rows(m, args):
     rows = []
-    models = ["minilm"] + ([] if args.skip_smollm2 else ["smollm2"])
+    models = ([] if args.skip_minilm else ["minilm"]) + ([] if args.skip_smollm2 else ["smollm2"])
     for model in models:
         for label, spec in (("50%", "sparsity: 0.5"), ("2:4", 'pattern: "2:4"')):
             mag_art = m.compile(model, f"magnitude.{label.replace(':', '-').replace('%', '')}",
@@ -210,7 +211,7 @@ def decode_speed(lathe, art, threads=2, tokens=128):
 
 def lowrank_rows(m, args):
     rows = []
-    for model in ["minilm"] + ([] if args.skip_smollm2 else ["smollm2"]):
+    for model in ([] if args.skip_minilm else ["minilm"]) + ([] if args.skip_smollm2 else ["smollm2"]):
         values = {}
         for method in ("svd", "asvd"):
             art = m.compile(model, f"lowrank.{method}", recipe(f"lowrank:\n  method: {method}\n  param_ratio: 0.2\n", False),
