@@ -681,7 +681,7 @@ struct NmOperands {
   NmArgs args{};
   const View *bias = nullptr;
 };
-std::string nmOperands(KernelContext &c, NmOperands &o) {
+std::string nmOperands(KernelContext &c, NmOperands &o, bool scanPositions = true) {
   const bool int4 = c.spec->weightFormat == "nm-int4";
   auto at = [&](size_t i) { return i < c.inputs.size() ? c.inputs[i] : nullptr; };
   const View *values = at(1), *indices = at(2), *scales = int4 ? at(3) : nullptr;
@@ -700,6 +700,12 @@ std::string nmOperands(KernelContext &c, NmOperands &o) {
   if (!indices || indices->dtype != DType::U8 || indices->shape != std::vector<int64_t>{n, nmIndexBytesPerRow(k, m)})
     return fail(c, "the indices must be u8 [" + std::to_string(n) + ", " + std::to_string(nmIndexBytesPerRow(k, m)) + "]" +
                        (indices ? ", found " + desc(*indices) : std::string()));
+  // 4:8 positions are nibbles: one of 8..15 (a corrupt file) would point outside its group.
+  if (m == 8 && indices->data && scanPositions) {
+    const uint8_t *p = static_cast<const uint8_t *>(indices->data);
+    for (int64_t i = 0; i < indices->numel(); ++i)
+      if ((p[i] & 0x88) != 0) return fail(c, "a 4:8 position is outside its group of 8 (byte " + std::to_string(i) + ")");
+  }
   int64_t group = 0;
   if (int4) {
     group = intAttr(c, "group_size", 0);
@@ -723,7 +729,7 @@ std::string shapeNmLinear(KernelContext &c) {
 }
 std::string runNmLinear(KernelContext &c) {
   NmOperands o;
-  if (auto e = nmOperands(c, o); !e.empty()) return e;
+  if (auto e = nmOperands(c, o, /*scanPositions=*/false); !e.empty()) return e;
   const NmTable *t = nmTableFor(c.isa->name);
   if (!t) return fail(c, std::string("no N:M kernels for instruction set ") + c.isa->name);
   const View &x = *c.inputs[0];
@@ -733,6 +739,57 @@ std::string runNmLinear(KernelContext &c) {
   a.c = static_cast<float *>(c.outputs[0]->data), a.ldc = a.n;
   a.bias = o.bias ? static_cast<const float *>(o.bias->data) : nullptr;
   c.pool->parallelFor(a.n, [&](int64_t b, int64_t e) { t->gemm(&a, b, e); }, t->panelWidth);
+  return "";
+}
+
+// Unstructured sparse linear layers (weight format "bitmap-f32", SparseNm.h):
+//   (x, values f32 [nnz], bitmap u8 [n, k/8], bias?), attribute in_features (k).
+struct BitmapOperands {
+  BitmapArgs args{};
+};
+std::string bitmapOperands(KernelContext &c, BitmapOperands &o, bool countValues = true) {
+  auto at = [&](size_t i) { return i < c.inputs.size() ? c.inputs[i] : nullptr; };
+  const View *values = at(1), *masks = at(2), *bias = at(3);
+  if (auto e = needFloat32(c, 0); !e.empty()) return e;
+  const int64_t k = intAttr(c, "in_features", 0);
+  if (k <= 0 || k % 32) return fail(c, "in_features must be a positive multiple of 32, found " + std::to_string(k));
+  if (!masks || masks->dtype != DType::U8 || masks->shape.size() != 2 || masks->shape[1] != bitmapMaskBytesPerRow(k))
+    return fail(c, "the bitmap must be u8 [n, " + std::to_string(bitmapMaskBytesPerRow(k)) + "]" +
+                       (masks ? ", found " + desc(*masks) : std::string()));
+  const int64_t n = masks->shape[0];
+  if (!values || values->dtype != DType::F32 || values->shape.size() != 1)
+    return fail(c, "the kept values must be f32 [nnz]" + (values ? ", found " + desc(*values) : std::string()));
+  // The values must be exactly as many as the bitmap's set bits (validated once per shape: the weights are constant).
+  if (masks->data && countValues) {
+    int64_t bits = 0;
+    const uint8_t *m = static_cast<const uint8_t *>(masks->data);
+    for (int64_t i = 0; i < masks->numel(); ++i) bits += __builtin_popcount(m[i]);
+    if (bits != values->shape[0])
+      return fail(c, "the bitmap keeps " + std::to_string(bits) + " weights but there are " + std::to_string(values->shape[0]) + " values");
+  }
+  if (auto e = checkBias(c, bias, n); !e.empty()) return e;
+  o.args.n = n, o.args.k = k;
+  o.args.values = static_cast<const float *>(values->data);
+  o.args.masks = static_cast<const uint8_t *>(masks->data);
+  o.args.bias = bias ? static_cast<const float *>(bias->data) : nullptr;
+  return "";
+}
+std::string shapeBitmapLinear(KernelContext &c) {
+  BitmapOperands o;
+  if (auto e = bitmapOperands(c, o); !e.empty()) return e;
+  return compactLinearShape(c, o.args.k, o.args.n);
+}
+std::string runBitmapLinear(KernelContext &c) {
+  BitmapOperands o;
+  if (auto e = bitmapOperands(c, o, /*countValues=*/false); !e.empty()) return e;
+  const NmTable *t = nmTableFor(c.isa->name);
+  if (!t) return fail(c, std::string("no sparse kernels for instruction set ") + c.isa->name);
+  const View &x = *c.inputs[0];
+  BitmapArgs a = o.args;
+  a.m = x.numel() / a.k;
+  a.x = static_cast<const float *>(x.data), a.lda = a.k;
+  a.c = static_cast<float *>(c.outputs[0]->data), a.ldc = a.n;
+  c.pool->parallelFor(a.n, [&](int64_t b, int64_t e) { t->bitmapGemm(&a, b, e); }, t->panelWidth);
   return "";
 }
 
@@ -1533,6 +1590,7 @@ Registry &registry() {
     reg->entries[{"linear", "w8a8", "cpu"}] = KernelEntry{shapeW8a8Linear, runW8a8Linear, false, {}};
     for (const char *format : {"nm-f32", "nm-int4"})
       reg->entries[{"linear", format, "cpu"}] = KernelEntry{shapeNmLinear, runNmLinear, false, {}};
+    reg->entries[{"linear", "bitmap-f32", "cpu"}] = KernelEntry{shapeBitmapLinear, runBitmapLinear, false, {}};
     reg->entries[{"embedding", "int8", "cpu"}] = KernelEntry{shapeEmbeddingInt8, runEmbeddingInt8, false, {}};
     add("matmul", shapeMatmul, runMatmul);
     add("attention", shapeAttention, runAttention);

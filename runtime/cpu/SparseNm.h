@@ -41,6 +41,30 @@
 
 namespace lathe::cpu {
 
+// Unstructured ("bitmap") sparse linear layers, the same product with any
+// number of zeros per row (k still a multiple of 32):
+//   masks   u8  [n, k/8]   bit c % 8 of byte c / 8 of row r set when W[r, c]
+//                          is kept (little-endian, so the 32-bit word at byte
+//                          4·(c / 32) has bit c % 32 for column c);
+//   values  f32 [nnz]      the kept values of row 0 in column order, then
+//                          row 1, …; no row offsets are stored: row r starts
+//                          at the popcount of rows [0, r)'s masks.
+// bitmapGemm finds row nBegin's start by popcounting the masks before it
+// (k/64 popcounts a row). Up to 4 rows of x (AVX-512 and AVX2: up to 64, in
+// groups of 4) are computed straight from the compressed data, more rows
+// through decompressed panels, as for N:M; each output is again summed in an
+// order that depends on m, k and the mask only.
+struct BitmapArgs {
+  int64_t n, k, m;          // outputs, input features, rows of x
+  const float *values;      // f32 [nnz]
+  const uint8_t *masks;     // u8 [n, k/8]
+  const float *x;           // [m, k], row stride lda
+  int64_t lda;
+  float *c;                 // [m, n], row stride ldc
+  int64_t ldc;
+  const float *bias;        // [n] or null
+};
+
 struct NmArgs {
   int64_t n, k, m;          // outputs, input features, rows of x
   int pattern;              // M: 4 (2:4) or 8 (4:8)
@@ -61,6 +85,8 @@ struct NmTable {
   int64_t panelWidth; // callers split [0, n) for gemm on multiples of this
   /// C[r, j] for all m rows and the output columns [nBegin, nEnd).
   void (*gemm)(const NmArgs *args, int64_t nBegin, int64_t nEnd);
+  /// The same for the bitmap format (split [0, n) on multiples of panelWidth too).
+  void (*bitmapGemm)(const BitmapArgs *args, int64_t nBegin, int64_t nEnd);
 };
 
 namespace nmavx512 { const NmTable *table(); }
@@ -86,5 +112,18 @@ std::string nmPackF32(const float *w, const uint8_t *keep, int64_t n, int64_t k,
 /// into codes u8 [n, k/4] (nibbles as above). Scales are not touched.
 std::string nmPackInt4(const int32_t *keptCodes, const uint8_t *keep, int64_t n, int64_t k, int pattern,
                        uint8_t *codes, uint8_t *indices);
+
+/// Bytes of one row's bitmap: k/8.
+int64_t bitmapMaskBytesPerRow(int64_t k);
+
+/// Packs a dense row-major W [n, k] (k a positive multiple of 32) into the
+/// bitmap format: kept are the weights whose `keep` byte is nonzero, or, with
+/// keep null, the nonzero weights (a kept zero is stored as a value). Writes
+/// masks u8 [n, k/8], values (which must hold nnz floats; with values null
+/// only *nnz is computed, and masks, when not null, written) and *nnz (when
+/// not null). Returns "" or a sentence naming the problem; on an error
+/// nothing is written.
+std::string bitmapPack(const float *w, const uint8_t *keep, int64_t n, int64_t k, float *values, uint8_t *masks,
+                       int64_t *nnz);
 
 } // namespace lathe::cpu

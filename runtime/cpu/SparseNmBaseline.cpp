@@ -167,7 +167,85 @@ void gemm(const NmArgs *a, int64_t nBegin, int64_t nEnd) {
   }
 }
 
-const NmTable kTable = {"baseline", NR, gemm};
+// ---------------------------------------------------------------- bitmap
+// Up to 4 rows of x: scalar, over each 32-bit mask word's set bits (column c
+// into partial sum c % 4). More rows: decompressed panels, as for N:M.
+
+uint32_t load32(const uint8_t *p) {
+  uint32_t v;
+  __builtin_memcpy(&v, p, 4);
+  return v;
+}
+
+int64_t popcountBytes(const uint8_t *p, int64_t bytes) { // bytes: a multiple of 4
+  int64_t bits = 0;
+  for (int64_t i = 0; i < bytes; i += 4) bits += __builtin_popcount(load32(p + i));
+  return bits;
+}
+
+template <int XR>
+const float *bitmapRow(const BitmapArgs *a, int64_t row, const float *val) {
+  const int64_t K = a->k, maskBytes = K / 8;
+  const uint8_t *mask = a->masks + row * maskBytes;
+  float acc[XR][4] = {};
+  for (int64_t b = 0; b < K / 32; ++b)
+    for (uint32_t bits = load32(mask + 4 * b); bits; bits &= bits - 1) {
+      const int64_t column = 32 * b + __builtin_ctz(bits);
+      const float v = *val++;
+      for (int r = 0; r < XR; ++r) acc[r][column & 3] += a->x[r * a->lda + column] * v;
+    }
+  for (int r = 0; r < XR; ++r)
+    a->c[r * a->ldc + row] = ((acc[r][0] + acc[r][1]) + (acc[r][2] + acc[r][3])) + (a->bias ? a->bias[row] : 0.0f);
+  return val;
+}
+
+template <int XR>
+void bitmapRows(const BitmapArgs *a, int64_t nBegin, int64_t nEnd, const float *start) {
+  for (int64_t j = nBegin; j < nEnd; ++j) start = bitmapRow<XR>(a, j, start);
+}
+
+void bitmapPrefill(const BitmapArgs *a, int64_t nBegin, int64_t nEnd, const float *start) {
+  float panel[KC * NR] __attribute__((aligned(64)));
+  const int64_t maskBytes = a->k / 8;
+  for (int64_t n0 = nBegin; n0 < nEnd; n0 += NR) {
+    const int64_t cols = nEnd - n0 < NR ? nEnd - n0 : NR;
+    const float *val[NR];
+    for (int64_t j = 0; j < cols; ++j) {
+      val[j] = start;
+      start += popcountBytes(a->masks + (n0 + j) * maskBytes, maskBytes);
+    }
+    if (cols < NR) __builtin_memset(panel, 0, sizeof panel);
+    const float *bias = a->bias ? a->bias + n0 : nullptr;
+    for (int64_t k0 = 0; k0 < a->k; k0 += KC) {
+      const int64_t kb = a->k - k0 < KC ? a->k - k0 : KC;
+      for (int64_t j = 0; j < cols; ++j) {
+        const uint8_t *mask = a->masks + (n0 + j) * maskBytes;
+        for (int64_t c = k0; c < k0 + kb; ++c)
+          panel[(c - k0) * NR + j] = (mask[c / 8] >> (c % 8) & 1) ? *val[j]++ : 0.0f;
+      }
+      const int first = k0 == 0;
+      const float *x = a->x + k0;
+      float *c = a->c + n0;
+      int64_t i = 0;
+      for (; i + MR <= a->m; i += MR) microTile<MR>(x + i * a->lda, a->lda, panel, kb, c + i * a->ldc, a->ldc, cols, first, bias);
+      for (; i < a->m; ++i) microTile<1>(x + i * a->lda, a->lda, panel, kb, c + i * a->ldc, a->ldc, cols, first, bias);
+    }
+  }
+}
+
+void bitmapGemm(const BitmapArgs *a, int64_t nBegin, int64_t nEnd) {
+  if (a->m <= 0 || nBegin >= nEnd) return;
+  const float *start = a->values + popcountBytes(a->masks, nBegin * (a->k / 8));
+  if (a->m > GEMV_MAX_ROWS) return bitmapPrefill(a, nBegin, nEnd, start);
+  switch (a->m) {
+  case 1: return bitmapRows<1>(a, nBegin, nEnd, start);
+  case 2: return bitmapRows<2>(a, nBegin, nEnd, start);
+  case 3: return bitmapRows<3>(a, nBegin, nEnd, start);
+  default: return bitmapRows<4>(a, nBegin, nEnd, start);
+  }
+}
+
+const NmTable kTable = {"baseline", NR, gemm, bitmapGemm};
 
 } // namespace
 

@@ -95,4 +95,29 @@ std::string nmPackInt4(const int32_t *keptCodes, const uint8_t *keep, int64_t n,
   });
 }
 
+int64_t bitmapMaskBytesPerRow(int64_t k) { return k / 8; }
+
+std::string bitmapPack(const float *w, const uint8_t *keep, int64_t n, int64_t k, float *values, uint8_t *masks,
+                       int64_t *nnz) {
+  if (n < 0 || k <= 0 || k % 32 != 0)
+    return "a bitmap sparse weight needs k a positive multiple of 32 input columns, found k = " + std::to_string(k) +
+           (n < 0 ? " and n = " + std::to_string(n) : std::string());
+  int64_t count = 0;
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t b = 0; b < k / 8; ++b) {
+      uint8_t bits = 0;
+      for (int i = 0; i < 8; ++i) {
+        const int64_t at = r * k + 8 * b + i;
+        if (keep ? keep[at] != 0 : w[at] != 0.0f) {
+          bits = uint8_t(bits | 1 << i);
+          if (values) values[count] = w[at];
+          ++count;
+        }
+      }
+      if (masks) masks[r * (k / 8) + b] = bits;
+    }
+  if (nnz) *nnz = count;
+  return "";
+}
+
 } // namespace lathe::cpu

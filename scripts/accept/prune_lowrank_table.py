@@ -230,13 +230,13 @@ def lowrank_rows(m, args):
 
 
 def compensation_rows(m):
-    # Equal bytes: g128 → g64 adds out·in/128 f16 scales per layer (2 bytes each); a rank-r bf16 correction
-    # costs 2·r·(out + in) bytes, so r = ⌊out·in / (64·(out + in))⌋ per layer shape.
+    # Equal bytes: g128 → g64 adds out·in/128 f16 scales per layer (2 bytes each, out·in/64 bytes); a rank-r
+    # bf16 correction costs 2·r·(out + in) bytes, so r = ⌊out·in / (128·(out + in))⌋ per layer shape.
     shapes = {"*attn_q": (576, 576), "*attn_output": (576, 576), "*attn_k": (192, 576), "*attn_v": (192, 576),
               "*ffn_gate": (1536, 576), "*ffn_up": (1536, 576), "*ffn_down": (576, 1536), "output": (49152, 576)}
     rules = ""
     for pattern, (o, i) in shapes.items():
-        r = o * i // (64 * (o + i))
+        r = o * i // (128 * (o + i))
         rules += (f"  - match: \"{pattern}\"\n    quantize: {{format: int4, group_size: 128, symmetric: true, method: rtn, "
                   f"compensation: {{rank: {r}}}}}\n")
     rows = []
@@ -253,8 +253,9 @@ def compensation_rows(m):
         print(f"SmolLM2 {name:22s} perplexity {p:.4f} (fp32 {m.base_ppl:.4f}), linear bytes {linear / 2**20:.2f} MiB",
               flush=True)
     comp, g64 = rows[2], rows[1]
-    print(f"low-rank compensation at ≤ g64's bytes {'beats' if comp['ppl'] < g64['ppl'] else 'does NOT beat'} g64 "
-          f"({comp['ppl']:.4f} vs {g64['ppl']:.4f}; {comp['linear_bytes']} vs {g64['linear_bytes']} bytes)")
+    fewer = comp["linear_bytes"] <= g64["linear_bytes"]
+    print(f"low-rank compensation at {'≤' if fewer else 'MORE than'} g64's bytes {'beats' if comp['ppl'] < g64['ppl'] else 'does NOT beat'} "
+          f"g64 ({comp['ppl']:.4f} vs {g64['ppl']:.4f}; {comp['linear_bytes']} vs {g64['linear_bytes']} bytes)")
     return rows
 
 

@@ -93,6 +93,9 @@ def main():
     arts = {name: compile_(minilm, name, recipe=name, calibration=cal) for name, cal in presets.items()}
     arts["structured-weight-norm"] = compile_(minilm, "structured-weight-norm",
                                               text="structured:\n  ffn: 0.25\n  criterion: weight-norm\n")
+    # Stacking: low-rank, then both factors to int8.
+    arts["lowrank-svd-20+int8"] = compile_(minilm, "lowrank-int8",
+                                           text="lowrank: {method: svd, param_ratio: 0.2}\nquantize: {format: int8}\n")
     cos = {}
     for shape, inputs in evals.items():
         e0 = pooled(run_model(fp32, inputs), inputs)
@@ -109,6 +112,9 @@ def main():
         # Floors ~0.04 under what these batches measure (MiniLM-L6 is small: 50 % of its weights is a lot).
         floors = {"prune-50-sparsegpt": 0.80, "prune-50-wanda": 0.77, "prune-2-4-sparsegpt": 0.70, "prune-2-4-wanda": 0.65,
                   "lowrank-asvd-20": 0.70, "int4-g128-lowrank-comp": 0.93, "structured-ffn-25": 0.80, "prune-2-4-int4": 0.55}
+        c.expect(abs(cos[("lowrank-svd-20+int8", shape)] - cos[("lowrank-svd-20", shape)]) < 0.01,
+                 f"{shape}: int8 factors moved the low-rank model's cosine from {cos[('lowrank-svd-20', shape)]:.4f} to "
+                 f"{cos[('lowrank-svd-20+int8', shape)]:.4f}")
         for name, floor in floors.items():
             c.expect(cos[(name, shape)] >= floor, f"{shape}: {name} pooled cosine {cos[(name, shape)]:.4f} < {floor}")
 
@@ -134,6 +140,11 @@ def main():
     size["fp32"] = os.path.getsize(fp32)
     for name in ("structured-ffn-25", "prune-2-4-wanda", "lowrank-svd-20"):
         c.expect(size[name] < 0.95 * size["fp32"], f"{name}: artifact {size[name]} bytes is not smaller than fp32's {size['fp32']}")
+    report = json.load(open(arts["lowrank-svd-20+int8"] + ".report.json"))
+    factors = [r for r in report["layers"] if r["method"].startswith("factor of ")]
+    layers = [r for r in report["layers"] if r["method"].startswith("svd-r") and "+int8" in r["method"]]
+    c.expect(len(factors) >= 36 and len(layers) >= 36 and all(r["bytes_before"] == 0 for r in factors),
+             f"low-rank + int8: {len(factors)} factor rows, {len(layers)} layer rows")
     report = json.load(open(arts["structured-ffn-25"] + ".report.json"))
     c.expect(any("structured ffn 1152/1536 importance" in r["method"] for r in report["layers"]),
              "structured-ffn-25: the report does not show 1152 of 1536 channels kept")

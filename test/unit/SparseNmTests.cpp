@@ -234,3 +234,152 @@ TEST_CASE("N:M packing rejects bad masks and shapes with a sentence", "[sparse]"
   e = cpu::nmPackInt4(kept.data(), keep.data(), 1, 32, 4, codes.data(), indices.data());
   CHECK_THAT(e, Catch::Contains("outside 0..15"));
 }
+
+// ------------------------------------------------------------------ bitmap
+namespace {
+
+struct BitmapProblem {
+  int64_t m = 0, n = 0, k = 0, lda = 0, ldc = 0, nnz = 0;
+  bool hasBias = false;
+  std::vector<float> x, w, bias, values; // w: the dense [n, k] with its zeros
+  std::vector<uint8_t> masks;
+};
+
+// Row 1 (when n > 1) is all zeros, the others keep each weight with
+// probability `density` (1.0: all of them).
+BitmapProblem makeBitmap(int64_t m, int64_t n, int64_t k, double density, bool hasBias, uint32_t seed) {
+  BitmapProblem p;
+  p.m = m, p.n = n, p.k = k, p.hasBias = hasBias, p.lda = k + 7, p.ldc = n + 5;
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> uni(-1.0f, 1.0f);
+  std::uniform_real_distribution<double> coin(0.0, 1.0);
+  p.x.resize(size_t(m * p.lda));
+  for (auto &v : p.x) v = uni(rng);
+  p.w.assign(size_t(n * k), 0.0f);
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t c = 0; c < k; ++c)
+      if (r != 1 && coin(rng) < density) {
+        float v = uni(rng);
+        p.w[size_t(r * k + c)] = v == 0.0f ? 0.5f : v;
+      }
+  p.masks.resize(size_t(n * cpu::bitmapMaskBytesPerRow(k)));
+  REQUIRE(cpu::bitmapPack(p.w.data(), nullptr, n, k, nullptr, nullptr, &p.nnz) == "");
+  p.values.resize(size_t(p.nnz));
+  int64_t again = -1;
+  REQUIRE(cpu::bitmapPack(p.w.data(), nullptr, n, k, p.values.data(), p.masks.data(), &again) == "");
+  REQUIRE(again == p.nnz);
+  if (hasBias) {
+    p.bias.resize(size_t(n));
+    for (auto &b : p.bias) b = uni(rng);
+  }
+  return p;
+}
+
+cpu::BitmapArgs bitmapArgsFor(const BitmapProblem &p, float *c) {
+  return cpu::BitmapArgs{p.n, p.k, p.m, p.values.data(), p.masks.data(), p.x.data(), p.lda, c, p.ldc,
+                         p.hasBias ? p.bias.data() : nullptr};
+}
+
+void checkBitmap(const NmTable *t, const BitmapProblem &p, double density) {
+  INFO("table " << t->name << ", bitmap density " << density << ", m " << p.m << " n " << p.n << " k " << p.k
+                << (p.hasBias ? ", bias" : ""));
+  std::vector<float> whole(size_t(p.m * p.ldc), kSentinel), split(size_t(p.m * p.ldc), kSentinel),
+      split2(size_t(p.m * p.ldc), kSentinel);
+  cpu::BitmapArgs a = bitmapArgsFor(p, whole.data());
+  t->bitmapGemm(&a, 0, p.n);
+  // Two uneven splits on panel boundaries: two ranges, the second computed
+  // first, and three ranges (some possibly empty) in order.
+  const int64_t pw = t->panelWidth, cut = std::min(p.n, pw * std::max<int64_t>(1, p.n / pw / 3));
+  const int64_t p1 = std::min(p.n, pw), p2 = std::min(p.n, std::max(p1, pw * (2 * (p.n / pw) / 3 + 1)));
+  cpu::BitmapArgs b = bitmapArgsFor(p, split.data());
+  t->bitmapGemm(&b, cut, p.n);
+  t->bitmapGemm(&b, 0, cut);
+  cpu::BitmapArgs b2 = bitmapArgsFor(p, split2.data());
+  t->bitmapGemm(&b2, 0, p1);
+  t->bitmapGemm(&b2, p1, p2);
+  t->bitmapGemm(&b2, p2, p.n);
+  int64_t bad = 0, unsplit = 0;
+  for (int64_t r = 0; r < p.m; ++r) {
+    for (int64_t j = 0; j < p.n; ++j) {
+      double ref = p.hasBias ? p.bias[size_t(j)] : 0.0, magnitude = p.hasBias ? std::fabs(p.bias[size_t(j)]) : 0.0;
+      for (int64_t c = 0; c < p.k; ++c) {
+        const double term = double(p.x[size_t(r * p.lda + c)]) * double(p.w[size_t(j * p.k + c)]);
+        ref += term;
+        magnitude += std::fabs(term);
+      }
+      const float got = whole[size_t(r * p.ldc + j)];
+      if (!(std::fabs(got - ref) <= 1e-5 * magnitude + 1e-30)) {
+        if (bad++ < 5) UNSCOPED_INFO("row " << r << " col " << j << ": got " << got << ", expected " << ref << " (Σ|x·w| " << magnitude << ")");
+      }
+      for (const std::vector<float> *s : {&split, &split2})
+        if (std::memcmp(&got, &(*s)[size_t(r * p.ldc + j)], 4) != 0 && unsplit++ < 5)
+          UNSCOPED_INFO("row " << r << " col " << j << ": " << got << " whole, " << (*s)[size_t(r * p.ldc + j)] << " split");
+    }
+    for (int64_t j = p.n; j < p.ldc; ++j)
+      if (whole[size_t(r * p.ldc + j)] != kSentinel || split[size_t(r * p.ldc + j)] != kSentinel ||
+          split2[size_t(r * p.ldc + j)] != kSentinel)
+        ++bad;
+  }
+  CHECK(bad == 0);
+  CHECK(unsplit == 0);
+}
+
+} // namespace
+
+TEST_CASE("bitmap sparse tables match the dense reference at every density", "[sparse]") {
+  uint32_t seed = 1000;
+  const auto levels = tables();
+  for (double density : {0.05, 0.3, 0.5, 0.7, 0.95, 1.0})
+    for (int64_t k : {32, 96, 576, 1536})
+      for (int64_t m : {1, 2, 3, 5, 17, 64, 100}) { // GEMV, batched GEMV, decompressed panels
+        const int64_t n = k >= 576 ? 45 : 70; // never a multiple of a panel width
+        for (bool hasBias : {false, true}) {
+          const BitmapProblem p = makeBitmap(m, n, k, density, hasBias, seed++);
+          for (const NmTable *t : levels) checkBitmap(t, p, density);
+        }
+      }
+}
+
+TEST_CASE("bitmap sparse tables handle a single output and small ranges", "[sparse]") {
+  for (const NmTable *t : tables())
+    for (int64_t m : {1, 4, 6, 70})
+      for (int64_t n : {1, 2, 3}) checkBitmap(t, makeBitmap(m, n, 64, 0.5, true, uint32_t(90 + n)), 0.5);
+}
+
+TEST_CASE("bitmap packing writes the documented layout", "[sparse]") {
+  // Two rows of 64 columns; row 0 keeps columns 0, 9, 31, 32 and 63 (given a
+  // keep mask, which also keeps the zero at column 9), row 1 its nonzeros.
+  std::vector<float> w(128, 0.0f);
+  for (int c = 0; c < 64; ++c) w[size_t(c)] = c == 9 ? 0.0f : float(c + 1);
+  w[64 + 5] = -2.0f, w[64 + 40] = 3.0f;
+  std::vector<uint8_t> keep(128, 0);
+  for (int c : {0, 9, 31, 32, 63}) keep[size_t(c)] = 1;
+  keep[64 + 5] = keep[64 + 40] = 1;
+  std::vector<float> values(7);
+  std::vector<uint8_t> masks(16);
+  int64_t nnz = 0;
+  REQUIRE(cpu::bitmapPack(w.data(), keep.data(), 2, 64, values.data(), masks.data(), &nnz) == "");
+  CHECK(nnz == 7);
+  CHECK(values == std::vector<float>{1.0f, 0.0f, 32.0f, 33.0f, 64.0f, -2.0f, 3.0f});
+  CHECK(int(masks[0]) == 0x01);
+  CHECK(int(masks[1]) == 0x02);
+  CHECK(int(masks[3]) == 0x80);
+  CHECK(int(masks[4]) == 0x01);
+  CHECK(int(masks[7]) == 0x80);
+  CHECK(int(masks[8]) == 0x20);
+  CHECK(int(masks[13]) == 0x01);
+  CHECK(cpu::bitmapMaskBytesPerRow(64) == 8);
+  // Without a keep mask: the nonzeros (row 0 now loses column 9, keeps all others).
+  REQUIRE(cpu::bitmapPack(w.data(), nullptr, 2, 64, nullptr, nullptr, &nnz) == "");
+  CHECK(nnz == 63 + 2);
+}
+
+TEST_CASE("bitmap packing rejects bad shapes with a sentence", "[sparse]") {
+  std::vector<float> w(96, 1.0f), values(96);
+  std::vector<uint8_t> masks(12);
+  int64_t nnz = -1;
+  const std::string e = cpu::bitmapPack(w.data(), nullptr, 2, 48, values.data(), masks.data(), &nnz);
+  CHECK_THAT(e, Catch::Contains("multiple of 32") && Catch::Contains("48"));
+  CHECK(nnz == -1);
+  CHECK_THAT(cpu::bitmapPack(w.data(), nullptr, 1, 0, values.data(), masks.data(), &nnz), Catch::Contains("k = 0"));
+}
