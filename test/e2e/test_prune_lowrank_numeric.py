@@ -10,7 +10,8 @@ correlated channels of unequal scales; numpy re-implements each method from its 
        Cholesky whitening, in numpy) within 1e-3, with a lower output error than plain SVD;
   low-rank compensation of int8: the output error below int8 alone;
   structured FFN (importance, weight-norm): the same kept channels as numpy's scores.
-The compiled artifacts then run through the runtime: the N:M f32 and int4 kernels against numpy's
+The compiled artifacts then run through the runtime: the N:M f32 and int4 and the unstructured bitmap
+kernels against numpy's
 product of the dequantized pruned weights at several batch sizes (relative 1e-5), the low-rank and
 structured models against numpy's forward pass.
 """
@@ -226,12 +227,14 @@ def main():
         bias = rng.standard_normal(out).astype(np.float32)
         btext = linear_module(W, X, bias)
         # (int4 g128 on 64 input columns: one group, shorter than 128)
-        for pattern, quant, group in (("2:4", "", 0), ("4:8", "", 0), ("2:4", "int4", 32), ("4:8", "int4", 128)):
-            pipeline = f"lathe-prune{{method=wanda pattern={pattern}}}," + (
+        for pattern, quant, group in (("2:4", "", 0), ("4:8", "", 0), ("2:4", "int4", 32), ("4:8", "int4", 128),
+                                      ("unstructured", "", 0)):
+            prune = "sparsity=0.5" if pattern == "unstructured" else f"pattern={pattern}"
+            pipeline = f"lathe-prune{{method=wanda {prune}}}," + (
                 f"lathe-quantize-weights{{format=int4 group-size={group}}}" if quant else "lathe-pack-sparse")
             packed = t.opt_run(btext, pipeline)
             c.expect("lathe.sparse_linear" in packed, f"{pattern} {quant}: no lathe.sparse_linear")
-            dense_pruned = weight_of(t.opt_run(btext, f"lathe-prune{{method=wanda pattern={pattern}}}"), "fc.pruned", (out, n))
+            dense_pruned = weight_of(t.opt_run(btext, f"lathe-prune{{method=wanda {prune}}}"), "fc.pruned", (out, n))
             what = dense_pruned.astype(np.float64)
             if quant:  # int4 over the kept values of each 32-column group: numpy's grid (ggml Q4_0 rules, f16 scale)
                 what = np.zeros_like(what)

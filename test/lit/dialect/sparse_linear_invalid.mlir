@@ -1,7 +1,7 @@
 // RUN: lathe-opt %s -split-input-file -verify-diagnostics
 
 func.func @pattern(%x: tensor<?x32xf32>, %v: tensor<4x16xf32>, %i: tensor<4x4xui8>) -> tensor<?x4xf32> {
-  // expected-error @+1 {{pattern must be 2:4 or 4:8, got '1:4'}}
+  // expected-error @+1 {{pattern must be 2:4, 4:8 or unstructured, got '1:4'}}
   %0 = lathe.sparse_linear %x, %v, %i {pattern = "1:4", values_format = "f32", in_features = 32 : i64, group_size = 0 : i64} : (tensor<?x32xf32>, tensor<4x16xf32>, tensor<4x4xui8>) -> tensor<?x4xf32>
   return %0 : tensor<?x4xf32>
 }

@@ -1,4 +1,6 @@
 // RUN: lathe-opt %s -split-input-file --pass-pipeline='builtin.module(func.func(lathe-prune{method=magnitude sparsity=0.5}))' 2>&1 | FileCheck %s --check-prefix=UNSTR
+// RUN: lathe-opt %s -split-input-file --pass-pipeline='builtin.module(func.func(lathe-prune{method=magnitude sparsity=0.5},lathe-pack-sparse))' 2>&1 | FileCheck %s --check-prefix=BITMAP
+// RUN: lathe-opt %s -split-input-file --pass-pipeline='builtin.module(func.func(lathe-prune{method=magnitude sparsity=0.2},lathe-pack-sparse{max-density=0.7}))' 2>&1 | FileCheck %s --check-prefix=DENSE
 // RUN: lathe-opt %s -split-input-file --pass-pipeline='builtin.module(func.func(lathe-prune{method=wanda pattern=2:4},lathe-pack-sparse))' 2>&1 | FileCheck %s --check-prefix=NM24
 // RUN: lathe-opt %s -split-input-file --pass-pipeline='builtin.module(func.func(lathe-prune{method=sparsegpt pattern=4:8},lathe-pack-sparse))' 2>&1 | FileCheck %s --check-prefix=NM48
 // RUN: lathe-opt %s -split-input-file --pass-pipeline='builtin.module(func.func(lathe-prune{method=magnitude pattern=2:4},lathe-quantize-weights{format=int4 group-size=32}))' 2>&1 | FileCheck %s --check-prefix=INT4
@@ -12,6 +14,15 @@
 // UNSTR-LABEL: func @fc
 // UNSTR: %[[W:.*]] = lathe.constant dense_resource<fc.pruned> : tensor<4x32xf32>
 // UNSTR: lathe.linear %arg0, %[[W]] {{.*}}lathe.sparsity = {density = 5.000000e-01 : f64, method = "magnitude", norm_ratio = {{.*}}, pattern = "unstructured", weight_error = {{.*}}}}
+// Packed as a bitmap [4, 4] bytes and the 64 kept values (density 0.5 ≤ max-density).
+// BITMAP-LABEL: func @fc
+// BITMAP: %[[V:.*]] = lathe.constant dense_resource<fc.sparse_values> : tensor<64xf32>
+// BITMAP: %[[M:.*]] = lathe.constant dense_resource<fc.sparse_bitmap> : tensor<4x4xui8>
+// BITMAP: lathe.sparse_linear %arg0, %[[V]], %[[M]] {{.*}}method = "magnitude-unstructured 50% bitmap-f32"{{.*}}pattern = "unstructured"
+// BITMAP-SAME: (tensor<?x32xf32>, tensor<64xf32>, tensor<4x4xui8>) -> tensor<?x4xf32>
+// Density 0.8 is above max-density: kept dense, with the reason.
+// DENSE-LABEL: func @fc
+// DENSE: lathe.linear {{.*}}lathe.sparse_kept_dense = "kept dense: density 0.80 is above 0.70
 // 2:4: the kept values f32 [4, 16], 2-bit positions [4, 4] bytes.
 // NM24-LABEL: func @fc
 // NM24: %[[V:.*]] = lathe.constant dense_resource<fc.nm_values> : tensor<4x16xf32>
