@@ -54,6 +54,16 @@ double relativeDifference(const std::vector<float> &a, const std::vector<float> 
   return den > 0 ? std::sqrt(num / den) : 0.0;
 }
 
+/// Replaces a pruned linear by its sparse form (which keeps lathe.sparsity), dropping the dense weight.
+LogicalResult replaceBySparse(LinearOp op, SparseLinearOp replacement, DictionaryAttr sparsity) {
+  replacement->setAttr("lathe.sparsity", sparsity);
+  auto weightOp = op.getWeight().getDefiningOp<ConstantOp>();
+  op.replaceAllUsesWith(replacement.getResult());
+  op.erase();
+  if (weightOp && weightOp->use_empty()) weightOp->erase();
+  return success();
+}
+
 double normRatio(const std::vector<float> &a, const std::vector<float> &b) {
   double na = 0, nb = 0;
   for (size_t i = 0; i < a.size(); ++i) na += double(a[i]) * a[i], nb += double(b[i]) * b[i];
@@ -196,12 +206,7 @@ struct PackSparsePass : impl::PackSparseBase<PackSparsePass> {
                                               b.getNamedAttr("bytes_before", b.getI64IntegerAttr(int64_t(before))),
                                               b.getNamedAttr("bytes_after", b.getI64IntegerAttr(int64_t(after))),
                                               b.getNamedAttr("weight_error", sparsity.get("weight_error"))}));
-    replacement->setAttr("lathe.sparsity", sparsity);
-    auto weightOp = op.getWeight().getDefiningOp<ConstantOp>();
-    op.replaceAllUsesWith(replacement.getResult());
-    op.erase();
-    if (weightOp && weightOp->use_empty()) weightOp->erase();
-    return success();
+    return replaceBySparse(op, replacement, sparsity);
   }
 
   LogicalResult pack(LinearOp op) {
@@ -257,12 +262,7 @@ LogicalResult emitSparseLinear(LinearOp op, prune::Pattern p, const std::string 
                                      b.getNamedAttr("bytes_after", b.getI64IntegerAttr(int64_t(after))),
                                      b.getNamedAttr("weight_error", b.getF64FloatAttr(weightError >= 0 ? weightError : packed.relativeError))};
   replacement->setAttr("lathe.compression", b.getDictionaryAttr(record));
-  replacement->setAttr("lathe.sparsity", sparsity);
-  auto weightOp = op.getWeight().getDefiningOp<ConstantOp>();
-  op.replaceAllUsesWith(replacement.getResult());
-  op.erase();
-  if (weightOp && weightOp->use_empty()) weightOp->erase();
-  return success();
+  return replaceBySparse(op, replacement, sparsity);
 }
 
 double stackedWeightError(DictionaryAttr sparsity, double quantError) {

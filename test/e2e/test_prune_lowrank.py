@@ -134,8 +134,14 @@ def main():
     bits = [r["bits_per_weight"] for r in report["layers"] if "int4" in r["method"]]
     c.expect(bits and max(bits) < 3.4, f"2:4 + int4: {max(bits) if bits else None} bits per weight (below int4's 4.125 expected)")
     report = json.load(open(arts["prune-50-magnitude"] + ".report.json"))
-    c.expect(all(r["note"] and "dense" in r["note"] for r in report["layers"] if "unstructured" in r["method"]),
-             "unstructured rows do not say why they stay dense")
+    rows = [r for r in report["layers"] if "unstructured 50% bitmap-f32" in r["method"]]
+    c.expect(len(rows) >= 36 and all(abs(r["bits_per_weight"] - 17.0) < 0.1 for r in rows),
+             f"50 % unstructured: {len(rows)} bitmap rows, bits {[r['bits_per_weight'] for r in rows[:3]]} (≈17 expected)")
+    c.expect(kernels(arts["prune-50-magnitude"]).count("bitmap-f32") >= 36, "prune-50-magnitude: the layers are not bitmap-f32")
+    light = compile_(minilm, "prune-20", text="prune: {method: magnitude, sparsity: 0.2}\n")
+    report = json.load(open(light + ".report.json"))
+    c.expect(all(r["note"] and "above" in r["note"] for r in report["layers"] if "unstructured" in r["method"]),
+             "20 % unstructured rows do not say why they stay dense")
     size = {n: os.path.getsize(a) for n, a in arts.items()}
     size["fp32"] = os.path.getsize(fp32)
     for name in ("structured-ffn-25", "prune-2-4-wanda", "lowrank-svd-20"):
