@@ -49,6 +49,13 @@ struct LowRankPass : impl::LowRankBase<LowRankPass> {
       op.emitRemark("not factorized: its weight is not a constant f32 tensor");
       return success();
     }
+    if (!weightOp->hasOneUse()) {
+      // e.g. an output head tied to the embedding table: the table stays, so the factors would only add bytes.
+      const char *why = "its weight is shared with another op (a tied embedding?): factors would add bytes, not save them";
+      op.emitRemark("not factorized: ") << why;
+      op->setAttr("lathe.lowrank_skipped", OpBuilder(op).getStringAttr(why));
+      return success();
+    }
     auto weights = quantize::readF32(weightOp.getValue());
     if (!weights) return op.emitError("cannot read the weight of this linear layer");
     const int64_t out = type.getDimSize(0), in = type.getDimSize(1);

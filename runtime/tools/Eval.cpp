@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <optional>
 #include <sstream>
 #include <unistd.h>
@@ -223,7 +224,11 @@ Expected<std::vector<LayerError>> compareLayers(Session &model, Session &referen
   std::map<std::string, std::pair<double, double>> sums; // layer → (Σ diff², Σ ref²) over every batch
   std::vector<std::string> order;
   std::map<std::string, std::string> formats;
-  for (const auto &l : model.info().manifest) formats[l.source] = l.weightFormat;
+  std::set<std::string> linears; // the model's linear layers (a compensated one ends in an add of its name)
+  for (const auto &l : model.info().manifest) {
+    formats[l.source] = l.weightFormat;
+    if (l.op == "linear") linears.insert(l.source);
+  }
   for (const auto &feeds : batches) {
     std::map<std::string, std::vector<float>> want;
     reference.addTap("*", [&](const TapEvent &e) {
@@ -235,8 +240,10 @@ Expected<std::vector<LayerError>> compareLayers(Session &model, Session &referen
     if (!r) return Status::error("the reference: " + r.error());
     model.addTap("*", [&](const TapEvent &e) {
       auto it = want.find(e.source);
-      // (a linear with a low-rank compensation ends in an add of the same name)
-      if ((e.op != "linear" && e.op != "add") || it == want.end() || size_t(e.tensor.numel()) != it->second.size()) return;
+      // A linear with a low-rank compensation ends in an add of the layer's name, its linear being
+      // "<name>.q"; other adds that share a linear's name (residual adds) are not the layer's output.
+      const bool layerOutput = e.op == "linear" || (e.op == "add" && !linears.count(e.source));
+      if (!layerOutput || it == want.end() || size_t(e.tensor.numel()) != it->second.size()) return;
       auto [entry, inserted] = sums.try_emplace(e.source, 0.0, 0.0);
       if (inserted) order.push_back(e.source);
       for (size_t i = 0; i < it->second.size(); ++i) {
