@@ -1,6 +1,10 @@
 """Pruning, low-rank and structured pruning against direct numpy implementations, and the N:M runtime
 kernels against the dense product of the same pruned weights.
 
+Covers passes/prune/PruneMath.cpp (masks, SparseGPT), passes/prune/NmPack.cpp and Prune.cpp (packing),
+passes/prune/StructuredPrune.cpp (channel scores and shape surgery), passes/lowrank/LowRankMath.cpp and
+LowRank.cpp (SVD, activation-aware SVD), and the compensation in passes/quantize/QuantizeWeights.cpp.
+
 lathe-opt runs each pass on hand-built IR whose calibration XᵀX comes from random activations with
 correlated channels of unequal scales; numpy re-implements each method from its paper (float64):
   magnitude / Wanda (unstructured and 2:4, 4:8): the same mask and values as numpy, exactly;
