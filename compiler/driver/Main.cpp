@@ -287,6 +287,7 @@ int main(int argc, char **argv) {
   runCmd->add_option("--input", runInputs, "NAME=path.npy (repeat for every input)");
   runCmd->add_option("--output-dir", runOptions.outputDir, "writes <output name>.npy here");
   runCmd->add_option("--threads", runOptions.threads, "worker threads (default: physical cores)");
+  runCmd->add_option("--device", runOptions.device, "cpu (default), cuda or cuda:N (the CUDA plugin; kernels without a CUDA kernel run on the host)");
   runCmd->add_option("--dump", runOptions.dumpPattern, "also write intermediate tensors whose ONNX node matches (glob)");
   runCmd->add_option("--incremental", runOptions.incremental,
                      "causal decoders: run through the KV cache N tokens at a time (writes the first output for every position)")
@@ -298,6 +299,7 @@ int main(int argc, char **argv) {
   benchCmd->add_option("--batch", benchOptions.batch, "batch size")->check(CLI::PositiveNumber);
   benchCmd->add_option("--seq", benchOptions.seq, "sequence length")->check(CLI::PositiveNumber);
   benchCmd->add_option("--threads", benchOptions.threads, "worker threads (default: physical cores)");
+  benchCmd->add_option("--device", benchOptions.device, "cpu (default), cuda or cuda:N (the CUDA plugin; kernels without a CUDA kernel run on the host)");
   benchCmd->add_option("--warmup", benchOptions.warmup, "untimed runs first");
   benchCmd->add_option("--iterations", benchOptions.iterations, "timed runs");
 
@@ -355,6 +357,7 @@ int main(int argc, char **argv) {
   genCmd->add_flag("--quiet", gen.quiet, "print ids, not streamed text");
   genCmd->add_option("--output-ids", gen.outputIds, "write the generated ids (prompt excluded) as int64 .npy");
   genCmd->add_option("--threads", gen.threads, "worker threads (default: physical cores)");
+  genCmd->add_option("--device", gen.device, "cpu (default), cuda or cuda:N (the CUDA plugin; kernels without a CUDA kernel run on the host)");
 
   lathe::driver::BatchOptions batch;
   auto *bat = app.add_subcommand("batch", "Compile many models, each in its own process (see --help)");

@@ -5,11 +5,13 @@
 
 #include "runtime/artifact/ArtifactReader.h"
 #include "runtime/artifact/Incremental.h"
+#include "runtime/core/Device.h"
 #include "runtime/core/Glob.h"
 #include "runtime/core/ThreadPool.h"
 #include "runtime/cpu/Kernels.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
@@ -45,18 +47,56 @@ Buffer allocate(uint64_t bytes) {
   return Buffer(p);
 }
 
+/// Device memory owned by the session; released through its backend.
+class DeviceBuffer {
+public:
+  DeviceBuffer() = default;
+  DeviceBuffer(device::Backend *backend, void *pointer) : backend_(backend), pointer_(pointer) {}
+  DeviceBuffer(DeviceBuffer &&o) noexcept : backend_(o.backend_), pointer_(o.pointer_) { o.pointer_ = nullptr; }
+  DeviceBuffer &operator=(DeviceBuffer &&o) noexcept {
+    if (this != &o) { reset(); backend_ = o.backend_; pointer_ = o.pointer_; o.pointer_ = nullptr; }
+    return *this;
+  }
+  ~DeviceBuffer() { reset(); }
+  void reset() {
+    if (backend_ && pointer_) backend_->release(pointer_);
+    pointer_ = nullptr;
+  }
+  void *get() const { return pointer_; }
+  explicit operator bool() const { return pointer_ != nullptr; }
+
+private:
+  device::Backend *backend_ = nullptr;
+  void *pointer_ = nullptr;
+};
+
 struct Plan {
-  std::vector<cpu::View> views;     // per tensor
+  std::vector<cpu::View> views;     // per tensor (host pointers; arena tensors are on the device in a device session)
   std::vector<int64_t> offsets;     // arena offset, -1 when not in the arena
   std::vector<Buffer> hostValues;   // values computed at plan time (shape arithmetic)
   Buffer arena;
   MemoryPlanSummary summary;
+  // Device sessions: the same tensors with device pointers (arena, inputs,
+  // weights, and device copies of plan-time values a device kernel reads).
+  std::vector<cpu::View> deviceViews;
+  DeviceBuffer deviceArena;
+  std::vector<DeviceBuffer> deviceInputs; // per graph input
+  std::vector<DeviceBuffer> deviceValues;
+  std::vector<int32_t> uploadedValues; // tensors in deviceValues order
 };
 
 } // namespace
 
 struct Session::Impl {
   artifact::LoadedArtifact art;
+  // Device sessions (null for the CPU). Declared before everything holding
+  // device memory, so it is destroyed after all of it.
+  std::unique_ptr<device::Backend> backend;
+  std::string deviceName = "cpu";
+  std::vector<char> onDevice;                  // per kernel: runs on the device
+  std::vector<std::string> hostReason;         // per kernel: why it runs on the host
+  std::vector<DeviceBuffer> deviceWeights;     // per tensor: the weight's device copy
+  std::vector<char> deviceReads;               // per tensor: read by a device kernel
   std::vector<const cpu::KernelEntry *> entries;
   std::vector<char> planTime;        // per kernel: runs once while planning (shape-only values)
   std::vector<char> hostKnown;       // per tensor: value known at plan time
@@ -78,6 +118,7 @@ struct Session::Impl {
   struct Decoder {
     int64_t maxContext = 0, batch = 0, past = 0;
     std::vector<Buffer> storage;                 // per attention layer: K then V
+    std::vector<DeviceBuffer> deviceStorage;     // the same on the device (device sessions)
     std::vector<cpu::KvCache> caches;            // per kernel index in `cacheOf`
     std::vector<int32_t> cacheOf;                // kernel -> index into caches, or -1
     std::vector<char> offsetKernels;             // plan-time kernels whose values depend on positions
@@ -102,6 +143,12 @@ struct Session::Impl {
                           std::vector<std::vector<int64_t>> &key) const;
   std::string buildPlan(const std::vector<std::vector<int64_t>> &inputShapes, Plan &plan);
   std::string runKernel(size_t k, Plan &plan);
+  /// A device session's kernel without a device kernel: operands copied to
+  /// the host, the CPU kernel, results copied back.
+  std::string runOnHost(size_t k, Plan &plan);
+  std::string prepareDevicePlan(Plan &plan);
+  std::string openDevice(const std::string &device, const std::string &path);
+  std::vector<cpu::View> &activeViews(Plan &plan) { return backend ? plan.deviceViews : plan.views; }
   void fireTaps(size_t k, Plan &plan);
 };
 
@@ -115,10 +162,35 @@ const artifact::Vocabulary *Session::vocabulary() const {
 }
 int Session::threads() const { return impl_->pool->size(); }
 const char *Session::isa() const { return impl_->isa->name; }
+const std::string &Session::device() const { return impl_->deviceName; }
+std::vector<KernelPlacement> Session::placement() const {
+  std::vector<KernelPlacement> out;
+  const auto &kernels = impl_->art.spec.kernels;
+  for (size_t k = 0; k < kernels.size(); ++k) {
+    KernelPlacement p{kernels[k].source, kernels[k].op, kernels[k].weightFormat};
+    p.planTime = impl_->planTime[k];
+    p.onDevice = impl_->backend && impl_->onDevice[k];
+    if (impl_->backend && !p.onDevice) p.reason = p.planTime ? "shape arithmetic, computed while planning" : impl_->hostReason[k];
+    out.push_back(std::move(p));
+  }
+  return out;
+}
 uint64_t Session::plannedActivationBytes() const { return impl_->lastPlannedBytes; }
 void Session::addTap(const std::string &pattern, TapCallback callback) { impl_->taps.emplace_back(pattern, std::move(callback)); }
 void Session::clearTaps() { impl_->taps.clear(); }
 void Session::requestStop() { impl_->stopRequested = true; }
+
+Expected<std::vector<KernelPlacement>> Session::placementOn(const std::string &device) const {
+  std::string err, kind = device.substr(0, device.find(':'));
+  const device::PluginApi *api = device::loadPlugin(kind, err);
+  if (!api) return Status::error(err);
+  std::vector<KernelPlacement> out = placement();
+  for (size_t k = 0; k < out.size(); ++k) {
+    out[k].reason = out[k].planTime ? "shape arithmetic, computed while planning" : api->unsupported(impl_->art.spec, k);
+    out[k].onDevice = out[k].reason.empty();
+  }
+  return out;
+}
 
 Expected<std::unique_ptr<Session>> Session::open(const std::string &path, const SessionOptions &options) {
   auto impl = std::make_unique<Impl>();
@@ -128,8 +200,9 @@ Expected<std::unique_ptr<Session>> Session::open(const std::string &path, const 
   std::string err;
   impl->isa = cpu::selectIsa(options.isa, err);
   if (!impl->isa) return Status::error(err);
-  if (!spec.cudaArchs.empty())
-    return Status::error("artifact '" + path + "' targets CUDA; this runtime has no CUDA backend");
+  const bool wantDevice = !options.device.empty() && options.device != "cpu";
+  if (!spec.cudaArchs.empty() && !wantDevice)
+    return Status::error("artifact '" + path + "' was compiled for CUDA only; open it with device 'cuda'");
   if (!spec.isa.empty() && spec.isa != "baseline") {
     auto levels = cpu::supportedIsas();
     if (std::find(levels.begin(), levels.end(), spec.isa) == levels.end())
@@ -158,6 +231,8 @@ Expected<std::unique_ptr<Session>> Session::open(const std::string &path, const 
   int threads = options.threads > 0 ? options.threads : core::ThreadPool::physicalCores();
   impl->pool = std::make_unique<core::ThreadPool>(threads);
   impl->incremental = artifact::analyzeIncremental(spec);
+  if (wantDevice)
+    if (std::string err = impl->openDevice(options.device, path); !err.empty()) return Status::error(err);
   // Pre-pack every linear layer's constant f32 weight for the chosen ISA.
   {
     std::vector<const void *> weightData(spec.tensors.size(), nullptr);
@@ -166,6 +241,7 @@ Expected<std::unique_ptr<Session>> Session::open(const std::string &path, const 
     for (size_t k = 0; k < spec.kernels.size(); ++k) {
       const auto &kernel = spec.kernels[k];
       if (kernel.op != "linear" || kernel.inputs.size() < 2 || kernel.inputs[1] < 0) continue;
+      if (impl->backend && impl->onDevice[k]) continue; // the device reads its own copy
       const auto &w = spec.tensors[size_t(kernel.inputs[1])];
       const void *data = weightData[size_t(kernel.inputs[1])];
       if (kernel.weightFormat == "w8a8") {
@@ -259,22 +335,147 @@ std::string Session::Impl::checkInputs(const std::map<std::string, std::vector<i
   return "";
 }
 
-std::string Session::Impl::runKernel(size_t k, Plan &plan) {
+std::string Session::Impl::openDevice(const std::string &device, const std::string &path) {
+  std::string kind = device;
+  int ordinal = 0;
+  if (size_t colon = device.find(':'); colon != std::string::npos) {
+    kind = device.substr(0, colon);
+    std::string number = device.substr(colon + 1);
+    if (number.empty() || number.size() > 3 || number.find_first_not_of("0123456789") != std::string::npos)
+      return "device '" + device + "': expected cuda or cuda:N with N a device number";
+    ordinal = std::stoi(number);
+  }
+  if (kind != "cuda") return "unknown device '" + device + "' (devices: cpu, cuda, cuda:N)";
+  std::string err;
+  const device::PluginApi *api = device::loadPlugin(kind, err);
+  if (!api) return "device '" + device + "': " + err;
+  backend = api->open(ordinal, err);
+  if (!backend) return "device '" + device + "': " + err;
+  deviceName = kind + ":" + std::to_string(ordinal) + " " + backend->info().describe();
+  const auto &spec = art.spec;
+  onDevice.assign(spec.kernels.size(), 0);
+  hostReason.assign(spec.kernels.size(), "");
+  deviceReads.assign(spec.tensors.size(), 0);
+  for (size_t k = 0; k < spec.kernels.size(); ++k) {
+    if (planTime[k]) continue;
+    std::string why = api->unsupported(spec, k);
+    if (!why.empty()) {
+      hostReason[k] = why;
+      continue;
+    }
+    onDevice[k] = 1;
+    for (int32_t in : spec.kernels[k].inputs) if (in >= 0) deviceReads[size_t(in)] = 1;
+  }
+  // Weights a device kernel reads are uploaded once, for the session's life.
+  deviceWeights.resize(spec.tensors.size());
+  for (const auto &w : spec.weights) {
+    if (!deviceReads[size_t(w.tensor)]) continue;
+    void *p = backend->allocate(w.bytes, err);
+    if (!p) return "device '" + device + "': weight '" + spec.tensors[size_t(w.tensor)].name + "' of '" + path + "': " + err;
+    deviceWeights[size_t(w.tensor)] = DeviceBuffer(backend.get(), p);
+    if (std::string e = backend->upload(p, w.data, w.bytes); !e.empty()) return "device '" + device + "': " + e;
+  }
+  return "";
+}
+
+std::string Session::Impl::prepareDevicePlan(Plan &plan) {
+  const auto &spec = art.spec;
+  std::string err;
+  plan.deviceViews = plan.views;
+  for (auto &v : plan.deviceViews) v.data = nullptr;
+  void *arena = backend->allocate(plan.summary.arenaBytes, err);
+  if (!arena) return "the activation arena: " + err;
+  plan.deviceArena = DeviceBuffer(backend.get(), arena);
+  for (size_t t = 0; t < spec.tensors.size(); ++t)
+    if (plan.offsets[t] >= 0) plan.deviceViews[t].data = static_cast<uint8_t *>(arena) + plan.offsets[t];
+  std::vector<char> isWeight(spec.tensors.size(), 0);
+  for (const auto &w : spec.weights) {
+    isWeight[size_t(w.tensor)] = 1;
+    plan.deviceViews[size_t(w.tensor)].data = deviceWeights[size_t(w.tensor)].get();
+  }
+  // Shape arithmetic computed on the host that a device kernel reads.
+  for (size_t t = 0; t < spec.tensors.size(); ++t) {
+    if (isWeight[t] || !hostKnown[t] || !deviceReads[t] || !plan.views[t].data) continue;
+    void *p = backend->allocate(plan.views[t].bytes(), err);
+    if (!p) return "value '" + spec.tensors[t].name + "': " + err;
+    plan.deviceValues.emplace_back(backend.get(), p);
+    plan.uploadedValues.push_back(int32_t(t));
+    plan.deviceViews[t].data = p;
+    if (std::string e = backend->upload(p, plan.views[t].data, plan.views[t].bytes()); !e.empty()) return e;
+  }
+  for (int32_t in : spec.inputs) {
+    void *p = backend->allocate(plan.views[size_t(in)].bytes(), err);
+    if (!p) return "input '" + spec.tensors[size_t(in)].name + "': " + err;
+    plan.deviceInputs.emplace_back(backend.get(), p);
+    plan.deviceViews[size_t(in)].data = p;
+  }
+  return "";
+}
+
+std::string Session::Impl::runOnHost(size_t k, Plan &plan) {
   const auto &kernel = art.spec.kernels[k];
+  auto fail = [&](const std::string &what) { return "node '" + kernel.source + "' (" + kernel.op + ", on the host): " + what; };
+  if (activeDecoder && activeDecoder->cacheOf[k] >= 0) return fail("its KV cache is on the device but it has no device kernel");
   cpu::KernelContext ctx;
   ctx.spec = &kernel;
   ctx.pool = pool.get();
   ctx.isa = isa;
   ctx.runSerial = runSerial;
   if (k < packedWeights.size() && !packedWeights[k].empty()) ctx.packedWeight = packedWeights[k].data();
-  for (int32_t in : kernel.inputs) ctx.inputs.push_back(in >= 0 ? &plan.views[size_t(in)] : nullptr);
-  for (int32_t out : kernel.outputs) ctx.outputs.push_back(&plan.views[size_t(out)]);
+  if (activeDecoder) ctx.positionOffset = activeDecoder->past;
+  std::vector<Buffer> temps;
+  std::vector<cpu::View> ins(kernel.inputs.size()), outs(kernel.outputs.size());
+  for (size_t i = 0; i < kernel.inputs.size(); ++i) {
+    int32_t in = kernel.inputs[i];
+    if (in < 0) { ctx.inputs.push_back(nullptr); continue; }
+    ins[i] = plan.deviceViews[size_t(in)];
+    if (hostKnown[size_t(in)] && plan.views[size_t(in)].data) {
+      ins[i].data = plan.views[size_t(in)].data;
+    } else {
+      temps.push_back(allocate(ins[i].bytes()));
+      if (std::string e = backend->download(temps.back().get(), plan.deviceViews[size_t(in)].data, ins[i].bytes()); !e.empty()) return fail(e);
+      ins[i].data = temps.back().get();
+    }
+    ctx.inputs.push_back(&ins[i]);
+  }
+  for (size_t o = 0; o < kernel.outputs.size(); ++o) {
+    int32_t out = kernel.outputs[o];
+    outs[o] = plan.deviceViews[size_t(out)];
+    if (hostKnown[size_t(out)] && plan.views[size_t(out)].data) {
+      outs[o].data = plan.views[size_t(out)].data;
+    } else {
+      temps.push_back(allocate(outs[o].bytes()));
+      outs[o].data = temps.back().get();
+    }
+    ctx.outputs.push_back(&outs[o]);
+  }
+  if (std::string err = entries[k]->run(ctx); !err.empty()) return err;
+  for (size_t o = 0; o < kernel.outputs.size(); ++o) {
+    void *target = plan.deviceViews[size_t(kernel.outputs[o])].data;
+    if (target)
+      if (std::string e = backend->upload(target, outs[o].data, outs[o].bytes()); !e.empty()) return fail(e);
+  }
+  return "";
+}
+
+std::string Session::Impl::runKernel(size_t k, Plan &plan) {
+  const auto &kernel = art.spec.kernels[k];
+  if (backend && !onDevice[k]) return runOnHost(k, plan);
+  std::vector<cpu::View> &views = activeViews(plan);
+  cpu::KernelContext ctx;
+  ctx.spec = &kernel;
+  ctx.pool = pool.get();
+  ctx.isa = isa;
+  ctx.runSerial = runSerial;
+  if (k < packedWeights.size() && !packedWeights[k].empty()) ctx.packedWeight = packedWeights[k].data();
+  for (int32_t in : kernel.inputs) ctx.inputs.push_back(in >= 0 ? &views[size_t(in)] : nullptr);
+  for (int32_t out : kernel.outputs) ctx.outputs.push_back(&views[size_t(out)]);
   if (activeDecoder) {
     ctx.positionOffset = activeDecoder->past;
     int32_t c = activeDecoder->cacheOf[k];
     if (c >= 0) ctx.cache = const_cast<cpu::KvCache *>(&activeDecoder->caches[size_t(c)]);
   }
-  return entries[k]->run(ctx);
+  return backend ? backend->run(ctx) : entries[k]->run(ctx);
 }
 
 std::string Session::Impl::buildPlan(const std::vector<std::vector<int64_t>> &inputShapes, Plan &plan) {
@@ -384,12 +585,12 @@ std::string Session::Impl::buildPlan(const std::vector<std::vector<int64_t>> &in
   }
   plan.summary.buffers = regions.size();
   plan.summary.arenaBytes = arenaBytes;
+  for (size_t t = 0; t < numTensors; ++t)
+    if (inArena(int32_t(t))) plan.offsets[t] = regions.at(group[t]).offset;
+  if (backend) return prepareDevicePlan(plan); // the arena lives on the device
   plan.arena = allocate(arenaBytes);
   for (size_t t = 0; t < numTensors; ++t)
-    if (inArena(int32_t(t))) {
-      plan.offsets[t] = regions.at(group[t]).offset;
-      plan.views[t].data = plan.arena.get() + plan.offsets[t];
-    }
+    if (plan.offsets[t] >= 0) plan.views[t].data = plan.arena.get() + plan.offsets[t];
   return "";
 }
 
@@ -412,8 +613,15 @@ void Session::Impl::fireTaps(size_t k, Plan &plan) {
     const auto &name = art.spec.tensors[size_t(out)].name;
     for (auto &[pattern, callback] : taps)
       if (globMatch(pattern, kernel.source) || globMatch(pattern, name)) {
-        const cpu::View &v = plan.views[size_t(out)];
+        const cpu::View &v = activeViews(plan)[size_t(out)];
         Tensor t = Tensor::borrow(v.dtype, v.shape, v.data);
+        if (backend) { // a host copy of the device tensor
+          t = Tensor::zeros(v.dtype, v.shape);
+          if (std::string e = backend->download(t.data(), v.data, v.bytes()); !e.empty()) {
+            std::fprintf(stderr, "lathe: tap on '%s': %s\n", name.c_str(), e.c_str());
+            continue;
+          }
+        }
         callback(TapEvent{kernel.source, name, kernel.op, t, out});
       }
   }
@@ -444,8 +652,15 @@ Expected<Plan *> Session::Impl::execute(const std::map<std::string, Tensor> &fee
   Plan &plan = *it->second;
   lastPlannedBytes = plan.summary.arenaBytes;
   const auto &spec = art.spec;
-  for (size_t i = 0; i < spec.inputs.size(); ++i)
-    plan.views[size_t(spec.inputs[i])].data = const_cast<void *>(feeds.at(inputs[i].name).data());
+  for (size_t i = 0; i < spec.inputs.size(); ++i) {
+    const Tensor &feed = feeds.at(inputs[i].name);
+    if (!backend) {
+      plan.views[size_t(spec.inputs[i])].data = const_cast<void *>(feed.data());
+    } else if (std::string e = backend->upload(plan.deviceInputs[i].get(), feed.data(), plan.deviceViews[size_t(spec.inputs[i])].bytes());
+               !e.empty()) {
+      return Status::error("input '" + inputs[i].name + "': " + e);
+    }
+  }
   for (size_t k = 0; k < spec.kernels.size(); ++k) {
     bool rerun = activeDecoder && activeDecoder->offsetKernels[k];
     if (activeDecoder && int32_t(k) == activeDecoder->logitsKernel && activeDecoder->lastPositions < activeDecoder->stepLength) {
@@ -467,12 +682,15 @@ Expected<Plan *> Session::Impl::execute(const std::map<std::string, Tensor> &fee
       break;
     }
   }
+  if (backend)
+    if (std::string e = backend->synchronize(); !e.empty()) return Status::error("running on " + deviceName + ": " + e);
   return &plan;
 }
 
 std::string Session::Impl::runLastRows(size_t k, Plan &plan) {
   const auto &kernel = art.spec.kernels[k];
-  const cpu::View in = plan.views[size_t(kernel.inputs[0])], out = plan.views[size_t(kernel.outputs[0])];
+  std::vector<cpu::View> &views = activeViews(plan);
+  const cpu::View in = views[size_t(kernel.inputs[0])], out = views[size_t(kernel.outputs[0])];
   const int64_t n = activeDecoder->stepLength, last = activeDecoder->lastPositions;
   const int64_t hidden = in.shape[2], width = out.shape[2];
   for (int64_t b = 0; b < in.shape[0]; ++b) {
@@ -481,11 +699,11 @@ std::string Session::Impl::runLastRows(size_t k, Plan &plan) {
     rows.data = static_cast<float *>(in.data) + (b * n + n - last) * hidden;
     result.shape = {1, last, width};
     result.data = static_cast<float *>(out.data) + b * last * width;
-    plan.views[size_t(kernel.inputs[0])] = rows;
-    plan.views[size_t(kernel.outputs[0])] = result;
+    views[size_t(kernel.inputs[0])] = rows;
+    views[size_t(kernel.outputs[0])] = result;
     std::string err = runKernel(k, plan);
-    plan.views[size_t(kernel.inputs[0])] = in;
-    plan.views[size_t(kernel.outputs[0])] = out;
+    views[size_t(kernel.inputs[0])] = in;
+    views[size_t(kernel.outputs[0])] = out;
     if (!err.empty()) return err;
   }
   return "";
@@ -503,8 +721,16 @@ Expected<std::vector<NamedTensor>> Session::run(const std::map<std::string, Tens
     return outputs;
   }
   for (size_t i = 0; i < spec.outputs.size(); ++i) {
-    const cpu::View &v = plan.views[size_t(spec.outputs[i])];
-    outputs.push_back({impl_->outputs[i].name, Tensor::borrow(v.dtype, v.shape, v.data).clone()});
+    const cpu::View &v = impl_->activeViews(plan)[size_t(spec.outputs[i])];
+    if (impl_->backend && !(impl_->hostKnown[size_t(spec.outputs[i])] && plan.views[size_t(spec.outputs[i])].data)) {
+      Tensor t = Tensor::zeros(v.dtype, v.shape);
+      if (std::string e = impl_->backend->download(t.data(), v.data, v.bytes()); !e.empty())
+        return Status::error("output '" + impl_->outputs[i].name + "': " + e);
+      outputs.push_back({impl_->outputs[i].name, std::move(t)});
+      continue;
+    }
+    const cpu::View &h = plan.views[size_t(spec.outputs[i])];
+    outputs.push_back({impl_->outputs[i].name, Tensor::borrow(h.dtype, h.shape, h.data).clone()});
   }
   for (int32_t t : spec.inputs) plan.views[size_t(t)].data = nullptr;
   return outputs;
@@ -537,6 +763,23 @@ Status Session::startDecoding(int64_t maxContext, int64_t batch) {
     // this head size, so no step re-packs the cached keys and values.
     const uint64_t heads = uint64_t(batch) * uint64_t(key.shape[1].value);
     int64_t kHead = 0, vHead = 0;
+    if (im.backend) { // on the device, in the plain layout
+      if (!im.onDevice[size_t(k)])
+        return Status::error("node '" + kernel.source + "' (attention) cannot decode on " + im.deviceName + ": " + im.hostReason[size_t(k)]);
+      const uint64_t floats = heads * uint64_t(maxContext) * uint64_t(key.shape[3].value);
+      std::string err;
+      void *p = im.backend->allocate(2 * floats * sizeof(float), err);
+      if (!p) return Status::error("the KV cache of '" + kernel.source + "': " + err);
+      d->deviceStorage.emplace_back(im.backend.get(), p);
+      if (std::string e = im.backend->zero(p, 2 * floats * sizeof(float)); !e.empty()) return Status::error(e);
+      cpu::KvCache cache;
+      cache.k = static_cast<float *>(p);
+      cache.v = cache.k + floats;
+      cache.capacity = maxContext;
+      d->cacheOf[size_t(k)] = int32_t(d->caches.size());
+      d->caches.push_back(cache);
+      continue;
+    }
     im.isa->packedKvSize(maxContext, key.shape[3].value, &kHead, &vHead);
     uint64_t kFloats = kHead > 0 ? heads * uint64_t(kHead) : heads * uint64_t(maxContext) * uint64_t(key.shape[3].value);
     uint64_t vFloats = vHead > 0 ? heads * uint64_t(vHead) : kFloats;
@@ -629,7 +872,7 @@ Expected<Tensor> Session::append(const std::vector<int32_t> &ids, int64_t lastPo
   for (int32_t t : spec.inputs) p.views[size_t(t)].data = nullptr;
   d.past += n;
   // The logits: the first output (the analysis checked every output is [batch, sequence, ...]).
-  const cpu::View &out = p.views[size_t(spec.outputs[0])];
+  const cpu::View &out = im.activeViews(p)[size_t(spec.outputs[0])];
   if (out.dtype != DType::F32 || out.shape.size() < 2)
     return Status::error("output '" + im.outputs[0].name + "' is not f32 [batch, sequence, ...]");
   int64_t vocab = 1; // everything after the sequence axis, per position
@@ -637,10 +880,13 @@ Expected<Tensor> Session::append(const std::vector<int32_t> &ids, int64_t lastPo
   d.lastLogits.resize(size_t(d.batch * lastPositions * vocab));
   const float *src = static_cast<const float *>(out.data);
   const bool packed = d.logitsKernel >= 0 && lastPositions < n; // runLastRows wrote [batch, last, vocab]
-  for (int64_t b = 0; b < d.batch; ++b)
-    std::memcpy(d.lastLogits.data() + b * lastPositions * vocab,
-                src + (packed ? b * lastPositions : b * n + n - lastPositions) * vocab,
-                size_t(lastPositions * vocab) * sizeof(float));
+  for (int64_t b = 0; b < d.batch; ++b) {
+    float *dst = d.lastLogits.data() + b * lastPositions * vocab;
+    const float *from = src + (packed ? b * lastPositions : b * n + n - lastPositions) * vocab;
+    const size_t bytes = size_t(lastPositions * vocab) * sizeof(float);
+    if (!im.backend) std::memcpy(dst, from, bytes);
+    else if (std::string e = im.backend->download(dst, from, bytes); !e.empty()) return Status::error("logits: " + e);
+  }
   std::vector<int64_t> shape = out.shape;
   shape[1] = lastPositions;
   return Tensor::borrow(DType::F32, shape, d.lastLogits.data());

@@ -23,6 +23,8 @@ std::string safeFileName(const std::string &name) {
   return s.empty() ? "unnamed" : s;
 }
 
+} // namespace
+
 std::vector<int64_t> concreteShape(const TensorInfo &info, int64_t batch, int64_t seq) {
   std::vector<int64_t> shape;
   for (size_t d = 0; d < info.shape.size(); ++d) {
@@ -63,6 +65,8 @@ Tensor synthesize(const TensorInfo &info, const std::vector<int64_t> &shape) {
   }
   return t;
 }
+
+namespace {
 
 std::string humanBytes(uint64_t b) {
   char buf[64];
@@ -122,7 +126,7 @@ Expected<std::vector<NamedTensor>> runIncrementally(Session &session, const std:
 } // namespace
 
 int runArtifactCommand(const RunOptions &options) {
-  auto session = Session::open(options.artifact, {options.threads, ""});
+  auto session = Session::open(options.artifact, {options.threads, "", options.device});
   if (!session) { std::fprintf(stderr, "error: %s\n", session.error().c_str()); return 1; }
   std::map<std::string, Tensor> inputs;
   for (const auto &[name, path] : options.inputs) {
@@ -157,7 +161,7 @@ int benchArtifactCommand(const BenchOptions &options) {
     std::fprintf(stderr, "error: batch, seq and iterations must be >= 1 and warmup >= 0\n");
     return 1;
   }
-  auto session = Session::open(options.artifact, {options.threads, ""});
+  auto session = Session::open(options.artifact, {options.threads, "", options.device});
   if (!session) { std::fprintf(stderr, "error: %s\n", session.error().c_str()); return 1; }
   std::map<std::string, Tensor> inputs;
   for (const auto &info : (*session)->inputs()) inputs[info.name] = synthesize(info, concreteShape(info, options.batch, options.seq));
@@ -176,6 +180,12 @@ int benchArtifactCommand(const BenchOptions &options) {
   std::printf("artifact      %s\n", options.artifact.c_str());
   std::printf("shape         batch %lld, seq %lld; threads %d; isa %s\n", (long long)options.batch, (long long)options.seq,
               (*session)->threads(), (*session)->isa());
+  if ((*session)->device() != "cpu") {
+    size_t host = 0, total = 0;
+    for (const auto &p : (*session)->placement())
+      if (!p.planTime) { ++total; host += !p.onDevice; }
+    std::printf("device        %s; %zu of %zu kernels on the device\n", (*session)->device().c_str(), total - host, total);
+  }
   for (const auto &[name, t] : inputs) std::printf("input         %s %s (synthesized)\n", name.c_str(), t.describe().c_str());
   std::printf("iterations    %d (after %d warm-up)\n", options.iterations, options.warmup);
   std::printf("latency       median %.3f ms, p90 %.3f ms, min %.3f ms\n", median, p90, ms.front());
@@ -216,9 +226,32 @@ int inspectArtifactCommand(const std::string &path) {
                 humanBytes(plan->arenaBytes).c_str(), plan->tensors, plan->buffers, plan->inPlace, humanBytes(plan->unplannedBytes).c_str());
   else
     std::printf("memory plan       not available at batch 1, seq 128: %s\n", plan.error().c_str());
-  std::printf("\n%-48s %-12s %-8s %12s\n", "layer (ONNX node)", "op", "format", "weights");
-  for (const auto &l : info.manifest)
-    std::printf("%-48s %-12s %-8s %12s\n", l.source.c_str(), l.op.c_str(), l.weightFormat.c_str(), humanBytes(l.weightBytes).c_str());
+  // Which kernels have a CUDA kernel for their format, from the plugin alone.
+  std::map<std::string, std::string> cudaOf; // layer -> "yes" or "host: why"
+  auto placement = (*session)->placementOn("cuda");
+  if (!placement) {
+    std::printf("cuda              unavailable: %s\n", placement.error().c_str());
+  } else {
+    size_t total = 0, device = 0;
+    std::map<std::string, size_t> reasons;
+    for (const auto &p : *placement) {
+      if (p.planTime) continue;
+      ++total;
+      if (p.onDevice) ++device;
+      else ++reasons[p.op + (p.weightFormat == "f32" ? "" : " (" + p.weightFormat + ")") + ": " + p.reason];
+      std::string &mark = cudaOf[p.source];
+      if (!p.onDevice) mark = "host";
+      else if (mark.empty()) mark = "yes";
+    }
+    std::printf("cuda              %zu of %zu kernels have a CUDA kernel%s\n", device, total, reasons.empty() ? "" : "; on the host:");
+    for (const auto &[why, count] : reasons) std::printf("                    %zu x %s\n", count, why.c_str());
+  }
+  std::printf("\n%-48s %-12s %-8s %12s%s\n", "layer (ONNX node)", "op", "format", "weights", placement ? "  cuda" : "");
+  for (const auto &l : info.manifest) {
+    auto it = cudaOf.find(l.source);
+    std::printf("%-48s %-12s %-8s %12s%s%s\n", l.source.c_str(), l.op.c_str(), l.weightFormat.c_str(), humanBytes(l.weightBytes).c_str(),
+                placement ? "  " : "", placement ? (it == cudaOf.end() ? "-" : it->second.c_str()) : "");
+  }
   return 0;
 }
 

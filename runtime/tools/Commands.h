@@ -3,6 +3,8 @@
 // returns a process exit code (0 on success).
 #pragma once
 
+#include "lathe/Session.h"
+
 #include <string>
 #include <utility>
 #include <vector>
@@ -16,6 +18,7 @@ struct RunOptions {
   int threads = 0;                                          // 0: one per physical core
   std::string dumpPattern;                                  // glob on ONNX node / tensor names; empty: none
   int64_t incremental = 0; // > 0: run through the KV cache this many tokens at a time (first output only)
+  std::string device;       // "", "cpu", "cuda", "cuda:N"
 };
 
 struct BenchOptions {
@@ -25,7 +28,14 @@ struct BenchOptions {
   int threads = 0;
   int warmup = 3;
   int iterations = 20;
+  std::string device;
 };
+
+/// A concrete shape for a declared input: dims whose symbol names a batch
+/// get `batch`, other dynamic dims `seq`.
+std::vector<int64_t> concreteShape(const TensorInfo &info, int64_t batch, int64_t seq);
+/// Deterministic inputs (see benchArtifactCommand).
+Tensor synthesize(const TensorInfo &info, const std::vector<int64_t> &shape);
 
 int runArtifactCommand(const RunOptions &options);
 /// Inputs are synthesized from the declared dtypes and shapes: dims whose symbol
@@ -34,7 +44,8 @@ int runArtifactCommand(const RunOptions &options);
 /// 1..100 (a heuristic: safe for any vocabulary of at least 101 entries); floats are
 /// a fixed pseudo-random pattern in [-1, 1); bools are true.
 int benchArtifactCommand(const BenchOptions &options);
-/// Header, memory plan at batch 1 / sequence 128 and the per-layer manifest.
+/// Header, memory plan at batch 1 / sequence 128, where the kernels would run
+/// on CUDA (from the plugin, no GPU needed) and the per-layer manifest.
 int inspectArtifactCommand(const std::string &path);
 
 } // namespace lathe::tools

@@ -90,7 +90,7 @@ int generateCommand(const GenerateOptions &o) {
   if (o.prompt.empty() == o.promptIds.empty()) return fail("give exactly one of --prompt TEXT or --prompt-ids 1,2,3");
   if (o.maxNewTokens < 0) return fail("--max-new-tokens must be >= 0");
   if (o.sampling.topP <= 0.0f || o.sampling.topP > 1.0f) return fail("--top-p must be in (0, 1]");
-  auto session = Session::open(o.artifact, {o.threads, ""});
+  auto session = Session::open(o.artifact, {o.threads, "", o.device});
   if (!session) return fail(session.error());
   Session &s = **session;
   if (!s.incrementalReason().empty()) return fail("'" + o.artifact + "' cannot generate: " + s.incrementalReason());
@@ -179,6 +179,7 @@ int generateCommand(const GenerateOptions &o) {
   if (decodeSteps > 0)
     std::fprintf(stderr, "decode   %lld tokens in %.3f s: %.1f tokens/s (%.2f ms/token), %d threads\n", (long long)decodeSteps,
                  decodeSeconds, double(decodeSteps) / decodeSeconds, 1000.0 * decodeSeconds / double(decodeSteps), s.threads());
+  if (s.device() != "cpu") std::fprintf(stderr, "device   %s\n", s.device().c_str());
   return 0;
 }
 

@@ -30,6 +30,7 @@ struct GenerateOptions {
   bool ignoreEos = false;
   bool quiet = false;        // no streamed text (ids and timings only)
   int threads = 0;
+  std::string device;        // "", "cpu", "cuda", "cuda:N"
 };
 
 int generateCommand(const GenerateOptions &options);

@@ -24,6 +24,19 @@ namespace lathe {
 struct SessionOptions {
   int threads = 0; // 0: one per physical core
   std::string isa;  // "", "baseline", "avx2", "avx512"; empty: env LATHE_ISA, else the best this CPU has
+  // "cpu" (or empty) or "cuda" / "cuda:N" (device N). The CUDA backend is a
+  // plugin (liblathe-cuda.so) loaded on first use; without it, or without a
+  // GPU, open() fails with a one-line reason. Kernels the device has no
+  // kernel for run on the host (placement() says which and why).
+  std::string device;
+};
+
+/// Where one kernel runs in a session (see Session::placement).
+struct KernelPlacement {
+  std::string source, op, weightFormat;
+  bool onDevice = false; // false: on the host CPU
+  bool planTime = false; // shape arithmetic computed once on the host while planning
+  std::string reason;    // why a kernel of a device session runs on the host
 };
 
 /// A graph input or output as declared by the artifact.
@@ -82,6 +95,13 @@ public:
   int threads() const;
   /// The instruction-set level the CPU kernels run at ("baseline", "avx2", "avx512").
   const char *isa() const;
+  /// "cpu", or the device this session runs on ("cuda:0 NVIDIA H200 (sm_90, 139.8 GiB, 132 SMs)").
+  const std::string &device() const;
+  /// Per kernel, in execution order: host or device, and why not the device.
+  std::vector<KernelPlacement> placement() const;
+  /// The placement a session on `device` ("cuda") would get, from the
+  /// device's plugin alone: needs no device (`lathe inspect` on any machine).
+  Expected<std::vector<KernelPlacement>> placementOn(const std::string &device) const;
 
   /// Runs the graph. Every declared input must be given, with its dtype and a
   /// shape matching its declaration (static dims equal, equal symbols equal).

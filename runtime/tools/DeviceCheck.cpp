@@ -1,0 +1,223 @@
+// lathe-device-check: runs one artifact on the CPU and on a device (cuda)
+// with the same inputs and compares every output, and, for causal decoders,
+// every decoding step's logits; also times both. The device half of the GPU
+// tests: exits 77 (a skip) when the machine has no usable device.
+//
+//   lathe-device-check model.lathe [--device cuda] [--shapes 1x7,2x16,3x33]
+//                      [--decode N --prompt P] [--rtol R] [--json out.json]
+//   lathe-device-check --probe     (0: a device is usable, 77: none, 1: the plugin is missing)
+#include "lathe/Session.h"
+#include "runtime/tools/Commands.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+using namespace lathe;
+
+namespace {
+
+constexpr int kSkip = 77;
+
+bool noDevice(const std::string &error) {
+  return error.find("no usable CUDA device") != std::string::npos || error.find("no CUDA device found") != std::string::npos;
+}
+
+struct Difference {
+  double maxAbs = 0, refMax = 0, cosine = 1;
+  bool finite = true;
+};
+
+Difference compare(const Tensor &ref, const Tensor &got) {
+  Difference d;
+  const int64_t n = ref.numel();
+  double dot = 0, rr = 0, gg = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    double r, g;
+    if (ref.dtype() == DType::F32) { r = ref.data<float>()[i]; g = got.data<float>()[i]; }
+    else if (ref.dtype() == DType::I64) { r = double(ref.data<int64_t>()[i]); g = double(got.data<int64_t>()[i]); }
+    else if (ref.dtype() == DType::I32) { r = ref.data<int32_t>()[i]; g = got.data<int32_t>()[i]; }
+    else { r = 0; g = 0; }
+    if (!std::isfinite(g)) d.finite = false;
+    d.maxAbs = std::max(d.maxAbs, std::fabs(r - g));
+    d.refMax = std::max(d.refMax, std::fabs(r));
+    dot += r * g; rr += r * r; gg += g * g;
+  }
+  d.cosine = rr > 0 && gg > 0 ? dot / std::sqrt(rr * gg) : (rr == gg ? 1.0 : 0.0);
+  return d;
+}
+
+template <class F> double medianMs(int reps, F &&f) {
+  std::vector<double> ms;
+  for (int i = 0; i < reps; ++i) {
+    auto t0 = std::chrono::steady_clock::now();
+    if (!f()) return -1;
+    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(ms.begin(), ms.end());
+  return ms[ms.size() / 2];
+}
+
+int usage() {
+  std::fprintf(stderr, "usage: lathe-device-check ARTIFACT [--device cuda] [--shapes BxS,...] [--decode N] [--prompt P] "
+                       "[--rtol R] [--threads N] [--reps N] [--json PATH]\n       lathe-device-check --probe [--device cuda]\n");
+  return 2;
+}
+
+} // namespace
+
+int main(int argc, char **argv) {
+  std::string artifact, device = "cuda", shapesArg = "1x7,2x16,3x33", jsonPath;
+  int64_t decode = 0, prompt = 8;
+  double rtol = 1e-3;
+  int threads = 0, reps = 5;
+  bool probe = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto next = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
+    if (a == "--device") device = next();
+    else if (a == "--shapes") shapesArg = next();
+    else if (a == "--decode") decode = std::atoll(next().c_str());
+    else if (a == "--prompt") prompt = std::atoll(next().c_str());
+    else if (a == "--rtol") rtol = std::atof(next().c_str());
+    else if (a == "--threads") threads = std::atoi(next().c_str());
+    else if (a == "--reps") reps = std::max(1, std::atoi(next().c_str()));
+    else if (a == "--json") jsonPath = next();
+    else if (a == "--probe") probe = true;
+    else if (!a.empty() && a[0] == '-') return usage();
+    else artifact = a;
+  }
+  if (probe) {
+    // Any artifact works for opening a backend; the probe asks the plugin directly through a session-less path.
+    if (artifact.empty()) {
+      std::fprintf(stderr, "lathe-device-check --probe needs an artifact to open on the device\n");
+      return 2;
+    }
+  }
+  if (artifact.empty()) return usage();
+
+  auto cpu = Session::open(artifact, {threads, "", "cpu"});
+  if (!cpu) { std::fprintf(stderr, "error: %s\n", cpu.error().c_str()); return 1; }
+  auto dev = Session::open(artifact, {threads, "", device});
+  if (!dev) {
+    if (noDevice(dev.error())) {
+      std::printf("SKIP(no-gpu): %s\n", dev.error().c_str());
+      return kSkip;
+    }
+    std::fprintf(stderr, "error: %s\n", dev.error().c_str());
+    return 1;
+  }
+  std::printf("device   %s\n", (*dev)->device().c_str());
+  size_t total = 0, onDevice = 0;
+  std::map<std::string, size_t> hosted;
+  for (const auto &p : (*dev)->placement()) {
+    if (p.planTime) continue;
+    ++total;
+    if (p.onDevice) ++onDevice;
+    else ++hosted[p.op + " (" + p.weightFormat + "): " + p.reason];
+  }
+  std::printf("kernels  %zu of %zu on the device\n", onDevice, total);
+  for (const auto &[why, n] : hosted) std::printf("         %zu x on the host: %s\n", n, why.c_str());
+  if (probe) return 0;
+
+  std::ostringstream json;
+  json << "{\n  \"artifact\": \"" << artifact << "\",\n  \"device\": \"" << (*dev)->device() << "\",\n  \"kernels_on_device\": " << onDevice
+       << ",\n  \"kernels\": " << total << ",\n  \"runs\": [";
+  bool ok = true;
+  std::stringstream shapes(shapesArg);
+  std::string item;
+  bool firstRun = true;
+  std::printf("\n%-8s %-24s %12s %12s %10s %10s %10s %7s\n", "shape", "output", "max|diff|", "max|ref|", "cosine", "cpu ms", "dev ms", "ok");
+  while (std::getline(shapes, item, ',')) {
+    int64_t batch = 0, seq = 0;
+    if (std::sscanf(item.c_str(), "%lldx%lld", (long long *)&batch, (long long *)&seq) != 2 || batch < 1 || seq < 1) {
+      std::fprintf(stderr, "error: --shapes: '%s' is not BATCHxSEQ\n", item.c_str());
+      return 2;
+    }
+    std::map<std::string, Tensor> inputs;
+    for (const auto &info : (*cpu)->inputs()) inputs[info.name] = tools::synthesize(info, tools::concreteShape(info, batch, seq));
+    auto ref = (*cpu)->run(inputs);
+    if (!ref) { std::fprintf(stderr, "error: cpu, %s: %s\n", item.c_str(), ref.error().c_str()); return 1; }
+    auto got = (*dev)->run(inputs);
+    if (!got) { std::fprintf(stderr, "error: %s, %s: %s\n", device.c_str(), item.c_str(), got.error().c_str()); return 1; }
+    double cpuMs = medianMs(reps, [&] { return bool((*cpu)->run(inputs)); });
+    double devMs = medianMs(reps, [&] { return bool((*dev)->run(inputs)); });
+    for (size_t o = 0; o < ref->size(); ++o) {
+      const Tensor &r = (*ref)[o].tensor, &g = (*got)[o].tensor;
+      bool same = r.shape() == g.shape() && r.dtype() == g.dtype();
+      Difference d = same ? compare(r, g) : Difference{};
+      bool pass = same && d.finite && d.maxAbs <= rtol * std::max(d.refMax, 1e-6);
+      ok &= pass;
+      std::printf("%-8s %-24s %12.3g %12.3g %10.7f %10.3f %10.3f %7s\n", item.c_str(), (*ref)[o].name.substr(0, 24).c_str(), d.maxAbs,
+                  d.refMax, d.cosine, cpuMs, devMs, pass ? "yes" : same ? "NO" : "SHAPE");
+      json << (firstRun ? "\n" : ",\n") << "    {\"shape\": \"" << item << "\", \"output\": \"" << (*ref)[o].name << "\", \"max_abs\": " << d.maxAbs
+           << ", \"ref_max\": " << d.refMax << ", \"cosine\": " << d.cosine << ", \"cpu_ms\": " << cpuMs << ", \"device_ms\": " << devMs
+           << ", \"pass\": " << (pass ? "true" : "false") << "}";
+      firstRun = false;
+    }
+  }
+  json << "\n  ]";
+
+  if (decode > 0) {
+    if (!(*cpu)->incrementalReason().empty()) {
+      std::fprintf(stderr, "error: --decode: %s\n", (*cpu)->incrementalReason().c_str());
+      return 1;
+    }
+    const int64_t context = prompt + decode;
+    for (auto *s : {&*cpu, &*dev})
+      if (Status st = (*s)->startDecoding(context); !st.ok()) { std::fprintf(stderr, "error: startDecoding: %s\n", st.message().c_str()); return 1; }
+    std::vector<int32_t> ids;
+    for (int64_t i = 0; i < prompt; ++i) ids.push_back(int32_t(1 + (i * 37) % 100));
+    double worst = 0, cpuSeconds = 0, devSeconds = 0;
+    int64_t agree = 0;
+    bool decodeOk = true;
+    for (int64_t step = 0; step <= decode; ++step) {
+      auto t0 = std::chrono::steady_clock::now();
+      auto r = (*cpu)->append(ids);
+      auto t1 = std::chrono::steady_clock::now();
+      if (!r) { std::fprintf(stderr, "error: cpu decode step %lld: %s\n", (long long)step, r.error().c_str()); return 1; }
+      Tensor ref = r->clone();
+      auto g = (*dev)->append(ids);
+      auto t2 = std::chrono::steady_clock::now();
+      if (!g) { std::fprintf(stderr, "error: %s decode step %lld: %s\n", device.c_str(), (long long)step, g.error().c_str()); return 1; }
+      if (step > 0) { // the prompt's prefill is not a decode step
+        cpuSeconds += std::chrono::duration<double>(t1 - t0).count();
+        devSeconds += std::chrono::duration<double>(t2 - t1).count();
+      }
+      Difference d = compare(ref, *g);
+      double rel = d.maxAbs / std::max(d.refMax, 1e-6);
+      worst = std::max(worst, rel);
+      if (!d.finite || rel > rtol) decodeOk = false;
+      const int64_t vocab = ref.shape().back();
+      const float *rp = ref.data<float>(), *gp = g->data<float>();
+      int32_t rArg = int32_t(std::max_element(rp, rp + vocab) - rp), gArg = int32_t(std::max_element(gp, gp + vocab) - gp);
+      agree += rArg == gArg;
+      ids = {rArg}; // both follow the CPU's greedy choice
+    }
+    ok &= decodeOk;
+    std::printf("\ndecode   prompt %lld + %lld steps: worst max|diff|/max|ref| %.3g, greedy agreement %lld/%lld, cpu %.1f tok/s, %s %.1f tok/s  %s\n",
+                (long long)prompt, (long long)decode, worst, (long long)agree, (long long)(decode + 1), double(decode) / cpuSeconds,
+                device.c_str(), double(decode) / devSeconds, decodeOk ? "ok" : "MISMATCH");
+    json << ",\n  \"decode\": {\"prompt\": " << prompt << ", \"steps\": " << decode << ", \"worst_rel\": " << worst << ", \"greedy_agree\": " << agree
+         << ", \"cpu_tokens_per_s\": " << double(decode) / cpuSeconds << ", \"device_tokens_per_s\": " << double(decode) / devSeconds
+         << ", \"pass\": " << (decodeOk ? "true" : "false") << "}";
+  }
+  json << ",\n  \"rtol\": " << rtol << ",\n  \"pass\": " << (ok ? "true" : "false") << "\n}\n";
+  if (!jsonPath.empty()) {
+    std::ofstream f(jsonPath + ".tmp");
+    f << json.str();
+    f.close();
+    if (!f || std::rename((jsonPath + ".tmp").c_str(), jsonPath.c_str()) != 0) {
+      std::fprintf(stderr, "error: cannot write %s\n", jsonPath.c_str());
+      return 1;
+    }
+  }
+  std::printf("%s\n", ok ? "PASS" : "FAIL: device outputs differ from the CPU beyond the tolerance");
+  return ok ? 0 : 1;
+}

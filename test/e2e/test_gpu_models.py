@@ -1,0 +1,73 @@
+"""CUDA against the CPU: real models (#3's encoders, #5's SmolLM2 decoding) in
+every weight format, compared output by output with lathe-device-check (max
+|cuda - cpu| <= rtol * max|cpu|, rtol 1e-3 for fp32 paths). Without a GPU it
+exits 77 with a SKIP(no-gpu) line, which scripts/test.sh accepts under CI=true
+only for gpu_* tests."""
+import argparse
+import glob
+import json
+import os
+import sys
+import tempfile
+
+from lathe_test_util import Checker, models_or_skip, run
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+RECIPES = os.path.join(REPO, "examples", "recipes")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--lathe", required=True)
+    ap.add_argument("--models", required=True)
+    ap.add_argument("--check", required=True, help="lathe-device-check")
+    args = ap.parse_args()
+    models_or_skip(args.models)
+    c = Checker()
+    tiny = glob.glob(os.path.join(args.models, "generated", "bert-tiny", "*.opset17.onnx"))[0]
+    minilm = os.path.join(args.models, "real", "all-minilm-l6-v2", "all-minilm-l6-v2.opset17.onnx")
+    smol = os.path.join(args.models, "real", "smollm2-135m-instruct", "smollm2-135m-instruct-q4_1.gguf")
+    with tempfile.TemporaryDirectory() as tmp:
+        probe = os.path.join(tmp, "probe.lathe")
+        rc, _, err = run([args.lathe, "compile", tiny, "-o", probe])
+        if rc != 0:
+            print(f"FAIL: compile {tiny}: {err}")
+            sys.exit(1)
+        rc, out, err = run([args.check, probe, "--shapes", "1x4", "--reps", "1"])
+        if rc == 77:
+            print(out.strip())
+            sys.exit(77)
+        c.expect(rc == 0, f"bert-tiny on cuda: {out[-2000:]} {err}")
+        cases = [  # (name, model, recipe, check arguments, rtol)
+            ("minilm-fp32", minilm, None, ["--shapes", "1x7,2x16,3x33,8x128"], 1e-3),
+            ("minilm-int8", minilm, "int8-weight-only.yaml", ["--shapes", "1x7,2x16,3x33"], 1e-3),
+            ("minilm-int4", minilm, "int4-rtn-g32.yaml", ["--shapes", "1x7,2x16,3x33"], 1e-3),
+            ("minilm-w8a8", minilm, "w8a8-dynamic.yaml", ["--shapes", "1x7,2x16"], 2e-2),
+            ("minilm-2:4", minilm, "prune-2-4-magnitude.yaml", ["--shapes", "1x7,2x16"], 1e-3),
+            ("minilm-lowrank", minilm, "lowrank-svd-20.yaml", ["--shapes", "1x7,2x16"], 1e-3),
+            ("smollm2-fp32", smol, None, ["--shapes", "1x5,2x17", "--decode", "16", "--prompt", "8"], 1e-3),
+            ("smollm2-int4", smol, "int4-rtn-g128.yaml", ["--shapes", "1x5", "--decode", "16", "--prompt", "8"], 1e-3),
+            ("smollm2-bf16", smol, "bf16.yaml", ["--shapes", "1x5", "--decode", "8", "--prompt", "8"], 1e-3),
+        ]
+        for name, model, recipe, extra, rtol in cases:
+            art = os.path.join(tmp, name + ".lathe")
+            cmd = [args.lathe, "compile", model, "-o", art]
+            if recipe:
+                cmd += ["--recipe", os.path.join(RECIPES, recipe)]
+            rc, _, err = run(cmd, timeout=900)
+            c.expect(rc == 0, f"{name}: compile: {err[-1000:]}")
+            if rc != 0:
+                continue
+            report = os.path.join(tmp, name + ".json")
+            rc, out, err = run([args.check, art, *extra, "--rtol", str(rtol), "--json", report], timeout=900)
+            print(f"== {name}\n{out.strip()}")
+            c.expect(rc == 0, f"{name}: cuda differs from cpu or failed: {err[-1000:]}")
+            if os.path.exists(report):
+                r = json.load(open(report))
+                slower = [x for x in r["runs"] if x["device_ms"] > x["cpu_ms"]]
+                c.expect(not slower, f"{name}: cuda slower than the CPU at {[(x['shape'], x['device_ms'], x['cpu_ms']) for x in slower]}")
+    c.finish()
+
+
+if __name__ == "__main__":
+    main()
