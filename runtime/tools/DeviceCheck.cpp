@@ -5,8 +5,9 @@
 //
 //   lathe-device-check model.lathe [--device cuda] [--shapes 1x7,2x16,3x33]
 //                      [--decode N --prompt P] [--rtol R] [--json out.json]
-//   lathe-device-check --probe     (0: a device is usable, 77: none, 1: the plugin is missing)
+//   lathe-device-check --probe [ARTIFACT]   (0: a device is usable, 77: none, 1: the plugin is missing)
 #include "lathe/Session.h"
+#include "runtime/core/Device.h"
 #include "runtime/tools/Commands.h"
 
 #include <algorithm>
@@ -93,12 +94,18 @@ int main(int argc, char **argv) {
     else if (!a.empty() && a[0] == '-') return usage();
     else artifact = a;
   }
-  if (probe) {
-    // Any artifact works for opening a backend; the probe asks the plugin directly through a session-less path.
-    if (artifact.empty()) {
-      std::fprintf(stderr, "lathe-device-check --probe needs an artifact to open on the device\n");
-      return 2;
+  if (probe && artifact.empty()) { // the plugin and the device alone
+    std::string error, kind = device.substr(0, device.find(':'));
+    const device::PluginApi *api = device::loadPlugin(kind, error);
+    if (!api) { std::fprintf(stderr, "error: %s\n", error.c_str()); return 1; }
+    auto backend = api->open(0, error);
+    if (!backend) {
+      if (noDevice(error)) { std::printf("SKIP(no-gpu): %s\n", error.c_str()); return kSkip; }
+      std::fprintf(stderr, "error: %s\n", error.c_str());
+      return 1;
     }
+    std::printf("device   %s; plugin built for %s\n", backend->info().describe().c_str(), api->build);
+    return 0;
   }
   if (artifact.empty()) return usage();
 

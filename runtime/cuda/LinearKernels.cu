@@ -1,0 +1,390 @@
+// CUDA kernels of `linear` in every weight format and of `matmul`.
+//
+//   linear f32        cuBLAS GEMM (fp32 compute, no TF32), then a bias kernel.
+//   linear int8/int4/int3/bf16, nm-f32/nm-int4
+//     m <= 8 rows:    decode-fused GEMV (LinearMath.h): one warp per 2 output rows
+//                     (m <= 2) or 1 (m <= 8), 4 warps a block; lane l reads
+//                     16-byte chunks l, l+32, ... of each weight row (two in
+//                     flight), the activations through the read-only cache
+//                     (float4 loads), fp32 accumulation, a xor-butterfly over
+//                     the warp, lane 0 stores (+ bias).
+//     m > 8 rows:     the weight is dequantized into fp32 scratch (slot 0),
+//                     then cuBLAS GEMM + bias (fp32 for parity with the CPU).
+//   matmul f32        cuBLAS strided-batched GEMM with the CPU's batch
+//                     broadcasting (one call when both operands' batch offsets
+//                     are linear, else one strided call per outer batch index).
+//   w8a8, bitmap-f32  no kernel: check() gives the reason (the runtime runs them on the host).
+//
+// cuBLAS runs with CUBLAS_COMPUTE_32F (the handle keeps the default math mode,
+// so no TF32): outputs are compared with the CPU's at 1e-4 relative.
+#include "runtime/cuda/CudaBackend.h"
+#include "runtime/cuda/LinearMath.h"
+
+#include <algorithm>
+#include <climits>
+#include <cstdint>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace lathe::cuda {
+namespace {
+
+using artifact::DType;
+using cpu::KernelContext;
+using cpu::View;
+using namespace math;
+
+constexpr int kWarps = 4;         // warps per GEMV block
+constexpr int64_t kGemvRows = 8;  // activation rows up to which the GEMV runs
+
+// ------------------------------------------------------------------ device code
+
+__device__ __forceinline__ float warpSum(float v) {
+#pragma unroll
+  for (int o = 16; o >= 1; o /= 2) v += __shfl_xor_sync(0xFFFFFFFFu, v, o); // mirrored by math::reduceLanes
+  return v;
+}
+
+enum Kind : int { kChunked = 0, kScalar = 1, kNm = 2 };
+
+/// Work items of one weight row for the dense dequantization: weights (scalar),
+/// 32-column blocks (N:M) or chunks.
+template <int F, int KIND> __host__ __device__ int64_t unitsPerRow(int64_t k) {
+  if constexpr (KIND == kScalar) return k;
+  else if constexpr (KIND == kNm) return k / 32;
+  else return k / Chunk<F>::weights;
+}
+
+template <int F, int MAXM, bool ALIGNED, int KIND>
+__global__ void __launch_bounds__(kWarps * 32) gemvKernel(LinearArgs a) {
+  constexpr int R = WarpRows<MAXM>::value;
+  const int lane = int(threadIdx.x & 31);
+  const int64_t row0 = (int64_t(blockIdx.x) * kWarps + threadIdx.x / 32) * R;
+  if (row0 >= a.n) return; // whole warps leave together
+  float acc[R][MAXM];
+  if constexpr (KIND == kChunked) lanePartial<F, MAXM, R, ALIGNED>(a, row0, lane, acc);
+  else if constexpr (KIND == kScalar) scalarPartial<F, MAXM, R>(a, row0, lane, acc);
+  else nmPartial<F == kNmInt4, MAXM, R, ALIGNED>(a, row0, lane, acc);
+#pragma unroll
+  for (int i = 0; i < MAXM; ++i) {
+    if (i >= a.m) break;
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+      const float sum = warpSum(acc[r][i]);
+      if (lane == 0 && row0 + r < a.n) a.y[i * a.ldy + row0 + r] = finishOutput(a, row0 + r, sum);
+    }
+  }
+}
+
+/// One thread per (row, chunk): W[row, chunk] as fp32 into dense [n, k].
+template <int F, bool ALIGNED, int KIND> __global__ void denseKernel(LinearArgs a, float *w) {
+  const int64_t per = unitsPerRow<F, KIND>(a.k);
+  const int64_t index = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (index >= a.n * per) return;
+  const int64_t row = index / per, c = index % per;
+  if constexpr (KIND == kScalar) {
+    w[row * a.k + c] = dequantOne<F>(a, row, c);
+  } else if constexpr (KIND == kNm) {
+    nmDense<F == kNmInt4, ALIGNED>(a, row, c, w + row * a.k + 32 * c);
+  } else {
+    constexpr int CH = Chunk<F>::weights;
+    float out[CH];
+    denseChunk<F, ALIGNED>(a, row, c, out);
+    float4 *dst = reinterpret_cast<float4 *>(w + row * a.k + c * CH); // k % CH == 0, scratch 256-aligned
+#pragma unroll
+    for (int t = 0; t < CH; t += 4) dst[t / 4] = make_float4(out[t], out[t + 1], out[t + 2], out[t + 3]);
+  }
+}
+
+__global__ void biasKernel(float *y, const float *bias, int64_t m, int64_t n) {
+  const int64_t total = m * n;
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x)
+    y[i] += bias[i % n];
+}
+
+// ------------------------------------------------------------------ host helpers
+
+std::string where(const KernelContext &c) { return "node '" + c.spec->source + "' (" + c.spec->op + ")"; }
+std::string fail(const KernelContext &c, const std::string &what) { return where(c) + ": " + what; }
+
+const View *at(const KernelContext &c, size_t i) { return i < c.inputs.size() ? c.inputs[i] : nullptr; }
+
+int64_t intAttr(const artifact::KernelSpec &k, const char *name, int64_t def) {
+  auto it = k.attrs.find(name);
+  if (it == k.attrs.end()) return def;
+  if (auto *i = std::get_if<int64_t>(&it->second)) return *i;
+  if (auto *d = std::get_if<double>(&it->second)) return int64_t(*d);
+  return def;
+}
+std::string stringAttr(const artifact::KernelSpec &k, const char *name) {
+  auto it = k.attrs.find(name);
+  if (it == k.attrs.end()) return "";
+  if (auto *s = std::get_if<std::string>(&it->second)) return *s;
+  return "";
+}
+
+bool aligned(const void *p, uintptr_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
+
+/// Rows of activations (x [..., k]) and the output's row stride.
+int64_t rowsOf(const View &x, int64_t k) { return k ? x.numel() / k : 0; }
+
+std::string addBias(const KernelContext &c, CudaEnv &env, float *y, const float *bias, int64_t m, int64_t n) {
+  if (!bias || m * n == 0) return "";
+  const int64_t total = m * n;
+  const int blocks = int(std::min<int64_t>((total + 255) / 256, int64_t(env.properties.multiProcessorCount) * 8 + 1));
+  biasKernel<<<blocks, 256, 0, env.stream>>>(y, bias, m, n);
+  return launchError(c, "linear bias");
+}
+
+/// y [m, n] = x [m, k] · wᵀ (w [n, k], row-major) in fp32 with cuBLAS (+ bias).
+std::string gemmXWt(const KernelContext &c, CudaEnv &env, const float *x, const float *w, const float *bias, float *y,
+                    int64_t m, int64_t n, int64_t k) {
+  if (m == 0 || n == 0) return "";
+  if (m > INT32_MAX || n > INT32_MAX || k > INT32_MAX) return fail(c, "dimensions exceed cuBLAS's 32-bit sizes");
+  if (k == 0) {
+    if (auto e = cudaError(c, "clearing the output", cudaMemsetAsync(y, 0, size_t(m * n) * 4, env.stream)); !e.empty()) return e;
+    return addBias(c, env, y, bias, m, n);
+  }
+  if (auto e = blasError(c, "cublasSetStream", cublasSetStream(env.blas, env.stream)); !e.empty()) return e;
+  const float one = 1.0f, zero = 0.0f;
+  // Column-major: yᵀ [n, m] = (w viewed as [k, n])ᵀ · (x viewed as [k, m]).
+  cublasStatus_t s = cublasGemmEx(env.blas, CUBLAS_OP_T, CUBLAS_OP_N, int(n), int(m), int(k), &one, w, CUDA_R_32F, int(k), x,
+                                  CUDA_R_32F, int(k), &zero, y, CUDA_R_32F, int(n), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+  if (auto e = blasError(c, "cublasGemmEx", s); !e.empty()) return e;
+  return addBias(c, env, y, bias, m, n);
+}
+
+// ------------------------------------------------------------------ GEMV / dense dispatch
+
+template <int F, bool ALIGNED, int KIND> std::string launchGemv(const KernelContext &c, CudaEnv &env, const LinearArgs &a) {
+  const int64_t maxm = a.m <= 1 ? 1 : a.m <= 2 ? 2 : a.m <= 4 ? 4 : 8;
+  const int64_t rows = kWarps * (maxm <= 2 ? 2 : 1);
+  const int64_t blocks = (a.n + rows - 1) / rows;
+  if (blocks > INT32_MAX) return fail(c, "too many output rows for one launch");
+  const dim3 grid{unsigned(blocks)}, block{unsigned(kWarps * 32)};
+  switch (maxm) {
+  case 1: gemvKernel<F, 1, ALIGNED, KIND><<<grid, block, 0, env.stream>>>(a); break;
+  case 2: gemvKernel<F, 2, ALIGNED, KIND><<<grid, block, 0, env.stream>>>(a); break;
+  case 4: gemvKernel<F, 4, ALIGNED, KIND><<<grid, block, 0, env.stream>>>(a); break;
+  default: gemvKernel<F, 8, ALIGNED, KIND><<<grid, block, 0, env.stream>>>(a); break;
+  }
+  return launchError(c, "linear GEMV");
+}
+
+template <int F, bool ALIGNED, int KIND> std::string launchDense(const KernelContext &c, CudaEnv &env, LinearArgs a) {
+  std::string error;
+  float *w = static_cast<float *>(env.scratch(0, uint64_t(a.n) * uint64_t(a.k) * 4, error));
+  if (!w) return fail(c, "no device memory for the dequantized weight: " + error);
+  const int64_t per = unitsPerRow<F, KIND>(a.k);
+  const int64_t threads = a.n * per, blocks = (threads + 255) / 256;
+  if (blocks > INT32_MAX) return fail(c, "the weight is too large to dequantize in one launch");
+  if (blocks > 0) {
+    denseKernel<F, ALIGNED, KIND><<<unsigned(blocks), 256, 0, env.stream>>>(a, w);
+    if (auto e = launchError(c, "linear dequantize"); !e.empty()) return e;
+  }
+  return gemmXWt(c, env, a.x, w, a.bias, a.y, a.m, a.n, a.k);
+}
+
+template <int F, bool ALIGNED, int KIND> std::string runPath(const KernelContext &c, CudaEnv &env, const LinearArgs &a) {
+  if (a.m == 0 || a.n == 0) return "";
+  if (a.m <= kGemvRows) return launchGemv<F, ALIGNED, KIND>(c, env, a);
+  return launchDense<F, ALIGNED, KIND>(c, env, a);
+}
+
+/// The common part of every linear: x, y, m.
+void bindActivations(KernelContext &c, LinearArgs &a) {
+  const View &x = *c.inputs[0];
+  a.x = static_cast<const float *>(x.data);
+  a.y = static_cast<float *>(c.outputs[0]->data);
+  a.m = rowsOf(x, a.k);
+  a.ldx = a.k, a.ldy = a.n;
+  a.xAligned = aligned(a.x, 16) && a.k % 4 == 0;
+}
+
+// ------------------------------------------------------------------ kernels
+
+std::string runLinearF32(KernelContext &c, CudaEnv &env) {
+  const View &x = *c.inputs[0], &w = *c.inputs[1];
+  const View *bias = at(c, 2);
+  const int64_t k = w.shape[1], n = w.shape[0];
+  const int64_t m = k ? x.numel() / k : c.outputs[0]->numel() / (n ? n : 1);
+  return gemmXWt(c, env, static_cast<const float *>(x.data), static_cast<const float *>(w.data),
+                 bias ? static_cast<const float *>(bias->data) : nullptr, static_cast<float *>(c.outputs[0]->data), m, n, k);
+}
+
+/// int8, int4, int3, bf16 (operands as runtime/cpu/Kernels.cpp quantOperands; shapes already validated).
+std::string runQuantLinear(KernelContext &c, CudaEnv &env) {
+  const std::string &f = c.spec->weightFormat;
+  const bool packed = f == "int4" || f == "int3";
+  LinearArgs a;
+  const View *q = at(c, 1);
+  a.q = static_cast<const uint8_t *>(q->data);
+  a.n = q->shape[0];
+  a.rowBytes = q->shape[1] * (f == "bf16" ? 2 : 1);
+  a.k = f == "int4" ? 2 * q->shape[1] : f == "int3" ? q->shape[1] / 12 * 32 : q->shape[1];
+  if (f != "bf16") a.scales = static_cast<const uint16_t *>(at(c, 2)->data);
+  if (packed && at(c, 3)) a.mins = static_cast<const uint16_t *>(at(c, 3)->data);
+  const View *bias = at(c, packed ? 4 : f == "int8" ? 3 : 2);
+  a.bias = bias ? static_cast<const float *>(bias->data) : nullptr;
+  a.group = f == "bf16" ? (a.k ? a.k : 1) : intAttr(*c.spec, "group_size", a.k);
+  if (a.group <= 0) a.group = 1;
+  a.groups = (a.k + a.group - 1) / a.group;
+  bindActivations(c, a);
+  if (a.k == 0) return gemmXWt(c, env, a.x, nullptr, a.bias, a.y, c.outputs[0]->numel() / (a.n ? a.n : 1), a.n, 0);
+  if (f == "int8") {
+    if (chunked<kInt8>(a) && aligned(a.q, 16)) return runPath<kInt8, true, kChunked>(c, env, a);
+    return runPath<kInt8, false, kScalar>(c, env, a);
+  }
+  if (f == "bf16") {
+    if (chunked<kBf16>(a) && aligned(a.q, 16)) return runPath<kBf16, true, kChunked>(c, env, a);
+    return runPath<kBf16, false, kScalar>(c, env, a);
+  }
+  if (f == "int4") {
+    if (aligned(a.q, 16)) return runPath<kInt4, true, kChunked>(c, env, a);
+    return launchDense<kInt4, false, kChunked>(c, env, a); // unaligned weights (never from the runtime's allocator)
+  }
+  if (aligned(a.q, 4)) return runPath<kInt3, true, kChunked>(c, env, a);
+  return launchDense<kInt3, false, kChunked>(c, env, a);
+}
+
+/// nm-f32 (x, values f32 [n, k/2], indices, bias?) and nm-int4 (x, codes u8 [n, k/4], indices, scales, bias?).
+std::string runNmLinear(KernelContext &c, CudaEnv &env) {
+  const bool int4 = c.spec->weightFormat == "nm-int4";
+  LinearArgs a;
+  const View *values = at(c, 1), *indices = at(c, 2);
+  a.q = static_cast<const uint8_t *>(values->data);
+  a.indices = static_cast<const uint8_t *>(indices->data);
+  a.n = values->shape[0];
+  a.k = intAttr(*c.spec, "in_features", 0);
+  a.rowBytes = int4 ? a.k / 4 : a.k / 2 * 4;
+  a.pattern = stringAttr(*c.spec, "pattern") == "4:8" ? 8 : 4;
+  if (int4) {
+    a.scales = static_cast<const uint16_t *>(at(c, 3)->data);
+    a.group = intAttr(*c.spec, "group_size", 32);
+    a.groups = (a.k + a.group - 1) / a.group;
+  }
+  const View *bias = at(c, int4 ? 4 : 3);
+  a.bias = bias ? static_cast<const float *>(bias->data) : nullptr;
+  bindActivations(c, a);
+  const bool ok = aligned(a.q, int4 ? 8 : 16) && aligned(a.indices, a.pattern == 8 ? 8 : 4);
+  if (int4) return ok ? runPath<kNmInt4, true, kNm>(c, env, a) : launchDense<kNmInt4, false, kNm>(c, env, a);
+  return ok ? runPath<kNmF32, true, kNm>(c, env, a) : launchDense<kNmF32, false, kNm>(c, env, a);
+}
+
+/// Batch strides (in matrices) of `dims` broadcast to `batch` (right-aligned; 0 on broadcast dims).
+std::vector<int64_t> batchStrides(const std::vector<int64_t> &dims, const std::vector<int64_t> &batch) {
+  std::vector<int64_t> s(batch.size(), 0);
+  int64_t stride = 1;
+  for (size_t i = 0; i < dims.size(); ++i) {
+    const size_t d = dims.size() - 1 - i, b = batch.size() - 1 - i;
+    s[b] = dims[d] == 1 ? 0 : stride;
+    stride *= dims[d];
+  }
+  return s;
+}
+
+std::string runMatmul(KernelContext &c, CudaEnv &env) {
+  std::vector<int64_t> a = c.inputs[0]->shape, b = c.inputs[1]->shape;
+  if (a.size() == 1) a.insert(a.begin(), 1);
+  if (b.size() == 1) b.push_back(1);
+  const int64_t m = a[a.size() - 2], k = a.back(), n = b.back();
+  const std::vector<int64_t> aBatch(a.begin(), a.end() - 2), bBatch(b.begin(), b.end() - 2);
+  std::vector<int64_t> batch(std::max(aBatch.size(), bBatch.size()), 1);
+  for (size_t i = 0; i < batch.size(); ++i) {
+    const int64_t da = i < aBatch.size() ? aBatch[aBatch.size() - 1 - i] : 1, db = i < bBatch.size() ? bBatch[bBatch.size() - 1 - i] : 1;
+    batch[batch.size() - 1 - i] = da == 1 ? db : da;
+  }
+  const std::vector<int64_t> sa = batchStrides(aBatch, batch), sb = batchStrides(bBatch, batch);
+  int64_t batches = 1;
+  for (int64_t d : batch) batches *= d;
+  const float *pa = static_cast<const float *>(c.inputs[0]->data), *pb = static_cast<const float *>(c.inputs[1]->data);
+  float *pc = static_cast<float *>(c.outputs[0]->data);
+  if (batches == 0 || m == 0 || n == 0) return "";
+  if (k == 0) return cudaError(c, "clearing the output", cudaMemsetAsync(pc, 0, size_t(batches * m * n) * 4, env.stream));
+  if (m > INT32_MAX || n > INT32_MAX || k > INT32_MAX) return fail(c, "dimensions exceed cuBLAS's 32-bit sizes");
+  if (auto e = blasError(c, "cublasSetStream", cublasSetStream(env.blas, env.stream)); !e.empty()) return e;
+  const float one = 1.0f, zero = 0.0f;
+  // Row-major C = A·B is column-major Cᵀ [n, m] = Bᵀ [n, k] · Aᵀ [k, m].
+  auto strided = [&](const float *A, const float *B, float *C, int64_t strideA, int64_t strideB, int64_t count) {
+    return cublasGemmStridedBatchedEx(env.blas, CUBLAS_OP_N, CUBLAS_OP_N, int(n), int(m), int(k), &one, B, CUDA_R_32F, int(n),
+                                      strideB * k * n, A, CUDA_R_32F, int(k), strideA * m * k, &zero, C, CUDA_R_32F, int(n), m * n,
+                                      int(count), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+  };
+  // Offsets of batch index `bi` (in matrices), as the CPU computes them.
+  auto offsets = [&](int64_t bi, int64_t &offA, int64_t &offB) {
+    offA = offB = 0;
+    for (int64_t d = int64_t(batch.size()) - 1; d >= 0; --d) {
+      const int64_t idx = bi % batch[size_t(d)];
+      bi /= batch[size_t(d)];
+      offA += idx * sa[size_t(d)], offB += idx * sb[size_t(d)];
+    }
+  };
+  // One call when both operands' offsets are linear in the batch index.
+  int64_t a1 = 0, b1 = 0;
+  if (batches > 1) offsets(1, a1, b1);
+  bool linear = batches <= INT32_MAX;
+  for (int64_t bi = 0; bi < batches && linear; ++bi) {
+    int64_t oa, ob;
+    offsets(bi, oa, ob);
+    linear = oa == bi * a1 && ob == bi * b1;
+  }
+  if (linear) return blasError(c, "cublasGemmStridedBatchedEx", strided(pa, pb, pc, a1, b1, batches));
+  // Otherwise one strided call per index of the outer dims over the innermost batch dim.
+  const int64_t inner = batch.empty() ? 1 : batch.back(), outer = batches / inner;
+  for (int64_t o = 0; o < outer; ++o) {
+    int64_t oa, ob;
+    offsets(o * inner, oa, ob);
+    const cublasStatus_t s = strided(pa + oa * m * k, pb + ob * k * n, pc + o * inner * m * n, sa.empty() ? 0 : sa.back(), sb.empty() ? 0 : sb.back(), inner);
+    if (auto e = blasError(c, "cublasGemmStridedBatchedEx", s); !e.empty()) return e;
+  }
+  return "";
+}
+
+// ------------------------------------------------------------------ checks
+
+DType dtypeOf(const artifact::ArtifactSpec &spec, const artifact::KernelSpec &k, size_t operand, bool &present) {
+  present = operand < k.inputs.size() && k.inputs[operand] >= 0 && size_t(k.inputs[operand]) < spec.tensors.size();
+  return present ? spec.tensors[size_t(k.inputs[operand])].dtype : DType::F32;
+}
+std::string needF32(const artifact::ArtifactSpec &spec, const artifact::KernelSpec &k, size_t operand, const char *what) {
+  bool present = false;
+  const DType t = dtypeOf(spec, k, operand, present);
+  if (present && t != DType::F32)
+    return std::string("the CUDA ") + k.op + " kernel needs f32 " + what + ", found " + artifact::dtypeName(t);
+  return "";
+}
+std::string checkActivations(const artifact::ArtifactSpec &spec, const artifact::KernelSpec &k) {
+  return needF32(spec, k, 0, "activations");
+}
+std::string checkLinearF32(const artifact::ArtifactSpec &spec, const artifact::KernelSpec &k) {
+  if (auto e = needF32(spec, k, 0, "activations"); !e.empty()) return e;
+  return needF32(spec, k, 1, "weights");
+}
+std::string checkMatmul(const artifact::ArtifactSpec &spec, const artifact::KernelSpec &k) {
+  if (auto e = needF32(spec, k, 0, "operands"); !e.empty()) return e;
+  return needF32(spec, k, 1, "operands");
+}
+/// Formats without a kernel: check() keeps them on the host; run() only says so.
+std::string runUnsupported(KernelContext &c, CudaEnv &) {
+  return fail(c, "weight format " + c.spec->weightFormat + " has no CUDA kernel");
+}
+std::string checkW8a8(const artifact::ArtifactSpec &, const artifact::KernelSpec &) {
+  return "w8a8 has no CUDA kernel yet (its activation quantization must match the CPU's bit for bit): runs on the host";
+}
+std::string checkBitmap(const artifact::ArtifactSpec &, const artifact::KernelSpec &) {
+  return "bitmap-f32 has no CUDA kernel yet (each row's start needs a prefix popcount of the masks): runs on the host";
+}
+
+} // namespace
+
+void registerLinearKernels() {
+  addDeviceKernel("linear", "f32", {runLinearF32, checkLinearF32});
+  for (const char *format : {"int8", "int4", "int3", "bf16"}) addDeviceKernel("linear", format, {runQuantLinear, checkActivations});
+  for (const char *format : {"nm-f32", "nm-int4"}) addDeviceKernel("linear", format, {runNmLinear, checkActivations});
+  addDeviceKernel("linear", "w8a8", {runUnsupported, checkW8a8});
+  addDeviceKernel("linear", "bitmap-f32", {runUnsupported, checkBitmap});
+  addDeviceKernel("matmul", "f32", {runMatmul, checkMatmul});
+}
+
+} // namespace lathe::cuda

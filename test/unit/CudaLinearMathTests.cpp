@@ -1,0 +1,400 @@
+// The CUDA linear kernels' per-thread math (runtime/cuda/LinearMath.h), run on
+// the host: the f16/bf16 conversions bit for bit against the CPU's cast
+// kernel, and the GEMV of every compact format emulated exactly as the device
+// runs it (for each warp: lanePartial / scalarPartial / nmPartial for the 32
+// lanes, then the xor-butterfly of reduceLanes, then finishOutput), plus the
+// dense dequantization of the many-rows path, compared with the CPU kernel
+// (lathe::cpu::findKernel(..., "cpu")) on the same operands.
+// Tolerance per output: 1e-5 · Σ|x·w| (+ |bias|) + 1e-6, Σ|x·w| in double
+// from the dense dequantized weight (a wrong index, nibble or scale is off by
+// the order of Σ|x·w| itself).
+#include "runtime/cpu/Kernels.h"
+#include "runtime/cpu/SparseNm.h"
+#include "runtime/cuda/LinearMath.h"
+
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+using namespace lathe;
+namespace m = lathe::cuda::math;
+using artifact::DType;
+
+namespace {
+
+/// Runs one CPU kernel (shape, then run) on host views.
+std::string runCpu(const std::string &op, const std::string &format, std::map<std::string, artifact::AttrValue> attrs,
+                   std::vector<cpu::View> &inputs, const std::vector<bool> &present, cpu::View &out, std::vector<float> &outData) {
+  static core::ThreadPool pool(1);
+  std::string error;
+  static const cpu::IsaTable *isa = cpu::selectIsa("", error);
+  const cpu::KernelEntry *entry = cpu::findKernel(op, format, "cpu");
+  if (!entry) return "no CPU kernel " + op + "/" + format;
+  artifact::KernelSpec spec;
+  spec.op = op, spec.weightFormat = format, spec.attrs = std::move(attrs), spec.source = "test";
+  for (size_t i = 0; i < inputs.size(); ++i) spec.inputs.push_back(present[i] ? int32_t(i) : -1);
+  spec.outputs = {int32_t(inputs.size())};
+  cpu::KernelContext c;
+  c.spec = &spec;
+  for (size_t i = 0; i < inputs.size(); ++i) c.inputs.push_back(present[i] ? &inputs[i] : nullptr);
+  c.outputs = {&out};
+  c.pool = &pool;
+  c.isa = isa;
+  if (auto e = entry->shape(c); !e.empty()) return e;
+  outData.assign(size_t(out.numel()), 0.0f);
+  out.data = outData.data();
+  return entry->run(c);
+}
+
+uint32_t floatBits(float f) {
+  uint32_t b;
+  std::memcpy(&b, &f, 4);
+  return b;
+}
+
+uint16_t randomHalf(std::mt19937 &rng, int minExp, int maxExp, bool sign) {
+  const int e = minExp + int(rng() % uint32_t(maxExp - minExp + 1));
+  return uint16_t((sign && (rng() & 1) ? 0x8000 : 0) | e << 10 | int(rng() % 1024));
+}
+
+/// One compact-weight problem in the artifact layout, and what the emulation needs.
+struct Problem {
+  std::string format;
+  int64_t m = 0, n = 0, k = 0, group = 0;
+  int pattern = 4;
+  bool mins = false, bias = false;
+  std::vector<float> x, biasData;
+  std::vector<uint8_t> q, indices;
+  std::vector<float> values; // nm-f32
+  std::vector<uint16_t> scales, minData;
+};
+
+Problem makeProblem(const std::string &format, int64_t m, int64_t n, int64_t k, int64_t group, bool mins, bool bias, uint32_t seed,
+                    int pattern = 4) {
+  Problem p;
+  p.format = format, p.m = m, p.n = n, p.k = k, p.group = group, p.mins = mins, p.bias = bias, p.pattern = pattern;
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> uni(-1.0f, 1.0f);
+  p.x.resize(size_t(m * k));
+  for (auto &v : p.x) v = uni(rng);
+  p.biasData.resize(size_t(n));
+  for (auto &v : p.biasData) v = uni(rng);
+  const int64_t groups = group > 0 ? (k + group - 1) / group : 1;
+  auto randomBytes = [&](size_t count) {
+    p.q.resize(count);
+    for (auto &b : p.q) b = uint8_t(rng());
+  };
+  if (format == "int8") randomBytes(size_t(n * k));
+  else if (format == "int4") randomBytes(size_t(n * k / 2));
+  else if (format == "int3") randomBytes(size_t(n * k / 32 * 12));
+  else if (format == "bf16") {
+    p.q.resize(size_t(n * k * 2));
+    for (int64_t i = 0; i < n * k; ++i) {
+      const uint16_t h = uint16_t(floatBits(uni(rng)) >> 16);
+      std::memcpy(&p.q[size_t(2 * i)], &h, 2);
+    }
+  } else { // nm-f32, nm-int4: random N:M masks packed by the CPU's own packers
+    std::vector<uint8_t> keep(size_t(n * k), 0);
+    for (int64_t r = 0; r < n; ++r)
+      for (int64_t g = 0; g < k / pattern; ++g) {
+        int order[8] = {0, 1, 2, 3, 4, 5, 6, 7};
+        std::shuffle(order, order + pattern, rng);
+        for (int i = 0; i < pattern / 2; ++i) keep[size_t(r * k + g * pattern + order[i])] = 1;
+      }
+    p.indices.resize(size_t(n * cpu::nmIndexBytesPerRow(k, pattern)));
+    std::string error;
+    if (format == "nm-f32") {
+      std::vector<float> w(size_t(n * k));
+      for (auto &v : w) v = uni(rng);
+      p.values.resize(size_t(n * k / 2));
+      error = cpu::nmPackF32(w.data(), keep.data(), n, k, pattern, p.values.data(), p.indices.data());
+    } else {
+      std::vector<int32_t> kept(size_t(n * k / 2));
+      for (auto &v : kept) v = int32_t(rng() % 16);
+      p.q.resize(size_t(n * k / 4));
+      error = cpu::nmPackInt4(kept.data(), keep.data(), n, k, pattern, p.q.data(), p.indices.data());
+    }
+    REQUIRE(error.empty());
+  }
+  if (format == "int8" || format == "int4" || format == "int3" || format == "nm-int4") {
+    for (int64_t i = 0; i < n * groups; ++i) p.scales.push_back(randomHalf(rng, 8, 12, false)); // 2^-7 .. 2^-3
+    if (mins)
+      for (int64_t i = 0; i < n * groups; ++i) p.minData.push_back(randomHalf(rng, 10, 15, true));
+  }
+  return p;
+}
+
+/// The CPU kernel's output for p.
+std::vector<float> cpuOutput(const Problem &p) {
+  std::vector<cpu::View> in;
+  std::vector<bool> present;
+  auto add = [&](DType t, std::vector<int64_t> shape, const void *data, bool there = true) {
+    in.push_back(cpu::View{t, std::move(shape), const_cast<void *>(data)});
+    present.push_back(there);
+  };
+  const int64_t groups = p.group > 0 ? (p.k + p.group - 1) / p.group : 1;
+  std::map<std::string, artifact::AttrValue> attrs;
+  add(DType::F32, {p.m, p.k}, p.x.data());
+  if (p.format == "int8" || p.format == "int4" || p.format == "int3") {
+    const int64_t cols = p.format == "int8" ? p.k : p.format == "int4" ? p.k / 2 : p.k / 32 * 12;
+    add(p.format == "int8" ? DType::I8 : DType::U8, {p.n, cols}, p.q.data());
+    add(DType::F16, {p.n, groups}, p.scales.data());
+    if (p.format != "int8") add(DType::F16, {p.n, groups}, p.minData.data(), p.mins);
+    attrs["group_size"] = p.group;
+  } else if (p.format == "bf16") {
+    add(DType::BF16, {p.n, p.k}, p.q.data());
+  } else {
+    const bool int4 = p.format == "nm-int4";
+    if (int4) add(DType::U8, {p.n, p.k / 4}, p.q.data());
+    else add(DType::F32, {p.n, p.k / 2}, p.values.data());
+    add(DType::U8, {p.n, cpu::nmIndexBytesPerRow(p.k, p.pattern)}, p.indices.data());
+    if (int4) add(DType::F16, {p.n, groups}, p.scales.data()), attrs["group_size"] = p.group;
+    attrs["pattern"] = std::string(p.pattern == 4 ? "2:4" : "4:8");
+    attrs["in_features"] = p.k;
+  }
+  add(DType::F32, {p.n}, p.biasData.data(), p.bias);
+  cpu::View out{DType::F32, {}, nullptr};
+  std::vector<float> y;
+  const std::string error = runCpu("linear", p.format, attrs, in, present, out, y);
+  INFO(error);
+  REQUIRE(error.empty());
+  REQUIRE(out.shape == std::vector<int64_t>{p.m, p.n});
+  return y;
+}
+
+/// LinearArgs over p's host buffers, as runQuantLinear / runNmLinear bind them.
+m::LinearArgs argsOf(const Problem &p, float *y) {
+  m::LinearArgs a;
+  a.n = p.n, a.k = p.k, a.m = p.m;
+  a.x = p.x.data(), a.y = y, a.ldx = p.k, a.ldy = p.n;
+  a.bias = p.bias ? p.biasData.data() : nullptr;
+  a.group = p.format == "bf16" ? p.k : p.group;
+  a.groups = (p.k + a.group - 1) / a.group;
+  a.scales = p.scales.empty() ? nullptr : p.scales.data();
+  a.mins = p.mins ? p.minData.data() : nullptr;
+  a.xAligned = 1;
+  a.pattern = p.pattern;
+  if (p.format == "nm-f32") a.q = reinterpret_cast<const uint8_t *>(p.values.data()), a.rowBytes = p.k / 2 * 4;
+  else a.q = p.q.data();
+  if (p.format == "int8") a.rowBytes = p.k;
+  if (p.format == "int4") a.rowBytes = p.k / 2;
+  if (p.format == "int3") a.rowBytes = p.k / 32 * 12;
+  if (p.format == "bf16") a.rowBytes = 2 * p.k;
+  if (p.format == "nm-int4") a.rowBytes = p.k / 4;
+  a.indices = p.indices.empty() ? nullptr : p.indices.data();
+  return a;
+}
+
+enum class Path { Chunked, Scalar, Nm };
+
+/// The device GEMV of one (format, MAXM) emulated: every warp, every lane, the butterfly, the store.
+template <int F, int MAXM, Path P> void emulateGemv(const m::LinearArgs &a) {
+  constexpr int R = m::WarpRows<MAXM>::value;
+  for (int64_t row0 = 0; row0 < a.n; row0 += R) {
+    float partial[32][R][MAXM];
+    for (int lane = 0; lane < 32; ++lane) {
+      if constexpr (P == Path::Chunked) m::lanePartial<F, MAXM, R, true>(a, row0, lane, partial[lane]);
+      else if constexpr (P == Path::Scalar) m::scalarPartial<F, MAXM, R>(a, row0, lane, partial[lane]);
+      else m::nmPartial<F == m::kNmInt4, MAXM, R, true>(a, row0, lane, partial[lane]);
+    }
+    for (int i = 0; i < MAXM && i < a.m; ++i)
+      for (int r = 0; r < R; ++r) {
+        float lanes[32];
+        for (int l = 0; l < 32; ++l) lanes[l] = partial[l][r][i];
+        const float sum = m::reduceLanes(lanes);
+        if (row0 + r < a.n) a.y[i * a.ldy + row0 + r] = m::finishOutput(a, row0 + r, sum);
+      }
+  }
+}
+template <int F, Path P> void emulateGemvRows(const m::LinearArgs &a) {
+  // The launcher's choice of MAXM (LinearKernels.cu launchGemv).
+  if (a.m <= 1) emulateGemv<F, 1, P>(a);
+  else if (a.m <= 2) emulateGemv<F, 2, P>(a);
+  else if (a.m <= 4) emulateGemv<F, 4, P>(a);
+  else emulateGemv<F, 8, P>(a);
+}
+
+/// The dense dequantization of the many-rows path (denseKernel's per-thread work).
+template <int F, Path P> std::vector<float> emulateDense(const m::LinearArgs &a) {
+  std::vector<float> w(size_t(a.n * a.k), -12345.0f);
+  for (int64_t row = 0; row < a.n; ++row) {
+    if constexpr (P == Path::Scalar) {
+      for (int64_t j = 0; j < a.k; ++j) w[size_t(row * a.k + j)] = m::dequantOne<F>(a, row, j);
+    } else if constexpr (P == Path::Nm) {
+      for (int64_t c = 0; c < a.k / 32; ++c) m::nmDense<F == m::kNmInt4, true>(a, row, c, &w[size_t(row * a.k + 32 * c)]);
+    } else {
+      constexpr int CH = m::Chunk<F>::weights;
+      for (int64_t c = 0; c < a.k / CH; ++c) {
+        float out[CH];
+        m::denseChunk<F, true>(a, row, c, out);
+        std::memcpy(&w[size_t(row * a.k + c * CH)], out, sizeof out);
+      }
+    }
+  }
+  return w;
+}
+
+struct Emulated {
+  std::vector<float> gemv, dense; // GEMV output [m, n]; dense weight [n, k]
+  Path path;
+};
+
+template <int F> Emulated emulate(const Problem &p) {
+  Emulated e;
+  e.gemv.assign(size_t(p.m * p.n), NAN);
+  m::LinearArgs a = argsOf(p, e.gemv.data());
+  if constexpr (F == m::kNmF32 || F == m::kNmInt4) {
+    e.path = Path::Nm;
+    emulateGemvRows<F, Path::Nm>(a);
+    e.dense = emulateDense<F, Path::Nm>(a);
+  } else {
+    const bool chunked = m::chunked<F>(a);
+    if constexpr (F == m::kInt8 || F == m::kBf16) {
+      if (!chunked) {
+        e.path = Path::Scalar;
+        emulateGemvRows<F, Path::Scalar>(a);
+        e.dense = emulateDense<F, Path::Scalar>(a);
+        return e;
+      }
+    }
+    REQUIRE(chunked);
+    e.path = Path::Chunked;
+    emulateGemvRows<F, Path::Chunked>(a);
+    e.dense = emulateDense<F, Path::Chunked>(a);
+  }
+  return e;
+}
+
+Emulated emulateAny(const Problem &p) {
+  if (p.format == "int8") return emulate<m::kInt8>(p);
+  if (p.format == "int4") return emulate<m::kInt4>(p);
+  if (p.format == "int3") return emulate<m::kInt3>(p);
+  if (p.format == "bf16") return emulate<m::kBf16>(p);
+  if (p.format == "nm-f32") return emulate<m::kNmF32>(p);
+  return emulate<m::kNmInt4>(p);
+}
+
+/// Checks the emulated GEMV and (dense weight · x) against the CPU kernel.
+void checkProblem(const Problem &p, Path expected) {
+  const std::vector<float> ref = cpuOutput(p);
+  const Emulated e = emulateAny(p);
+  REQUIRE(e.path == expected);
+  for (int64_t i = 0; i < p.m; ++i)
+    for (int64_t j = 0; j < p.n; ++j) {
+      double scale = p.bias ? std::fabs(p.biasData[size_t(j)]) : 0.0, dense = p.bias ? p.biasData[size_t(j)] : 0.0;
+      for (int64_t t = 0; t < p.k; ++t) {
+        const double prod = double(p.x[size_t(i * p.k + t)]) * e.dense[size_t(j * p.k + t)];
+        scale += std::fabs(prod), dense += prod;
+      }
+      const double tol = 1e-5 * scale + 1e-6, want = ref[size_t(i * p.n + j)];
+      const float got = e.gemv[size_t(i * p.n + j)];
+      INFO("row " << i << " output " << j << ": GEMV " << got << ", dense " << dense << ", CPU " << want << ", tolerance " << tol);
+      REQUIRE(std::isfinite(want));
+      REQUIRE(std::fabs(double(got) - want) <= tol);
+      REQUIRE(std::fabs(dense - want) <= tol);
+    }
+}
+
+} // namespace
+
+TEST_CASE("CUDA f16/bf16 conversions match the CPU's for all 65536 patterns", "[cuda-math]") {
+  for (DType type : {DType::F16, DType::BF16}) {
+    std::vector<uint16_t> bits(65536);
+    for (int i = 0; i < 65536; ++i) bits[size_t(i)] = uint16_t(i);
+    std::vector<cpu::View> in{cpu::View{type, {65536}, bits.data()}};
+    cpu::View out{DType::F32, {}, nullptr};
+    std::vector<float> y;
+    const std::string error = runCpu("cast", "f32", {}, in, {true}, out, y);
+    INFO(error);
+    REQUIRE(error.empty());
+    int mismatches = 0;
+    for (int i = 0; i < 65536; ++i) {
+      const float mine = type == DType::F16 ? m::halfToFloat(uint16_t(i)) : m::bf16ToFloat(uint16_t(i));
+      const float cpu = y[size_t(i)];
+      if (std::isnan(cpu)) {
+        if (!std::isnan(mine)) ++mismatches; // NaN payloads may differ, NaN-ness may not
+        continue;
+      }
+      if (floatBits(mine) != floatBits(cpu)) {
+        if (mismatches++ < 5) WARN(artifact::dtypeName(type) << " bits " << i << ": " << mine << " vs CPU " << cpu);
+      }
+    }
+    CHECK(mismatches == 0);
+  }
+}
+
+TEST_CASE("CUDA byte-permute code conversion is exact", "[cuda-math]") {
+  for (uint32_t v = 0; v < 256; ++v)
+    for (int b = 0; b < 4; ++b) {
+      const uint32_t word = (v << (8 * b)) | (0xA5A5A5A5u & ~(0xFFu << (8 * b))); // other bytes are noise
+      REQUIRE(m::byteToFloat(word, b, 0.0f) == float(v));
+      REQUIRE(m::byteToFloat(word ^ 0x80808080u, b, 128.0f) == float(int8_t(uint8_t(v)))); // int8 decoding's bias
+    }
+  // The selector semantics of __byte_perm: byte i of the result is byte s_i of (y:x).
+  REQUIRE(m::bytePerm(0x33221100u, 0x77665544u, 0x7540u) == 0x77554400u);
+  REQUIRE(m::bytePerm(0x33221100u, 0x77665544u, 0x0123u) == 0x00112233u);
+  // int8 decoding: codes -128..127 in every byte position.
+  for (int v = -128; v < 128; ++v) {
+    uint32_t w[4];
+    for (int i = 0; i < 4; ++i) w[i] = uint32_t(uint8_t(int8_t(v))) * 0x01010101u;
+    float q[16];
+    m::decodeChunk<m::kInt8>(w, q);
+    for (float f : q) REQUIRE(f == float(v));
+  }
+}
+
+TEST_CASE("CUDA butterfly reduction sums all 32 lanes in the xor order", "[cuda-math]") {
+  float v[32];
+  for (int l = 0; l < 32; ++l) v[l] = float(1 << (l % 20)) + float(l);
+  double want = 0;
+  for (float f : v) want += f;
+  REQUIRE(double(m::reduceLanes(v)) == want); // exact: every partial sum is an integer below 2^24
+  // Order: ((v0 + v16) + (v8 + v24)) + ... : a large value cancelled by its xor-16 partner first.
+  for (int l = 0; l < 32; ++l) v[l] = 0.0f;
+  v[0] = 1e8f, v[16] = -1e8f, v[1] = 1.0f;
+  REQUIRE(m::reduceLanes(v) == 1.0f); // (1e8 + 1) first would round the 1 away
+}
+
+TEST_CASE("CUDA compact GEMV emulation matches the CPU linear (int8, int4, int3, bf16)", "[cuda-math]") {
+  struct Case { std::string format; int64_t k, group; bool mins; Path path; };
+  const std::vector<Case> cases = {
+      {"int8", 64, 32, false, Path::Chunked},    {"int8", 1056, 128, false, Path::Chunked}, // 66 chunks: lanes 0,1 take 3
+      {"int8", 48, 48, false, Path::Chunked},    {"int8", 100, 100, false, Path::Scalar},   // k not a multiple of 16
+      {"int8", 96, 40, false, Path::Scalar},     {"int8", 37, 37, false, Path::Scalar},     // group not a multiple of 16, odd k
+      {"int4", 64, 32, false, Path::Chunked},    {"int4", 64, 32, true, Path::Chunked},
+      {"int4", 2112, 64, true, Path::Chunked},   {"int4", 160, 64, false, Path::Chunked},   // k not a multiple of the group
+      {"int4", 4160, 4160, false, Path::Chunked},
+      {"int3", 64, 32, false, Path::Chunked},    {"int3", 96, 64, true, Path::Chunked},
+      {"int3", 2112, 128, true, Path::Chunked},  {"int3", 2080, 2080, false, Path::Chunked},
+      {"bf16", 40, 0, false, Path::Chunked},     {"bf16", 1000, 0, false, Path::Chunked},
+      {"bf16", 37, 0, false, Path::Scalar},      {"bf16", 12, 0, false, Path::Scalar}};
+  uint32_t seed = 1;
+  for (const Case &cs : cases)
+    for (int64_t rows : {1, 2, 3, 5, 8})
+      for (int64_t n : {1, 37}) {
+        const bool bias = (seed & 1) != 0;
+        INFO(cs.format << " k " << cs.k << " group " << cs.group << (cs.mins ? " mins" : "") << " m " << rows << " n " << n
+                       << (bias ? " bias" : ""));
+        checkProblem(makeProblem(cs.format, rows, n, cs.k, cs.group, cs.mins, bias, seed++), cs.path);
+      }
+}
+
+TEST_CASE("CUDA N:M GEMV emulation matches the CPU linear (nm-f32, nm-int4)", "[cuda-math]") {
+  uint32_t seed = 100;
+  for (const char *format : {"nm-f32", "nm-int4"})
+    for (int pattern : {4, 8})
+      for (auto [k, group] : std::vector<std::pair<int64_t, int64_t>>{{64, 32}, {2080, 64}, {96, 64}})
+        for (int64_t rows : {1, 2, 5, 8})
+          for (int64_t n : {1, 19}) {
+            const bool bias = (seed & 1) != 0;
+            INFO(format << " pattern " << pattern << " k " << k << " group " << group << " m " << rows << " n " << n);
+            checkProblem(makeProblem(format, rows, n, k, group, false, bias, seed++, pattern), Path::Nm);
+          }
+}
