@@ -143,6 +143,8 @@ struct Session::Impl {
                           std::vector<std::vector<int64_t>> &key) const;
   std::string buildPlan(const std::vector<std::vector<int64_t>> &inputShapes, Plan &plan);
   std::string runKernel(size_t k, Plan &plan);
+  /// Kernel k's context without operands (spec, pool, ISA, packed weight, decode offset).
+  cpu::KernelContext contextOf(size_t k) const;
   /// A device session's kernel without a device kernel: operands copied to
   /// the host, the CPU kernel, results copied back.
   std::string runOnHost(size_t k, Plan &plan);
@@ -412,17 +414,22 @@ std::string Session::Impl::prepareDevicePlan(Plan &plan) {
   return "";
 }
 
-std::string Session::Impl::runOnHost(size_t k, Plan &plan) {
-  const auto &kernel = art.spec.kernels[k];
-  auto fail = [&](const std::string &what) { return "node '" + kernel.source + "' (" + kernel.op + ", on the host): " + what; };
-  if (activeDecoder && activeDecoder->cacheOf[k] >= 0) return fail("its KV cache is on the device but it has no device kernel");
+cpu::KernelContext Session::Impl::contextOf(size_t k) const {
   cpu::KernelContext ctx;
-  ctx.spec = &kernel;
+  ctx.spec = &art.spec.kernels[k];
   ctx.pool = pool.get();
   ctx.isa = isa;
   ctx.runSerial = runSerial;
   if (k < packedWeights.size() && !packedWeights[k].empty()) ctx.packedWeight = packedWeights[k].data();
   if (activeDecoder) ctx.positionOffset = activeDecoder->past;
+  return ctx;
+}
+
+std::string Session::Impl::runOnHost(size_t k, Plan &plan) {
+  const auto &kernel = art.spec.kernels[k];
+  auto fail = [&](const std::string &what) { return "node '" + kernel.source + "' (" + kernel.op + ", on the host): " + what; };
+  if (activeDecoder && activeDecoder->cacheOf[k] >= 0) return fail("its KV cache is on the device but it has no device kernel");
+  cpu::KernelContext ctx = contextOf(k);
   std::vector<Buffer> temps;
   std::vector<cpu::View> ins(kernel.inputs.size()), outs(kernel.outputs.size());
   for (size_t i = 0; i < kernel.inputs.size(); ++i) {
@@ -462,16 +469,10 @@ std::string Session::Impl::runKernel(size_t k, Plan &plan) {
   const auto &kernel = art.spec.kernels[k];
   if (backend && !onDevice[k]) return runOnHost(k, plan);
   std::vector<cpu::View> &views = activeViews(plan);
-  cpu::KernelContext ctx;
-  ctx.spec = &kernel;
-  ctx.pool = pool.get();
-  ctx.isa = isa;
-  ctx.runSerial = runSerial;
-  if (k < packedWeights.size() && !packedWeights[k].empty()) ctx.packedWeight = packedWeights[k].data();
+  cpu::KernelContext ctx = contextOf(k);
   for (int32_t in : kernel.inputs) ctx.inputs.push_back(in >= 0 ? &views[size_t(in)] : nullptr);
   for (int32_t out : kernel.outputs) ctx.outputs.push_back(&views[size_t(out)]);
   if (activeDecoder) {
-    ctx.positionOffset = activeDecoder->past;
     int32_t c = activeDecoder->cacheOf[k];
     if (c >= 0) ctx.cache = const_cast<cpu::KvCache *>(&activeDecoder->caches[size_t(c)]);
   }

@@ -1,5 +1,7 @@
 // Generic CPU kernels (baseline ISA; the hot fp32 paths call the per-ISA table).
 #include "runtime/cpu/Kernels.h"
+#include "runtime/artifact/Attributes.h"
+#include "runtime/core/HalfFloat.h"
 #include "runtime/artifact/ArtifactReader.h"
 #include "runtime/cpu/SparseNm.h"
 
@@ -30,37 +32,11 @@ std::string fail(KernelContext &c, const std::string &msg) { return where(c) + "
 std::string shapeStr(const std::vector<int64_t> &s) { return shapeString(s); }
 std::string desc(const View &v) { return std::string(dtypeName(v.dtype)) + shapeStr(v.shape); }
 
-const AttrValue *attr(KernelContext &c, const char *name) {
-  auto it = c.spec->attrs.find(name);
-  return it == c.spec->attrs.end() ? nullptr : &it->second;
-}
-int64_t intAttr(KernelContext &c, const char *name, int64_t def) {
-  const AttrValue *a = attr(c, name);
-  if (!a) return def;
-  if (auto *i = std::get_if<int64_t>(a)) return *i;
-  if (auto *d = std::get_if<double>(a)) return int64_t(*d);
-  return def;
-}
-double floatAttr(KernelContext &c, const char *name, double def) {
-  const AttrValue *a = attr(c, name);
-  if (!a) return def;
-  if (auto *d = std::get_if<double>(a)) return *d;
-  if (auto *i = std::get_if<int64_t>(a)) return double(*i);
-  return def;
-}
-std::string stringAttr(KernelContext &c, const char *name, const std::string &def) {
-  const AttrValue *a = attr(c, name);
-  if (a)
-    if (auto *s = std::get_if<std::string>(a)) return *s;
-  return def;
-}
-bool intsAttr(KernelContext &c, const char *name, std::vector<int64_t> &out) {
-  const AttrValue *a = attr(c, name);
-  if (!a) return false;
-  if (auto *v = std::get_if<std::vector<int64_t>>(a)) { out = *v; return true; }
-  if (auto *i = std::get_if<int64_t>(a)) { out = {*i}; return true; }
-  return false;
-}
+const AttrValue *attr(KernelContext &c, const char *name) { return artifact::findAttr(*c.spec, name); }
+int64_t intAttr(KernelContext &c, const char *name, int64_t def) { return artifact::intAttr(*c.spec, name, def); }
+double floatAttr(KernelContext &c, const char *name, double def) { return artifact::floatAttr(*c.spec, name, def); }
+std::string stringAttr(KernelContext &c, const char *name, const std::string &def) { return artifact::stringAttr(*c.spec, name, def); }
+bool intsAttr(KernelContext &c, const char *name, std::vector<int64_t> &out) { return artifact::intsAttr(*c.spec, name, out); }
 
 bool normAxis(int64_t &axis, int64_t rank) {
   if (axis < 0) axis += rank;
@@ -102,51 +78,10 @@ int64_t readIndex(const void *data, DType dtype, int64_t i) {
   }
 }
 
-// f16 / bf16 conversions (round to nearest even).
-float halfToFloat(uint16_t h) {
-  uint32_t sign = uint32_t(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, mant = h & 0x3ff, bits;
-  if (exp == 0) {
-    if (mant == 0) bits = sign;
-    else {
-      exp = 127 - 15 + 1;
-      while (!(mant & 0x400)) { mant <<= 1; --exp; }
-      bits = sign | (exp << 23) | ((mant & 0x3ff) << 13);
-    }
-  } else if (exp == 31) bits = sign | 0x7f800000 | (mant << 13);
-  else bits = sign | ((exp + 127 - 15) << 23) | (mant << 13);
-  float f;
-  std::memcpy(&f, &bits, 4);
-  return f;
-}
-uint16_t floatToHalf(float f) {
-  uint32_t x;
-  std::memcpy(&x, &f, 4);
-  uint32_t sign = (x >> 16) & 0x8000;
-  int32_t exp = int32_t((x >> 23) & 0xff) - 127 + 15;
-  uint32_t mant = x & 0x7fffff;
-  if (((x >> 23) & 0xff) == 0xff) return uint16_t(sign | 0x7c00 | (mant ? 0x200 : 0));
-  if (exp >= 31) return uint16_t(sign | 0x7c00);
-  if (exp <= 0) {
-    if (exp < -10) return uint16_t(sign);
-    mant |= 0x800000;
-    uint32_t shift = uint32_t(14 - exp);
-    uint32_t half = mant >> shift, rem = mant & ((1u << shift) - 1), mid = 1u << (shift - 1);
-    if (rem > mid || (rem == mid && (half & 1))) ++half;
-    return uint16_t(sign | half);
-  }
-  uint32_t half = sign | (uint32_t(exp) << 10) | (mant >> 13);
-  uint32_t rem = mant & 0x1fff;
-  if (rem > 0x1000 || (rem == 0x1000 && (half & 1))) ++half;
-  return uint16_t(half);
-}
-float bf16ToFloat(uint16_t h) { uint32_t b = uint32_t(h) << 16; float f; std::memcpy(&f, &b, 4); return f; }
-uint16_t floatToBf16(float f) {
-  uint32_t x;
-  std::memcpy(&x, &f, 4);
-  if ((x & 0x7fffffff) > 0x7f800000) return uint16_t((x >> 16) | 0x40);
-  x += 0x7fff + ((x >> 16) & 1);
-  return uint16_t(x >> 16);
-}
+using numeric::bf16ToFloat;
+using numeric::floatToBf16;
+using numeric::floatToHalf;
+using numeric::halfToFloat;
 
 // Calls f(T{}) with the C++ type of a dtype; f16/bf16 are not arithmetic here.
 template <class F> bool visitType(DType t, F &&f) {

@@ -8,6 +8,7 @@
 // (formulas, index maps, reduction orders) lives in GraphMath.h, which the
 // host unit tests run against the CPU kernels. What a kernel does not handle
 // (a dtype, a rank, a layout) its check reports, and that node runs on the host.
+#include "runtime/artifact/Attributes.h"
 #include "runtime/cuda/CudaBackend.h"
 #include "runtime/cuda/GraphMath.h"
 
@@ -53,37 +54,10 @@ std::string fail(const KernelContext &c, const std::string &msg) {
 }
 const View *input(const KernelContext &c, size_t i) { return i < c.inputs.size() ? c.inputs[i] : nullptr; }
 
-const AttrValue *attr(const KernelSpec &k, const char *name) {
-  auto it = k.attrs.find(name);
-  return it == k.attrs.end() ? nullptr : &it->second;
-}
-int64_t intAttr(const KernelSpec &k, const char *name, int64_t def) {
-  const AttrValue *a = attr(k, name);
-  if (!a) return def;
-  if (auto *i = std::get_if<int64_t>(a)) return *i;
-  if (auto *d = std::get_if<double>(a)) return int64_t(*d);
-  return def;
-}
-double floatAttr(const KernelSpec &k, const char *name, double def) {
-  const AttrValue *a = attr(k, name);
-  if (!a) return def;
-  if (auto *d = std::get_if<double>(a)) return *d;
-  if (auto *i = std::get_if<int64_t>(a)) return double(*i);
-  return def;
-}
-std::string stringAttr(const KernelSpec &k, const char *name, const std::string &def) {
-  const AttrValue *a = attr(k, name);
-  if (a)
-    if (auto *s = std::get_if<std::string>(a)) return *s;
-  return def;
-}
-bool intsAttr(const KernelSpec &k, const char *name, std::vector<int64_t> &out) {
-  const AttrValue *a = attr(k, name);
-  if (!a) return false;
-  if (auto *v = std::get_if<std::vector<int64_t>>(a)) { out = *v; return true; }
-  if (auto *i = std::get_if<int64_t>(a)) { out = {*i}; return true; }
-  return false;
-}
+using artifact::floatAttr;
+using artifact::intAttr;
+using artifact::intsAttr;
+using artifact::stringAttr;
 bool normAxis(int64_t &axis, int64_t rank) {
   if (axis < 0) axis += rank;
   return axis >= 0 && axis < rank;

@@ -4,10 +4,10 @@
 // reduction orders of the device kernels on the host and compare them with the
 // CPU kernels. The formulas mirror runtime/cpu/Kernels.cpp and IsaKernels.inc.
 //
-// Plain C++ only (no CUDA headers): HostDevice.h, <cstdint>, <cmath>.
+// Plain C++ only (no CUDA headers): runtime/core/HalfFloat.h, <cstdint>, <cmath>.
 #pragma once
 
-#include "runtime/cuda/HostDevice.h"
+#include "runtime/core/HalfFloat.h"
 
 #include <cmath>
 #include <cstdint>
@@ -31,66 +31,12 @@ LATHE_HD int elemSize(int t) {
   }
 }
 
-LATHE_HD uint32_t floatBits(float f) {
-#if defined(__CUDA_ARCH__)
-  return __float_as_uint(f);
-#else
-  uint32_t u;
-  __builtin_memcpy(&u, &f, 4);
-  return u;
-#endif
-}
-LATHE_HD float bitsFloat(uint32_t u) {
-#if defined(__CUDA_ARCH__)
-  return __uint_as_float(u);
-#else
-  float f;
-  __builtin_memcpy(&f, &u, 4);
-  return f;
-#endif
-}
-
-// f16 / bf16 conversions: bit-for-bit the CPU's (Kernels.cpp, round to nearest even).
-LATHE_HD float halfToFloat(uint16_t h) {
-  uint32_t sign = uint32_t(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, mant = h & 0x3ff, bits;
-  if (exp == 0) {
-    if (mant == 0) bits = sign;
-    else {
-      exp = 127 - 15 + 1;
-      while (!(mant & 0x400)) { mant <<= 1; --exp; }
-      bits = sign | (exp << 23) | ((mant & 0x3ff) << 13);
-    }
-  } else if (exp == 31) bits = sign | 0x7f800000 | (mant << 13);
-  else bits = sign | ((exp + 127 - 15) << 23) | (mant << 13);
-  return bitsFloat(bits);
-}
-LATHE_HD uint16_t floatToHalf(float f) {
-  uint32_t x = floatBits(f);
-  uint32_t sign = (x >> 16) & 0x8000;
-  int32_t exp = int32_t((x >> 23) & 0xff) - 127 + 15;
-  uint32_t mant = x & 0x7fffff;
-  if (((x >> 23) & 0xff) == 0xff) return uint16_t(sign | 0x7c00 | (mant ? 0x200 : 0));
-  if (exp >= 31) return uint16_t(sign | 0x7c00);
-  if (exp <= 0) {
-    if (exp < -10) return uint16_t(sign);
-    mant |= 0x800000;
-    uint32_t shift = uint32_t(14 - exp);
-    uint32_t half = mant >> shift, rem = mant & ((1u << shift) - 1), mid = 1u << (shift - 1);
-    if (rem > mid || (rem == mid && (half & 1))) ++half;
-    return uint16_t(sign | half);
-  }
-  uint32_t half = sign | (uint32_t(exp) << 10) | (mant >> 13);
-  uint32_t rem = mant & 0x1fff;
-  if (rem > 0x1000 || (rem == 0x1000 && (half & 1))) ++half;
-  return uint16_t(half);
-}
-LATHE_HD float bf16ToFloat(uint16_t h) { return bitsFloat(uint32_t(h) << 16); }
-LATHE_HD uint16_t floatToBf16(float f) {
-  uint32_t x = floatBits(f);
-  if ((x & 0x7fffffff) > 0x7f800000) return uint16_t((x >> 16) | 0x40);
-  x += 0x7fff + ((x >> 16) & 1);
-  return uint16_t(x >> 16);
-}
+using numeric::bf16ToFloat;
+using numeric::bitsFloat;
+using numeric::floatBits;
+using numeric::floatToBf16;
+using numeric::floatToHalf;
+using numeric::halfToFloat;
 
 /// Element i of an integer tensor (any int dtype, bool) as int64 (the CPU's readIndex).
 LATHE_HD int64_t readIndex(const void *data, int t, int64_t i) {

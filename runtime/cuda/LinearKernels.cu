@@ -17,6 +17,7 @@
 //
 // cuBLAS runs with CUBLAS_COMPUTE_32F (the handle keeps the default math mode,
 // so no TF32): outputs are compared with the CPU's at 1e-4 relative.
+#include "runtime/artifact/Attributes.h"
 #include "runtime/cuda/CudaBackend.h"
 #include "runtime/cuda/LinearMath.h"
 
@@ -110,19 +111,8 @@ std::string fail(const KernelContext &c, const std::string &what) { return where
 
 const View *at(const KernelContext &c, size_t i) { return i < c.inputs.size() ? c.inputs[i] : nullptr; }
 
-int64_t intAttr(const artifact::KernelSpec &k, const char *name, int64_t def) {
-  auto it = k.attrs.find(name);
-  if (it == k.attrs.end()) return def;
-  if (auto *i = std::get_if<int64_t>(&it->second)) return *i;
-  if (auto *d = std::get_if<double>(&it->second)) return int64_t(*d);
-  return def;
-}
-std::string stringAttr(const artifact::KernelSpec &k, const char *name) {
-  auto it = k.attrs.find(name);
-  if (it == k.attrs.end()) return "";
-  if (auto *s = std::get_if<std::string>(&it->second)) return *s;
-  return "";
-}
+using artifact::intAttr;
+std::string stringAttr(const artifact::KernelSpec &k, const char *name) { return artifact::stringAttr(k, name, ""); }
 
 bool aligned(const void *p, uintptr_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
 

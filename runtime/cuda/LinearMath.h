@@ -19,7 +19,7 @@
 // (reduceLanes emulates it on the host, operand order included).
 #pragma once
 
-#include "runtime/cuda/HostDevice.h"
+#include "runtime/core/HalfFloat.h"
 
 #include <cstdint>
 
@@ -34,15 +34,9 @@ namespace lathe::cuda::math {
 
 // ------------------------------------------------------------------ bits
 
-LATHE_HD float bitsToFloat(uint32_t b) {
-#if defined(__CUDA_ARCH__)
-  return __uint_as_float(b);
-#else
-  float f;
-  __builtin_memcpy(&f, &b, 4);
-  return f;
-#endif
-}
+using numeric::bf16ToFloat;
+using numeric::halfToFloat;
+LATHE_HD float bitsToFloat(uint32_t b) { return numeric::bitsFloat(b); }
 
 /// Fused multiply-add, one rounding, on both sides (glibc's fmaf is exact too).
 LATHE_HD float fma32(float a, float b, float c) {
@@ -53,18 +47,6 @@ LATHE_HD float fma32(float a, float b, float c) {
 #endif
 }
 
-/// IEEE half (raw bits) to float, exact for every pattern (NaN payloads kept).
-LATHE_HD float halfToFloat(uint16_t h) {
-  const uint32_t sign = uint32_t(h & 0x8000u) << 16, exponent = (h >> 10) & 0x1Fu, mantissa = h & 0x3FFu;
-  if (exponent == 0) { // zero or subnormal: mantissa · 2^-24, exact in float
-    const float f = float(mantissa) * 5.9604644775390625e-8f;
-    return sign ? -f : f;
-  }
-  return bitsToFloat(exponent == 31 ? (sign | 0x7F800000u | mantissa << 13) : (sign | (exponent + 112) << 23 | mantissa << 13));
-}
-
-/// bfloat16 (raw bits) to float (exact).
-LATHE_HD float bf16ToFloat(uint16_t h) { return bitsToFloat(uint32_t(h) << 16); }
 
 /// CUDA's __byte_perm(x, y, s) for selectors whose nibbles are below 8:
 /// result byte i = byte (s >> 4i & 7) of the 8 bytes y:x (x bytes 0–3, y bytes 4–7).
@@ -168,27 +150,17 @@ LATHE_UNROLL
 #endif
 }
 
-LATHE_HD uint16_t loadU16(const uint16_t *p) {
+/// One value through the read-only data cache on the device (a plain load on the host).
+template <class T> LATHE_HD T loadReadOnly(const T *p) {
 #if defined(__CUDA_ARCH__)
   return __ldg(p);
 #else
   return *p;
 #endif
 }
-LATHE_HD float loadF(const float *p) {
-#if defined(__CUDA_ARCH__)
-  return __ldg(p);
-#else
-  return *p;
-#endif
-}
-LATHE_HD uint8_t loadU8(const uint8_t *p) {
-#if defined(__CUDA_ARCH__)
-  return __ldg(p);
-#else
-  return *p;
-#endif
-}
+LATHE_HD uint16_t loadU16(const uint16_t *p) { return loadReadOnly(p); }
+LATHE_HD float loadF(const float *p) { return loadReadOnly(p); }
+LATHE_HD uint8_t loadU8(const uint8_t *p) { return loadReadOnly(p); }
 
 // ------------------------------------------------------------------ decoding one chunk
 

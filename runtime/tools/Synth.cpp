@@ -18,6 +18,7 @@
 #include "runtime/artifact/ArtifactReader.h"
 #include "runtime/artifact/ArtifactSpec.h"
 #include "runtime/artifact/Incremental.h"
+#include "runtime/core/HalfFloat.h"
 
 #include <algorithm>
 #include <cerrno>
@@ -87,50 +88,9 @@ uint64_t hashName(const std::string &s, uint64_t seed) {
   return splitmix64(h);
 }
 
-uint16_t floatToHalf(float f) {
-  uint32_t x;
-  std::memcpy(&x, &f, 4);
-  const uint32_t sign = (x >> 16) & 0x8000u;
-  const uint32_t absx = x & 0x7fffffffu;
-  if (absx >= 0x7f800000u) return uint16_t(sign | 0x7c00u | (absx > 0x7f800000u ? 0x200u : 0u));
-  if (absx >= 0x477ff000u) return uint16_t(sign | 0x7c00u); // rounds past 65504
-  if (absx < 0x38800000u) {                                  // subnormal half (or zero)
-    if (absx < 0x33000000u) return uint16_t(sign);
-    const uint32_t e = absx >> 23, m = (absx & 0x7fffffu) | 0x800000u;
-    const uint32_t shift = 126 - e; // 14..24
-    uint32_t h = m >> shift;
-    const uint32_t rest = m & ((1u << shift) - 1), half = 1u << (shift - 1);
-    if (rest > half || (rest == half && (h & 1))) ++h;
-    return uint16_t(sign | h);
-  }
-  uint32_t h = ((absx >> 13) - (112u << 10));
-  const uint32_t rest = absx & 0x1fffu;
-  if (rest > 0x1000u || (rest == 0x1000u && (h & 1))) ++h;
-  return uint16_t(sign | h);
-}
-
-float halfToFloat(uint16_t h) {
-  const uint32_t sign = uint32_t(h & 0x8000u) << 16, e = (h >> 10) & 0x1f, m = h & 0x3ffu;
-  uint32_t x;
-  if (e == 0) {
-    if (m == 0) x = sign;
-    else { // subnormal
-      float v = std::ldexp(float(m), -24);
-      return sign ? -v : v;
-    }
-  } else if (e == 31) x = sign | 0x7f800000u | (m << 13);
-  else x = sign | ((e + 112) << 23) | (m << 13);
-  float f;
-  std::memcpy(&f, &x, 4);
-  return f;
-}
-
-uint16_t floatToBf16(float f) {
-  uint32_t x;
-  std::memcpy(&x, &f, 4);
-  if ((x & 0x7fffffffu) > 0x7f800000u) return uint16_t((x >> 16) | 0x40u);
-  return uint16_t((x + 0x7fffu + ((x >> 16) & 1)) >> 16);
-}
+using lathe::numeric::floatToBf16;
+using lathe::numeric::floatToHalf;
+using lathe::numeric::halfToFloat;
 
 int gThreads = 1;
 
