@@ -97,6 +97,10 @@ struct Session::Impl {
   std::vector<std::string> hostReason;         // per kernel: why it runs on the host
   std::vector<DeviceBuffer> deviceWeights;     // per tensor: the weight's device copy
   std::vector<char> deviceReads;               // per tensor: read by a device kernel
+  // Device embedding lookups whose ids are a graph input: checked on the host
+  // before the upload, so a bad id is an error as on the CPU (the device kernel cannot report one).
+  struct IdsCheck { size_t input, kernel; int64_t rows; };
+  std::vector<IdsCheck> idsChecks;
   std::vector<const cpu::KernelEntry *> entries;
   std::vector<char> planTime;        // per kernel: runs once while planning (shape-only values)
   std::vector<char> hostKnown;       // per tensor: value known at plan time
@@ -366,7 +370,14 @@ std::string Session::Impl::openDevice(const std::string &device, const std::stri
       continue;
     }
     onDevice[k] = 1;
-    for (int32_t in : spec.kernels[k].inputs) if (in >= 0) deviceReads[size_t(in)] = 1;
+    const auto &kernel = spec.kernels[k];
+    for (int32_t in : kernel.inputs) if (in >= 0) deviceReads[size_t(in)] = 1;
+    if (kernel.op == "embedding" && kernel.inputs.size() > 1 && kernel.inputs[0] >= 0) {
+      const auto &table = spec.tensors[size_t(kernel.inputs[0])];
+      auto it = std::find(spec.inputs.begin(), spec.inputs.end(), kernel.inputs[1]);
+      if (it != spec.inputs.end() && !table.shape.empty() && table.shape[0].isStatic())
+        idsChecks.push_back({size_t(it - spec.inputs.begin()), k, table.shape[0].value});
+    }
   }
   // Weights a device kernel reads are uploaded once, for the session's life.
   deviceWeights.resize(spec.tensors.size());
@@ -653,6 +664,15 @@ Expected<Plan *> Session::Impl::execute(const std::map<std::string, Tensor> &fee
   Plan &plan = *it->second;
   lastPlannedBytes = plan.summary.arenaBytes;
   const auto &spec = art.spec;
+  for (const auto &check : idsChecks) {
+    const Tensor &ids = feeds.at(inputs[check.input].name);
+    for (int64_t p = 0; p < ids.numel(); ++p) {
+      int64_t id = ids.dtype() == DType::I64 ? ids.data<int64_t>()[p] : ids.dtype() == DType::I32 ? ids.data<int32_t>()[p] : 0;
+      if (id < 0 || id >= check.rows)
+        return Status::error("node '" + spec.kernels[check.kernel].source + "' (embedding): id " + std::to_string(id) + " at position " +
+                             std::to_string(p) + " is outside the table's " + std::to_string(check.rows) + " rows");
+    }
+  }
   for (size_t i = 0; i < spec.inputs.size(); ++i) {
     const Tensor &feed = feeds.at(inputs[i].name);
     if (!backend) {

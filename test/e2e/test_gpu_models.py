@@ -38,6 +38,19 @@ def main():
             print(out.strip())
             sys.exit(77)
         c.expect(rc == 0, f"bert-tiny on cuda: {out[-2000:]} {err}")
+        # A bad token id is an error on the device too, naming the node (not rows of zeros).
+        import numpy as np
+        ids_dir = os.path.join(tmp, "bad")
+        os.makedirs(ids_dir)
+        feeds = []
+        for name in ("input_ids", "attention_mask", "token_type_ids"):
+            a = np.ones((1, 4), dtype=np.int64) if name == "attention_mask" else np.zeros((1, 4), dtype=np.int64)
+            if name == "input_ids":
+                a[0, 2] = 10 ** 9
+            np.save(os.path.join(ids_dir, name + ".npy"), a)
+            feeds += ["--input", f"{name}={os.path.join(ids_dir, name + '.npy')}"]
+        rc, _, err = run([args.lathe, "run", probe, *feeds, "--output-dir", os.path.join(tmp, "o"), "--device", "cuda"])
+        c.expect(rc == 1 and "outside the table" in err, f"bad id on cuda: rc={rc} {err}")
         cases = [  # (name, model, recipe, check arguments, rtol)
             ("minilm-fp32", minilm, None, ["--shapes", "1x7,2x16,3x33,8x128"], 1e-3),
             ("minilm-int8", minilm, "int8-weight-only.yaml", ["--shapes", "1x7,2x16,3x33"], 1e-3),
