@@ -16,21 +16,18 @@ namespace {
 struct Table {
   std::mutex mutex;
   std::map<std::pair<std::string, std::string>, DeviceKernel> kernels;
-  bool filled = false;
+  std::once_flag filled;
 };
 Table &table() {
   static Table *t = new Table;
   return *t;
 }
+/// Every lookup waits until both families have registered (sessions may open concurrently).
 void fillTable() {
-  Table &t = table();
-  {
-    std::lock_guard<std::mutex> lock(t.mutex);
-    if (t.filled) return;
-    t.filled = true;
-  }
-  registerLinearKernels();
-  registerGraphKernels();
+  std::call_once(table().filled, [] {
+    registerLinearKernels();
+    registerGraphKernels();
+  });
 }
 
 std::string where(const cpu::KernelContext &c) { return "node '" + c.spec->source + "' (" + c.spec->op + ")"; }
