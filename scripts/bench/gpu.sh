@@ -276,6 +276,13 @@ for a in "${READY[@]}"; do
   read -r name shape format extra <<< "$a"
   is_decoder "$shape" && decode cuda "$name"
 done
+# The peer for the decode target: PyTorch fp16 eager on SmolLM2-135M's architecture, same GPU.
+if command -v python3 >/dev/null && python3 -c "import torch, transformers" >/dev/null 2>&1; then
+  run_step "decode-torch-fp16-smollm2" 150 python3 "$ROOT/scripts/bench/torch_decode.py" --device cuda --dtype fp16 \
+    --tokens "$DECODE_TOKENS"
+else
+  skip "decode-torch-fp16-smollm2" "python3 with torch and transformers not found"
+fi
 first_seq="$(echo "$BENCH_SEQS" | awk '{print ($2 != "" ? $2 : $1)}')"
 for a in "${READY[@]}"; do bench cuda "${a%% *}" 1 "$first_seq"; done
 for seq in $BENCH_SEQS; do
