@@ -34,6 +34,7 @@ RECIPES = os.path.join(ROOT, "examples", "recipes")
 # preset: (max relative perplexity increase, min top-1 agreement, linear-bytes ratio fp32/compressed at least)
 BOUNDS = {
     "int8-weight-only": (0.01, 0.95, 3.9),
+    "int8-g32": (0.01, 0.96, 3.7),  # measured +0.18 % / 98.0 % on 40 windows of 512
     "bf16": (0.002, 0.98, 1.99),
     "int4-g32-int8-head": (0.01, 0.95, 5.0),  # and the embedding table in int8 (counted in the totals)
     "int4-rtn-g32": (0.60, 0.60, 7.0),
