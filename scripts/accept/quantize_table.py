@@ -26,6 +26,11 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 from measure import ROOT, commit, lathe_generate, sh  # noqa: E402
 
 
+# The presets of #6 (round to nearest, no calibration data needed).
+WEIGHT_ONLY = ["bf16", "int8-weight-only", "int8-g32", "int4-g32-int8-head", "int4-rtn-g32", "int4-rtn-g128",
+               "int3-rtn-g128"]
+
+
 def decode_speed(lathe, artifact, threads=2, tokens=128):
     return sorted(lathe_generate(lathe, artifact, 16, tokens, threads)[1] for _ in range(3))[1]
 
@@ -42,6 +47,8 @@ def main():
     ap.add_argument("--llamacpp-bin", default=os.path.join(ROOT, "build", "llamacpp", "bin"))
     ap.add_argument("--chunks", type=int, default=40)
     ap.add_argument("--out", default=os.path.join(ROOT, "build", "accept", "quantize_table.json"))
+    ap.add_argument("--presets", default=",".join(WEIGHT_ONLY),
+                    help="comma-separated presets of examples/recipes/ (default: the weight-only ones, no calibration)")
     args = ap.parse_args()
     work = os.path.dirname(args.out)
     os.makedirs(work, exist_ok=True)
@@ -49,7 +56,10 @@ def main():
     minilm = os.path.join(args.models, "real", "all-minilm-l6-v2", "all-minilm-l6-v2.opset17.onnx")
     text = os.path.join(args.models, "corpus", "austen", "prideprejudice.txt")
     ref_inputs = os.path.join(os.path.dirname(minilm), "text_b4", "inputs")
-    presets = sorted(p[:-5] for p in os.listdir(os.path.join(ROOT, "examples", "recipes")) if p.endswith(".yaml"))
+    presets = [p for p in args.presets.split(",") if p]
+    for p in presets:
+        if not os.path.exists(os.path.join(ROOT, "examples", "recipes", p + ".yaml")):
+            sys.exit(f"quantize_table: no preset examples/recipes/{p}.yaml")
     fp32 = os.path.join(work, "smollm2.fp32.lathe")
     sh([args.lathe, "compile", gguf, "-o", fp32])
     mini_fp32 = os.path.join(work, "minilm.fp32.lathe")
