@@ -1,4 +1,5 @@
 // lathe: the compiler's command line. Subcommands: check, compile, inspect.
+#include "compiler/Version.h"
 #include "compiler/driver/Commands.h"
 #include "compiler/pipeline/Pipeline.h"
 #include "compiler/calibration/Calibration.h"
@@ -238,6 +239,7 @@ int runCompile(const CompileOptions &o) {
 int main(int argc, char **argv) {
   CLI::App app{"lathe: a model-compression compiler (ONNX → lathe IR → compressed artifact)"};
   app.require_subcommand(1);
+  app.set_version_flag("--version", [] { return std::string(LATHE_COMPILER_VERSION) + "\n" + lathe::tools::cpuSummary(); });
 
   std::string checkModel;
   auto *check = app.add_subcommand("check", "List every node Lathe cannot import (exit 1 if any)");
@@ -333,9 +335,10 @@ int main(int argc, char **argv) {
   auto *sensCmd = app.add_subcommand("sensitivity", "Rank linear layers by the output error compressing each alone causes");
   sensCmd->add_option("model", sens.model, "model (.onnx, .gguf, .mlir, .mlirbc)")->required();
   sensCmd->add_option("--calibration", sens.calibration, "data: text, token ids (.npy) or a directory of <input>.npy")->required();
-  sensCmd->add_option("--format", sens.format, "int8 | int4 | bf16")->check(CLI::IsMember({"int8", "int4", "bf16"}));
-  sensCmd->add_option("--group-size", sens.groupSize, "weights per scale (0: per channel for int8, 32 for int4)");
-  sensCmd->add_flag("--asymmetric", sens.asymmetric, "int4: scale·q + min");
+  sensCmd->add_option("--format", sens.format, "int8 | int4 | int3 | bf16 | fp16")
+      ->check(CLI::IsMember({"int8", "int4", "int3", "bf16", "fp16"}));
+  sensCmd->add_option("--group-size", sens.groupSize, "weights per scale (0: per channel for int8, 32 for int4/int3)");
+  sensCmd->add_flag("--asymmetric", sens.asymmetric, "int4/int3: scale·q + min");
   sensCmd->add_option("--calibration-samples", sens.samples, "windows of calibration text (default 4)")->check(CLI::PositiveNumber);
   sensCmd->add_option("--calibration-ctx", sens.ctx, "tokens per window (default 256)")->check(CLI::PositiveNumber);
   sensCmd->add_option("--top", sens.top, "rows to print (default 20; the JSON has all)")->check(CLI::PositiveNumber);

@@ -1,24 +1,53 @@
 #include "runtime/cpu/Kernels.h"
 
+#include "runtime/cpu/CpuFeatures.h"
+
 #include <cstdlib>
+#include <cstring>
 
 namespace lathe::cpu {
 
-static bool cpuHas(const std::string &level) {
+namespace {
+
+int levelRank(const char *level) {
+  if (!std::strcmp(level, "baseline")) return 0;
+  if (!std::strcmp(level, "avx2")) return 1;
+  if (!std::strcmp(level, "avx512")) return 2;
+  return -1;
+}
+
+// The highest level LATHE_ISA_MAX allows (2 when unset; an unknown value
+// allows nothing above baseline and is reported by selectIsa).
+int levelCap() {
+  const char *cap = std::getenv("LATHE_ISA_MAX");
+  if (!cap || !*cap) return 2;
+  int r = levelRank(cap);
+  return r < 0 ? 0 : r;
+}
+
+bool hardwareRuns(int rank) {
   __builtin_cpu_init();
-  if (level == "baseline") return true;
-  if (level == "avx2")
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("bmi2");
-  if (level == "avx512")
-    return cpuHas("avx2") && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
-  return false;
+  if (rank <= 0) return true;
+  // Exactly what the -march levels the kernel files are built with assume.
+  return rank == 1 ? __builtin_cpu_supports("x86-64-v3") != 0 : __builtin_cpu_supports("x86-64-v4") != 0;
+}
+
+} // namespace
+
+bool cpuRunsLevel(const char *level) {
+  const int rank = levelRank(level);
+  return rank >= 0 && rank <= levelCap() && hardwareRuns(rank);
+}
+
+bool cpuHasAvx512Vnni() {
+  __builtin_cpu_init();
+  return cpuRunsLevel("avx512") && __builtin_cpu_supports("avx512vnni");
 }
 
 std::vector<std::string> supportedIsas() {
   std::vector<std::string> out;
   for (const char *l : {"baseline", "avx2", "avx512"})
-    if (cpuHas(l)) out.push_back(l);
+    if (cpuRunsLevel(l)) out.push_back(l);
   return out;
 }
 
@@ -38,13 +67,20 @@ const IsaTable *selectIsa(const std::string &forced, std::string &error) {
       origin = "LATHE_ISA";
     }
   }
+  if (const char *cap = std::getenv("LATHE_ISA_MAX"); cap && *cap && levelRank(cap) < 0) {
+    error = std::string("LATHE_ISA_MAX is '") + cap + "'; known levels are baseline, avx2, avx512";
+    return nullptr;
+  }
   if (level.empty()) return isaByName(supportedIsas().back());
   if (!isaByName(level)) {
     error = origin + " asks for instruction set '" + level + "'; known levels are baseline, avx2, avx512";
     return nullptr;
   }
-  if (!cpuHas(level)) {
-    error = origin + " asks for instruction set '" + level + "' but this CPU does not support it";
+  if (!cpuRunsLevel(level.c_str())) {
+    error = origin + " asks for instruction set '" + level + "' but this CPU does not support it" +
+            (std::getenv("LATHE_ISA_MAX") && *std::getenv("LATHE_ISA_MAX")
+                 ? std::string(" (LATHE_ISA_MAX=") + std::getenv("LATHE_ISA_MAX") + ")"
+                 : std::string());
     return nullptr;
   }
   return isaByName(level);

@@ -1,27 +1,17 @@
 // Picks the N:M sparse table for an ISA level, and packs dense masked weights
 // into the N:M layout (SparseNm.h). Compiled with default flags, so it runs on
 // any x86-64 CPU before anything wider is known to exist.
+#include "runtime/cpu/CpuFeatures.h"
 #include "runtime/cpu/SparseNm.h"
 
 #include <cstring>
 
 namespace lathe::cpu {
 
-// The same checks as Dispatch.cpp's levels (what -march=x86-64-v3 / -v4 assume
-// of the CPU and the kernels use).
-static bool cpuRuns(const char *level) {
-  __builtin_cpu_init();
-  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("bmi2") &&
-                    __builtin_cpu_supports("f16c");
-  if (!std::strcmp(level, "avx2")) return avx2;
-  return avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
-}
-
 const NmTable *nmTableFor(const char *isaLevel) {
   if (!isaLevel) return nullptr;
-  if (!std::strcmp(isaLevel, "avx512")) return cpuRuns("avx512") ? nmavx512::table() : nullptr;
-  if (!std::strcmp(isaLevel, "avx2")) return cpuRuns("avx2") ? nmavx2::table() : nullptr;
+  if (!std::strcmp(isaLevel, "avx512")) return cpuRunsLevel("avx512") ? nmavx512::table() : nullptr;
+  if (!std::strcmp(isaLevel, "avx2")) return cpuRunsLevel("avx2") ? nmavx2::table() : nullptr;
   if (!std::strcmp(isaLevel, "baseline")) return nmbaseline::table();
   return nullptr;
 }

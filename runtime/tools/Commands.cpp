@@ -2,6 +2,7 @@
 
 #include "lathe/Session.h"
 #include "runtime/artifact/Incremental.h"
+#include "runtime/cpu/Kernels.h"
 #include "runtime/io/Npy.h"
 
 #include <algorithm>
@@ -253,6 +254,16 @@ int inspectArtifactCommand(const std::string &path) {
                 placement ? "  " : "", placement ? (it == cudaOf.end() ? "-" : it->second.c_str()) : "");
   }
   return 0;
+}
+
+std::string cpuSummary() {
+  std::string levels;
+  for (const auto &l : cpu::supportedIsas()) levels += (levels.empty() ? "" : " ") + l;
+  std::string err;
+  const cpu::IsaTable *chosen = cpu::selectIsa("", err);
+  const cpu::Int8Table *int8 = chosen ? cpu::int8TableFor(chosen->name) : nullptr;
+  return "CPU instruction sets: " + levels + "; kernels use " + (chosen ? std::string(chosen->name) : "none (" + err + ")") +
+         (int8 ? std::string("; int8 GEMM ") + int8->name : std::string());
 }
 
 } // namespace lathe::tools

@@ -47,5 +47,8 @@ int benchArtifactCommand(const BenchOptions &options);
 /// Header, memory plan at batch 1 / sequence 128, where the kernels would run
 /// on CUDA (from the plugin, no GPU needed) and the per-layer manifest.
 int inspectArtifactCommand(const std::string &path);
+/// One line for --version: the CPU instruction-set levels this runtime can use
+/// here (after LATHE_ISA_MAX), the one it picks, and the int8 GEMM table.
+std::string cpuSummary();
 
 } // namespace lathe::tools

@@ -27,6 +27,10 @@ template <class O> void setDevice(O &o, const std::string &v) {
 
 int main(int argc, char **argv) {
   const std::string cmd = argc > 1 ? argv[1] : "";
+  if (cmd == "--version") {
+    std::printf("lathe-rt\n%s\n", cpuSummary().c_str());
+    return 0;
+  }
   if (cmd != "run" && cmd != "bench" && cmd != "inspect" && cmd != "generate") {
     std::fprintf(cmd == "-h" || cmd == "--help" ? stdout : stderr,
                  "Usage: lathe-rt run ARTIFACT --input NAME=x.npy ... [--output-dir D] [--dump GLOB] [--incremental N]\n"
@@ -34,7 +38,8 @@ int main(int argc, char **argv) {
                  "       lathe-rt inspect ARTIFACT\n"
                  "       lathe-rt generate ARTIFACT (--prompt TEXT | --prompt-ids 1,2,3) [--max-new-tokens N] [--max-context C]\n"
                  "                [--temperature T] [--top-k K] [--top-p P] [--seed S] [--ignore-eos] [--quiet] [--output-ids F]\n"
-                 "Common: [--threads N] [--device cpu|cuda|cuda:N] (not inspect)\n");
+                 "Common: [--threads N] [--device cpu|cuda|cuda:N] (not inspect)\n"
+                 "       lathe-rt --version (the CPU instruction sets it can use here)\n");
     return cmd == "-h" || cmd == "--help" ? 0 : 2;
   }
   RunOptions run;

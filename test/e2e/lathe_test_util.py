@@ -41,6 +41,21 @@ def run(cmd, timeout=600):
     return p.returncode, p.stdout, p.stderr
 
 
+def supported_isas(lathe):
+    """The CPU instruction-set levels the runtime can use on this machine, lowest first, as
+    `lathe --version` reports them (after LATHE_ISA_MAX). A level this CPU lacks (CI's machines
+    have no AVX-512) cannot be tested here: callers print that they left it out."""
+    rc, out, err = run([lathe, "--version"])
+    m = re.search(r"CPU instruction sets: ([a-z0-9 ]+);", out + err)
+    if rc != 0 or not m:
+        raise RuntimeError(f"`{lathe} --version` did not name the CPU instruction sets: {(out + err).strip()[-300:]}")
+    levels = m.group(1).split()
+    for level in ("baseline", "avx2", "avx512"):
+        if level not in levels:
+            print(f"note: instruction-set level {level} is not available on this CPU; its kernels are not run here")
+    return levels
+
+
 def op_counts(mlir_text):
     counts = {}
     for m in re.finditer(r"= (lathe\.[a-z_]+)", mlir_text):

@@ -18,7 +18,7 @@ import tempfile
 
 import numpy as np
 
-from lathe_test_util import Checker, parse_args, require_files, run
+from lathe_test_util import Checker, parse_args, require_files, run, supported_isas
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RECIPES = os.path.join(ROOT, "examples", "recipes")
@@ -128,7 +128,7 @@ def main():
     calib_x = np.load(os.path.join(run_model(fp32, calib, dump=NORM), dump_name(NORM)))
     calib_x = calib_x.reshape(-1, calib_x.shape[-1])
     # Every instruction-set level's int8 table (the layer's input is that level's own layer norm).
-    for isa in ("avx512", "avx2", "baseline"):
+    for isa in reversed(supported_isas(args.lathe)):
         for mode in ("dynamic", "tensor", "channel"):
             x = np.load(os.path.join(run_model(variants[mode], evals["b2_s16"], dump=NORM, isa=isa), dump_name(NORM)))
             y = np.load(os.path.join(run_model(variants[mode], evals["b2_s16"], dump=QUERY, isa=isa), dump_name(QUERY)))

@@ -1,4 +1,5 @@
 #include "TestGraph.h"
+#include "runtime/cpu/CpuFeatures.h"
 #include "runtime/cpu/Kernels.h"
 
 #include <catch2/catch.hpp>
@@ -118,6 +119,25 @@ TEST_CASE("LATHE_ISA levels", "[session]") {
   CHECK(cpu::selectIsa("sse9", err) == nullptr);
   CHECK_THAT(err, Catch::Contains("sse9"));
   for (const auto &l : levels) CHECK(std::string(cpu::selectIsa(l, err)->name) == l);
+}
+
+TEST_CASE("LATHE_ISA_MAX caps the levels (a narrower machine's paths on a wider one)", "[session]") {
+  const char *before = std::getenv("LATHE_ISA_MAX");
+  const std::string saved = before ? before : "";
+  ::setenv("LATHE_ISA_MAX", "baseline", 1);
+  CHECK(cpu::supportedIsas() == std::vector<std::string>{"baseline"});
+  CHECK_FALSE(cpu::cpuHasAvx512Vnni());
+  std::string err;
+  CHECK(cpu::selectIsa("avx2", err) == nullptr);
+  CHECK_THAT(err, Catch::Contains("LATHE_ISA_MAX=baseline"));
+  CHECK(std::string(cpu::selectIsa("", err)->name) == "baseline");
+  ::setenv("LATHE_ISA_MAX", "avx9", 1);
+  err.clear();
+  CHECK(cpu::selectIsa("", err) == nullptr);
+  CHECK_THAT(err, Catch::Contains("LATHE_ISA_MAX is 'avx9'"));
+  if (before) ::setenv("LATHE_ISA_MAX", saved.c_str(), 1);
+  else ::unsetenv("LATHE_ISA_MAX");
+  CHECK(cpu::supportedIsas().front() == "baseline");
 }
 
 namespace {
