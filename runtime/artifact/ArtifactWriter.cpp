@@ -164,11 +164,25 @@ std::string writeArtifact(const ArtifactSpec &spec, const std::string &path) {
   }
   putU64(file, kChecksumOffset, checksum64(file.data(), file.size()));
 
+  // An unnamed file in the target's folder (O_TMPFILE) gets a name only once it
+  // is complete, so a compile killed while writing leaves nothing behind; the
+  // name is then renamed over `path`, so readers see the old file or the new one.
   std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  std::string dir = path.find('/') == std::string::npos ? "." : path.substr(0, path.rfind('/') + 1);
+  bool anonymous = true;
+  int fd = ::open(dir.c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644);
+  if (fd < 0) { // file systems without O_TMPFILE: a named temporary file
+    anonymous = false;
+    fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  }
   if (fd < 0) return "cannot write artifact '" + path + "': cannot create '" + tmp + "': " + std::strerror(errno);
   std::string err = writeAll(fd, file.data(), file.size());
   if (err.empty() && ::fsync(fd) != 0) err = std::strerror(errno);
+  if (err.empty() && anonymous) {
+    ::unlink(tmp.c_str()); // a stale name from an earlier process with this pid
+    const std::string self = "/proc/self/fd/" + std::to_string(fd);
+    if (::linkat(AT_FDCWD, self.c_str(), AT_FDCWD, tmp.c_str(), AT_SYMLINK_FOLLOW) != 0) err = std::strerror(errno);
+  }
   if (::close(fd) != 0 && err.empty()) err = std::strerror(errno);
   if (err.empty() && std::rename(tmp.c_str(), path.c_str()) != 0) err = std::strerror(errno);
   if (!err.empty()) {

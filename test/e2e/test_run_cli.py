@@ -2,11 +2,13 @@
 intermediate tensors, clear errors for wrong inputs and corrupt artifacts."""
 import glob
 import os
+import subprocess
 import tempfile
+import time
 
 import numpy as np
 
-from lathe_test_util import Checker, parse_args, run
+from lathe_test_util import Checker, parse_args, require_files, run
 
 
 def main():
@@ -56,6 +58,37 @@ def main():
             open(p("bad.lathe"), "wb").write(blob)
             rc, _, err = run([lathe, "run", p("bad.lathe"), *inputs, "--output-dir", p("o6")])
             c.expect(rc == 1 and "error" in err, f"{label} artifact: rc={rc} {err}")
+        # An interrupted compile never clobbers the user's file nor leaves a partial one: kill a
+        # compile of SmolLM2 (a few seconds, most of it writing 0.5 GB) at points spread over its
+        # run; the old artifact stays byte for byte, and no temporary file is left in the folder.
+        gguf = os.path.join(args.models, "real", "smollm2-135m-instruct", "smollm2-135m-instruct-q4_1.gguf")
+        require_files(gguf)
+        os.makedirs(p("interrupt"))
+        target = os.path.join(p("interrupt"), "model.lathe")
+        old = open(p("a.lathe"), "rb").read()
+        open(target, "wb").write(old)
+        start = time.time()
+        rc, _, err = run([lathe, "compile", gguf, "-o", p("full.lathe")])
+        full = time.time() - start
+        c.expect(rc == 0, f"compile SmolLM2: {err}")
+        new_bytes = open(p("full.lathe"), "rb").read()
+        for fraction in (0.1, 0.3, 0.5, 0.7, 0.85, 0.95):
+            proc = subprocess.Popen([lathe, "compile", gguf, "-o", target], stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL)
+            time.sleep(full * fraction)
+            proc.kill()
+            proc.wait()
+            now = open(target, "rb").read()
+            # A process that finished before the kill has put the whole new artifact in place.
+            c.expect(now == old or (proc.returncode == 0 and now == new_bytes),
+                     f"compile killed at {fraction:.0%} left a file that is neither the old nor the new artifact")
+            if now != old:
+                open(target, "wb").write(old)
+            left = sorted(f for f in os.listdir(p("interrupt")) if f != "model.lathe")
+            c.expect(not left, f"compile killed at {fraction:.0%} left {left}")
+        rc, _, err = run([lathe, "compile", gguf, "-o", target])
+        c.expect(rc == 0 and open(target, "rb").read() == new_bytes,
+                 "an uninterrupted compile does not replace the old artifact with the full one")
         # bench and inspect.
         rc, out, err = run([lathe, "bench", p("a.lathe"), "--batch", "2", "--seq", "8", "--iterations", "3"])
         c.expect(rc == 0 and "median" in out and "planned" in out, f"bench: rc={rc} {err}")
