@@ -96,7 +96,7 @@ def VerifyLowerable : Pass<"lathe-verify-lowerable", "mlir::func::FuncOp"> {
 
 
 def QuantizeWeights : Pass<"lathe-quantize-weights", "mlir::func::FuncOp"> {
-  let summary = "Round-to-nearest weight-only quantization: lathe.linear → lathe.quantized_linear (int8, int4, bf16)";
+  let summary = "Round-to-nearest weight-only quantization: lathe.linear → lathe.quantized_linear (int8, int4, int3, bf16, fp16)";
   let description = [{
     Compresses the constant weight of every lathe.linear whose node name matches
     `include` (all when empty) and no `exclude` pattern. Scales are f16; each new
@@ -107,7 +107,8 @@ def QuantizeWeights : Pass<"lathe-quantize-weights", "mlir::func::FuncOp"> {
   let dependentDialects = ["::lathe::ir::LatheDialect"];
   let options = [
     Option<"format", "format", "std::string", "\"int8\"",
-           "int8 | int4 | int3 | bf16 (weight-only) | w8a8 (int8 weights per output channel and int8 activations)">,
+           "int8 | int4 | int3 | bf16 | fp16 (weight-only; fp16 refuses a layer with |w| > 65504) | "
+           "w8a8 (int8 weights per output channel and int8 activations)">,
     Option<"groupSize", "group-size", "int64_t", "0",
            "weights per scale: 0 = one per output channel (int8) or 32 (int4); int4 needs a multiple of 32">,
     Option<"actMode", "act-mode", "std::string", "\"dynamic\"",

@@ -210,7 +210,7 @@ LogicalResult Lowering::run(std::string &error) {
       kernel.op = "linear";
       kernel.weightFormat = q.getFormat().str();
       operands = {q.getInput(), q.getWeight()};
-      if (kernel.weightFormat != "bf16") operands.push_back(q.getScales());
+      if (kernel.weightFormat != "bf16" && kernel.weightFormat != "fp16") operands.push_back(q.getScales());
       if (kernel.weightFormat == "int4" || kernel.weightFormat == "int3") operands.push_back(q.getMins());
       if (kernel.weightFormat == "w8a8") operands.push_back(q.getActScales());
       operands.push_back(q.getBias());

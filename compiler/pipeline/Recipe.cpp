@@ -14,7 +14,8 @@ namespace lathe::pipeline {
 
 std::string QuantizeSettings::describe() const {
   std::string s = format;
-  if (format != "bf16") s += " g" + (groupSize ? std::to_string(groupSize) : std::string(format == "int8" ? "channel" : "32"));
+  const bool storage = format == "bf16" || format == "fp16";
+  if (!storage) s += " g" + (groupSize ? std::to_string(groupSize) : std::string(format == "int8" ? "channel" : "32"));
   if (format == "int4" || format == "int3") s += symmetric ? " sym" : " asym";
   if (format == "w8a8") {
     s = std::string(smoothAlpha ? "smoothquant a" + std::to_string(*smoothAlpha).substr(0, 4) + " + " : "") + "w8a8 " + method +
@@ -22,7 +23,7 @@ std::string QuantizeSettings::describe() const {
     if (actMode == "static") s += " " + actGranularity + (actGranularity == "tensor" ? " " + actCalibration : "");
     return s;
   }
-  if (format != "bf16") s += " " + method;
+  if (!storage) s += " " + method;
   return s;
 }
 
@@ -62,9 +63,11 @@ QuantizeSettings parseQuantize(const YAML::Node &node, const std::string &where)
   onlyKeys(node, {"format", "group_size", "symmetric", "method", "dampening", "act_order", "activations", "smoothquant", "compensation"}, where);
   QuantizeSettings q;
   if (node["format"]) q.format = scalar<std::string>(node["format"], "format");
-  if (q.format != "int8" && q.format != "int4" && q.format != "int3" && q.format != "bf16" && q.format != "w8a8")
-    failAt(node["format"], "format '" + q.format + "' is not one of int8, int4, int3, bf16, w8a8");
+  if (q.format != "int8" && q.format != "int4" && q.format != "int3" && q.format != "bf16" && q.format != "fp16" &&
+      q.format != "w8a8")
+    failAt(node["format"], "format '" + q.format + "' is not one of int8, int4, int3, bf16, fp16, w8a8");
   const bool w8a8 = q.format == "w8a8";
+  const bool storage = q.format == "bf16" || q.format == "fp16"; // weights stored as floats: no grid
   if (YAML::Node a = node["activations"]) {
     if (!w8a8) failAt(a, "'activations' applies to format w8a8 only (" + q.format + " keeps f32 activations)");
     onlyKeys(a, {"mode", "granularity", "calibration", "percentile"}, "'activations'");
@@ -96,7 +99,7 @@ QuantizeSettings parseQuantize(const YAML::Node &node, const std::string &where)
   const bool subByte = q.format == "int4" || q.format == "int3";
   if (node["group_size"]) {
     q.groupSize = scalar<int64_t>(node["group_size"], "group_size");
-    if (q.format == "bf16") failAt(node["group_size"], "bf16 has no group_size");
+    if (storage) failAt(node["group_size"], q.format + " has no group_size");
     if (w8a8) failAt(node["group_size"], "w8a8 has one weight scale per output channel; it takes no group_size");
     if (q.groupSize < 0) failAt(node["group_size"], "group_size must be >= 0");
     if (subByte && (q.groupSize == 0 || q.groupSize % 32))
@@ -112,7 +115,7 @@ QuantizeSettings parseQuantize(const YAML::Node &node, const std::string &where)
     q.method = scalar<std::string>(node["method"], "method");
     if (q.method != "rtn" && q.method != "gptq" && q.method != "awq" && q.method != "awq+gptq")
       failAt(node["method"], "unknown method '" + q.method + "' (expected rtn, gptq, awq or awq+gptq)");
-    if (q.format == "bf16") failAt(node["method"], "bf16 is a storage format; it takes no method");
+    if (storage) failAt(node["method"], q.format + " is a storage format; it takes no method");
     if (w8a8 && q.method != "rtn" && q.method != "gptq")
       failAt(node["method"], "w8a8 takes method rtn or gptq (for activation-aware scales use 'smoothquant')");
     if (w8a8 && q.method == "gptq" && q.actMode == "static" && q.actGranularity == "channel")
@@ -130,7 +133,7 @@ QuantizeSettings parseQuantize(const YAML::Node &node, const std::string &where)
   }
   if (YAML::Node c = node["compensation"]) {
     onlyKeys(c, {"rank"}, "'compensation'");
-    if (q.format == "bf16" || w8a8) failAt(c, "'compensation' applies to int8, int4 and int3 weights");
+    if (storage || w8a8) failAt(c, "'compensation' applies to int8, int4 and int3 weights");
     if (!c["rank"]) failAt(c, "'compensation' needs a rank");
     q.compensationRank = scalar<int64_t>(c["rank"], "rank");
     if (q.compensationRank < 1) failAt(c["rank"], "the compensation rank must be at least 1");

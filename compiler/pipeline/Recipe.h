@@ -3,7 +3,7 @@
 //
 //   name: int4-rtn-g128
 //   quantize:               # the default for every linear layer
-//     format: int4          # int8 | int4 | int3 | bf16 (weight-only) | w8a8 (int8 weights and activations)
+//     format: int4          # int8 | int4 | int3 | bf16 | fp16 (weight-only) | w8a8 (int8 weights and activations)
 //     group_size: 128       # int8: 0 = one scale per output channel; int4: a multiple of 32
 //     symmetric: true       # int4/int3: scale·(q−8) (q−4 for int3) or scale·q + min
 //     method: rtn           # rtn (round to nearest) | gptq | awq | awq+gptq (these need --calibration)

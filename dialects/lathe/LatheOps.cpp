@@ -519,12 +519,13 @@ LogicalResult QuantizedLinearOp::verify() {
   const bool subByte = format == "int4" || format == "int3";
   const bool int8 = format == "int8" || format == "w8a8";
   bool elementOk = (int8 && element.isSignlessInteger(8)) || (subByte && element.isUnsignedInteger(8)) ||
-                   (format == "bf16" && element.isBF16());
-  if (!int8 && !subByte && format != "bf16")
-    return emitOpError("unknown format '") << format << "' (expected int8, int4, int3, bf16 or w8a8)";
+                   (format == "bf16" && element.isBF16()) || (format == "fp16" && element.isF16());
+  const bool storage = format == "bf16" || format == "fp16"; // weight-only float storage: no scales
+  if (!int8 && !subByte && !storage)
+    return emitOpError("unknown format '") << format << "' (expected int8, int4, int3, bf16, fp16 or w8a8)";
   if (!elementOk)
-    return emitOpError("a ") << format << " weight must be " << (int8 ? "i8" : subByte ? "ui8" : "bf16")
-                             << ", got " << element;
+    return emitOpError("a ") << format << " weight must be "
+                             << (int8 ? "i8" : subByte ? "ui8" : format == "fp16" ? "f16" : "bf16") << ", got " << element;
   if (format != "w8a8" && (getActScales() || getActScaleAttr()))
     return emitOpError("only a w8a8 weight has act_scale(s)");
   if (getActScales() && !getActScaleAttr()) return emitOpError("act_scales needs act_scale (the row scale)");
@@ -537,8 +538,8 @@ LogicalResult QuantizedLinearOp::verify() {
   auto x = shapeOf(getInput());
   if (x.empty() || (x.back() != kDynamic && x.back() != in))
     return emitOpError("input has ") << (x.empty() ? 0 : x.back()) << " features but the weight expects " << in;
-  if (format == "bf16") {
-    if (getScales() || getMins()) return emitOpError("a bf16 weight has no scales or mins");
+  if (storage) {
+    if (getScales() || getMins()) return emitOpError("a ") << format << " weight has no scales or mins";
   } else {
     if (group <= 0 || (subByte && (group % 32 || in % 32)))
       return emitOpError("group_size ") << group << " is invalid for " << in << " input features"

@@ -80,6 +80,7 @@ def Lathe_QuantizedLinearOp : Lathe_InferOp<"quantized_linear", [AttrSizedOperan
               4, 6), bytes 8–11 the high bits (bit t: weight t); optional mins;
               Ŵ = scale·q + min, or scale·(q − 4) without mins.
       "bf16": weight bf16 [out, in]; no scales.
+      "fp16": weight f16 [out, in] (IEEE half); no scales.
       "w8a8": int8 weights and int8 activations: weight i8 [out, in], scales f16
               [out, 1] (group_size = in); the input is quantized to int8 at run
               time and the product summed in int32. Without `act_scale` per row

@@ -1,4 +1,5 @@
 #include "passes/quantize/Grid.h"
+#include "runtime/core/HalfFloat.h"
 
 #include "llvm/ADT/APFloat.h"
 
@@ -140,6 +141,29 @@ Quantized quantizeBf16(const float *w, int64_t count) {
     uint32_t back = uint32_t(h) << 16;
     float hat;
     std::memcpy(&hat, &back, 4);
+    diff += double(x - hat) * double(x - hat), norm += double(x) * x;
+  }
+  q.relativeError = norm > 0 ? std::sqrt(diff / norm) : 0.0;
+  return q;
+}
+
+int64_t firstOutsideHalfRange(const float *w, int64_t count) {
+  for (int64_t i = 0; i < count; ++i)
+    if (!(std::fabs(w[i]) <= kHalfMax)) return i; // (NaN fails the comparison too)
+  return -1;
+}
+
+Quantized quantizeF16(const float *w, int64_t count) {
+  Quantized q;
+  q.codes.reserve(size_t(count) * 2);
+  double diff = 0, norm = 0;
+  for (int64_t i = 0; i < count; ++i) {
+    const float x = w[i];
+    // The runtime's own conversion (bit arithmetic, round to nearest even):
+    // the same bits APFloat gives, a few times faster on large layers.
+    const uint16_t h = numeric::floatToHalf(x);
+    put16(q.codes, h);
+    const float hat = numeric::halfToFloat(h);
     diff += double(x - hat) * double(x - hat), norm += double(x) * x;
   }
   q.relativeError = norm > 0 ? std::sqrt(diff / norm) : 0.0;

@@ -46,7 +46,7 @@ Grid fitGrid(const GridSpec &spec, const float *x, int64_t n, float clip = 1.0f)
 
 /// Packed weights of one [out, in] matrix.
 struct Quantized {
-  std::vector<char> codes;        // int8 [out, in] | uint8 [out, in/2] (ggml nibble order) | 12 B per 32 (int3) | bf16 [out, in]
+  std::vector<char> codes;        // int8 [out, in] | uint8 [out, in/2] (ggml nibble order) | 12 B per 32 (int3) | bf16/f16 [out, in]
   std::vector<char> scales, mins; // f16 [out, groups]; mins: asymmetric int4/int3
   double relativeError = 0;       // ‖W − Ŵ‖ / ‖W‖ against `original`
 };
@@ -65,5 +65,13 @@ void fitRtn(const GridSpec &spec, const float *w, int64_t out, int64_t in, std::
             std::vector<int16_t> &codes, const std::vector<float> *clip = nullptr);
 
 Quantized quantizeBf16(const float *w, int64_t count);
+
+/// The largest finite IEEE half.
+constexpr float kHalfMax = 65504.0f;
+/// The index of the first weight that is not a number of magnitude at most
+/// kHalfMax (quantizeF16 refuses such a layer rather than saturate it), or -1.
+int64_t firstOutsideHalfRange(const float *w, int64_t count);
+/// IEEE half storage, round to nearest even; every |w| must be <= kHalfMax.
+Quantized quantizeF16(const float *w, int64_t count);
 
 } // namespace lathe::quantize

@@ -29,6 +29,10 @@ Quantized quantizeBf16(const std::vector<float> &w, int64_t out, int64_t in) {
   return quantizeBf16(w.data(), out * in);
 }
 
+Quantized quantizeF16(const std::vector<float> &w, int64_t out, int64_t in) {
+  return quantizeF16(w.data(), out * in);
+}
+
 std::optional<std::vector<float>> readF32(ElementsAttr attr) {
   auto type = cast<ShapedType>(attr.getType());
   if (!type.getElementType().isF32()) return std::nullopt;

@@ -20,6 +20,7 @@ Quantized quantizeInt8(const std::vector<float> &w, int64_t out, int64_t in, int
 Quantized quantizeInt4(const std::vector<float> &w, int64_t out, int64_t in, int64_t group, bool symmetric);
 Quantized quantizeInt3(const std::vector<float> &w, int64_t out, int64_t in, int64_t group, bool symmetric);
 Quantized quantizeBf16(const std::vector<float> &w, int64_t out, int64_t in);
+Quantized quantizeF16(const std::vector<float> &w, int64_t out, int64_t in);
 
 /// The values of an f32 constant (dense or dense_resource).
 std::optional<std::vector<float>> readF32(mlir::ElementsAttr attr);

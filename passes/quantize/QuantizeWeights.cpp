@@ -10,6 +10,8 @@
 //   int3: 32-weight blocks of 12 bytes, symmetric d = m / -4, ŵ = d·(q − 4), or
 //         asymmetric d = (max − min) / 7, ŵ = d·q + min; q in 0..7
 //   bf16: round to nearest even.
+//   fp16: IEEE half, round to nearest even; a layer with a weight beyond ±65504
+//         (half's largest finite value) is refused, not saturated.
 //   w8a8: int8 weights as int8 per output channel, and the input quantized to
 //         int8 at run time: per token (dynamic) or with static scales from the
 //         calibration statistics (per tensor: max |x| or a percentile of |x|;
@@ -32,6 +34,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 
 using namespace mlir;
@@ -47,8 +50,8 @@ struct QuantizeWeightsPass : impl::QuantizeWeightsBase<QuantizeWeightsPass> {
   using QuantizeWeightsBase::QuantizeWeightsBase;
 
   void runOnOperation() override {
-    if (format != "int8" && format != "int4" && format != "int3" && format != "bf16" && format != "w8a8") {
-      getOperation().emitError("lathe-quantize-weights: unknown format '") << format << "' (int8, int4, int3, bf16 or w8a8)";
+    if (format != "int8" && format != "int4" && format != "int3" && format != "bf16" && format != "fp16" && format != "w8a8") {
+      getOperation().emitError("lathe-quantize-weights: unknown format '") << format << "' (int8, int4, int3, bf16, fp16 or w8a8)";
       return signalPassFailure();
     }
     if (format == "w8a8") {
@@ -152,6 +155,7 @@ struct QuantizeWeightsPass : impl::QuantizeWeightsBase<QuantizeWeightsPass> {
     if (!weights) return op.emitError("cannot read the weight of this linear layer");
     const int64_t out = type.getDimSize(0), in = type.getDimSize(1);
     const bool w8a8 = format == "w8a8";
+    const bool storage = format == "bf16" || format == "fp16"; // float storage, no grids
     int64_t group = groupSize;
     if ((format == "int8" && group == 0) || w8a8) group = in;
     const bool subByte = format == "int4" || format == "int3";
@@ -183,7 +187,7 @@ struct QuantizeWeightsPass : impl::QuantizeWeightsBase<QuantizeWeightsPass> {
     const bool calibrated = method != "rtn";
     std::optional<std::vector<float>> gram;
     if (calibrated) {
-      if (format == "bf16") return op.emitError("method ") << method << " applies to int8/int4/int3, not bf16";
+      if (storage) return op.emitError("method ") << method << " applies to int8/int4/int3, not " << format;
       gram = quantize::calibrationArray(op, "xtx", in * in);
       if (!gram) {
         if (onlyCalibrated) return success();
@@ -192,7 +196,7 @@ struct QuantizeWeightsPass : impl::QuantizeWeightsBase<QuantizeWeightsPass> {
       }
     }
     if (compensationRank > 0 && !gram) gram = quantize::calibrationArray(op, "xtx", in * in); // optional here
-    if (compensationRank > 0 && (w8a8 || format == "bf16"))
+    if (compensationRank > 0 && (w8a8 || storage))
       return op.emitError("a low-rank compensation applies to int8/int4/int3 weights, not ") << format;
     // W8A8: static activation scales from the calibration statistics. Per
     // channel, the scales c_i multiply the weight's columns before it is
@@ -241,11 +245,24 @@ struct QuantizeWeightsPass : impl::QuantizeWeightsBase<QuantizeWeightsPass> {
     } else if (method == "awq") {
       std::vector<float> clip = quantize::searchClip(spec, weights->data(), out, in, gram->data(), {});
       quantize::fitRtn(spec, weights->data(), out, in, grids, codes, &clip);
-    } else if (format != "bf16") {
+    } else if (!storage) {
       quantize::fitRtn(spec, weights->data(), out, in, grids, codes);
     }
-    q = format == "bf16" ? quantize::quantizeBf16(*weights, out, in)
-                         : quantize::packGroups(spec, out, in, grids, codes, weights->data());
+    if (format == "fp16") {
+      // Saturating a weight to ±65504 would change the layer silently: refuse it.
+      const int64_t bad = quantize::firstOutsideHalfRange(weights->data(), out * in);
+      if (bad >= 0) {
+        char value[32];
+        std::snprintf(value, sizeof value, "%g", double((*weights)[size_t(bad)]));
+        return op.emitError("layer '") << quantize::opName(op) << "': weight [" << bad / in << ", " << bad % in << "] = "
+                                       << value << " is outside fp16's range (|w| <= 65504); "
+                                       << "store this layer as bf16 or int8 (a recipe override)";
+      }
+      q = quantize::quantizeF16(*weights, out, in);
+    } else {
+      q = format == "bf16" ? quantize::quantizeBf16(*weights, out, in)
+                           : quantize::packGroups(spec, out, in, grids, codes, weights->data());
+    }
     // The layer's output error on the calibration inputs, from XᵀX (the report's
     // measured error covers the whole model; this one is the layer alone).
     double outputError = -1;
@@ -294,11 +311,14 @@ struct QuantizeWeightsPass : impl::QuantizeWeightsBase<QuantizeWeightsPass> {
       return b.create<ConstantOp>(loc, t, makeResourceAttr(t, (base + suffix).str(), bytes));
     };
     auto i8 = IntegerType::get(&getContext(), 8), u8 = IntegerType::get(&getContext(), 8, IntegerType::Unsigned);
-    Type weightType = format == "int8" || w8a8 ? Type(i8) : subByte ? Type(u8) : Type(b.getBF16Type());
+    Type weightType = format == "int8" || w8a8 ? Type(i8)
+                      : subByte              ? Type(u8)
+                      : format == "fp16"     ? Type(b.getF16Type())
+                                             : Type(b.getBF16Type());
     const int64_t stored = format == "int4" ? in / 2 : format == "int3" ? in / 32 * 12 : in;
     Value w = constant(RankedTensorType::get({out, stored}, weightType), q.codes, ".q");
     Value scales, mins;
-    if (format != "bf16") {
+    if (!storage) {
       auto st = RankedTensorType::get({out, (in + group - 1) / group}, b.getF16Type());
       scales = constant(st, q.scales, ".scales");
       if (!q.mins.empty()) mins = constant(st, q.mins, ".mins");
@@ -309,7 +329,7 @@ struct QuantizeWeightsPass : impl::QuantizeWeightsBase<QuantizeWeightsPass> {
       actScales = b.create<ConstantOp>(loc, at, quantize::f32Resource(at, base + ".act_scales", actInverse));
     }
     auto replacement = b.create<QuantizedLinearOp>(loc, op.getType(), op.getInput(), w, scales, mins, op.getBias(), actScales,
-                                                   b.getStringAttr(format), b.getI64IntegerAttr(format == "bf16" ? in : group),
+                                                   b.getStringAttr(format), b.getI64IntegerAttr(storage ? in : group),
                                                    actScale > 0 ? b.getF32FloatAttr(actScale) : FloatAttr());
     double bytesBefore = double(out) * double(in) * 4.0;
     const double bytesAfter = double(q.codes.size() + q.scales.size() + q.mins.size() + actInverse.size() * 4 +
@@ -317,7 +337,7 @@ struct QuantizeWeightsPass : impl::QuantizeWeightsBase<QuantizeWeightsPass> {
     std::string label = method;
     if (op->hasAttr("lathe.awq")) label = method == "awq" ? "awq" : "awq+" + label;
     std::string methodName =
-        format == "bf16" ? "bf16"
+        storage ? std::string(format)
         : w8a8 ? std::string(op->hasAttr("lathe.smoothquant") ? "sq+" : "") + "w8a8-" +
                      (actMode == "dynamic" ? "dynamic"
                       : "static-" + actGranularity + (actGranularity == "tensor" ? "-" + actCalibration : "")) + "-" + label

@@ -30,6 +30,7 @@ const std::map<std::string, OpRule> &opRules() {
     r["linear:int4"] = {{{'F', -2, false}, {'I', 2, false}, {'F', 2, false}, {'F', 2, true}, {'F', 1, true}}, false, 1, 1, 'F'};
     r["linear:int3"] = r["linear:int4"];
     r["linear:bf16"] = {{{'F', -2, false}, {'F', 2, false}, {'F', 1, true}}, false, 1, 1, 'F'};
+    r["linear:fp16"] = r["linear:bf16"];
     // (x, q, scales, act_scales?, bias?)
     r["linear:w8a8"] = {{{'F', -2, false}, {'I', 2, false}, {'F', 2, false}, {'F', 1, true}, {'F', 1, true}}, false, 1, 1, 'F'};
     // N:M sparse: (x, values f32, indices u8, bias?) and (x, codes u8, indices u8, scales f16, bias?)

@@ -60,9 +60,10 @@ struct AttentionArgs {
 ///     0, 2, 4, 6), bytes 8–11 the high bits (bit t of the little-endian word:
 ///     weight t); W = scale · q + min (mins given) or scale · (q - 4)
 ///   QuantFormat::Bf16: q is bf16 [n, k]; no scales
+///   QuantFormat::F16: q is IEEE half [n, k]; no scales
 /// Scales and mins are f16 [n, ceil(k/group)]: groups of `group` weights along k,
 /// the last one possibly shorter (k and group are multiples of 32 for Int4 and Int3).
-enum class QuantFormat : int32_t { Int8 = 0, Int4 = 1, Bf16 = 2, Int3 = 3 };
+enum class QuantFormat : int32_t { Int8 = 0, Int4 = 1, Bf16 = 2, Int3 = 3, F16 = 4 };
 struct QuantArgs {
   QuantFormat format;
   const void *q;

@@ -439,11 +439,12 @@ std::string runLinear(KernelContext &c) {
   return "";
 }
 
-// Linear layers with compact weights (weight formats "int8", "int4", "int3", "bf16"):
+// Linear layers with compact weights (weight formats "int8", "int4", "int3", "bf16", "fp16"):
 //   int3: (x, q u8 [n, k·3/8], scales, mins?, bias?), 12 bytes per 32 weights (IsaKernels.h)
 //   int8: (x, q i8 [n, k], scales f16 [n, k/group], bias?)
 //   int4: (x, q u8 [n, k/2], scales f16 [n, k/group], mins f16 [n, k/group]?, bias?)
 //   bf16: (x, w bf16 [n, k], bias?)
+//   fp16: (x, w f16 [n, k], bias?)
 // attribute group_size (int8/int4). Dequantization is fused into the products.
 struct QuantOperands {
   QuantFormat format;
@@ -458,22 +459,30 @@ std::string checkBias(KernelContext &c, const View *bias, int64_t n) {
 }
 std::string quantOperands(KernelContext &c, QuantOperands &o) {
   const std::string &f = c.spec->weightFormat;
-  o.format = f == "int8" ? QuantFormat::Int8 : f == "int4" ? QuantFormat::Int4 : f == "int3" ? QuantFormat::Int3 : QuantFormat::Bf16;
+  o.format = f == "int8"   ? QuantFormat::Int8
+             : f == "int4" ? QuantFormat::Int4
+             : f == "int3" ? QuantFormat::Int3
+             : f == "fp16" ? QuantFormat::F16
+                           : QuantFormat::Bf16;
   const bool packed = o.format == QuantFormat::Int4 || o.format == QuantFormat::Int3; // codes below a byte, 32-weight blocks
+  const bool storage = o.format == QuantFormat::Bf16 || o.format == QuantFormat::F16; // 16-bit floats, no scales
   auto at = [&](size_t i) { return i < c.inputs.size() ? c.inputs[i] : nullptr; };
   o.q = at(1);
-  o.scales = o.format == QuantFormat::Bf16 ? nullptr : at(2);
+  o.scales = storage ? nullptr : at(2);
   o.mins = packed ? at(3) : nullptr;
   o.bias = at(packed ? 4 : o.format == QuantFormat::Int8 ? 3 : 2);
   if (auto e = needFloat32(c, 0); !e.empty()) return e;
   if (!o.q || o.q->shape.size() != 2) return fail(c, "the " + f + " weight must be 2-D");
-  DType want = o.format == QuantFormat::Int8 ? DType::I8 : packed ? DType::U8 : DType::BF16;
+  DType want = o.format == QuantFormat::Int8 ? DType::I8
+               : packed                      ? DType::U8
+               : o.format == QuantFormat::F16 ? DType::F16
+                                             : DType::BF16;
   if (o.q->dtype != want) return fail(c, "the " + f + " weight must be " + dtypeName(want) + ", found " + desc(*o.q));
   o.n = o.q->shape[0];
   if (o.format == QuantFormat::Int3 && o.q->shape[1] % 12)
     return fail(c, "an int3 weight has 12 bytes per 32 weights; " + desc(*o.q) + " is not a whole number of blocks");
   o.k = o.format == QuantFormat::Int4 ? 2 * o.q->shape[1] : o.format == QuantFormat::Int3 ? o.q->shape[1] / 12 * 32 : o.q->shape[1];
-  o.group = o.format == QuantFormat::Bf16 ? o.k : intAttr(c, "group_size", o.k);
+  o.group = storage ? o.k : intAttr(c, "group_size", o.k);
   if (o.group <= 0 || (packed && (o.group % 32 || o.k % 32)))
     return fail(c, "group size " + std::to_string(o.group) + " is invalid for " + std::to_string(o.k) + " input features" +
                        (packed ? " (" + f + " needs multiples of 32)" : ""));
@@ -483,7 +492,7 @@ std::string quantOperands(KernelContext &c, QuantOperands &o) {
     if (s->dtype != DType::F16 || s->shape != std::vector<int64_t>{o.n, groups})
       return fail(c, "scales/mins must be f16 [" + std::to_string(o.n) + ", " + std::to_string(groups) + "], found " + desc(*s));
   }
-  if (o.format != QuantFormat::Bf16 && !o.scales) return fail(c, "the " + f + " weight has no scales");
+  if (!storage && !o.scales) return fail(c, "the " + f + " weight has no scales");
   return checkBias(c, o.bias, o.n);
 }
 /// A compact linear's result: the input [..., k] becomes [..., n].
@@ -1520,7 +1529,7 @@ Registry &registry() {
       reg->entries[{op, "f32", "cpu"}] = KernelEntry{shape, run, inPlace, std::move(values)};
     };
     add("linear", shapeLinear, runLinear);
-    for (const char *format : {"int8", "int4", "int3", "bf16"})
+    for (const char *format : {"int8", "int4", "int3", "bf16", "fp16"})
       reg->entries[{"linear", format, "cpu"}] = KernelEntry{shapeQuantLinear, runQuantLinear, false, {}};
     reg->entries[{"linear", "w8a8", "cpu"}] = KernelEntry{shapeW8a8Linear, runW8a8Linear, false, {}};
     for (const char *format : {"nm-f32", "nm-int4"})

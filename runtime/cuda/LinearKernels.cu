@@ -1,7 +1,7 @@
 // CUDA kernels of `linear` in every weight format and of `matmul`.
 //
 //   linear f32        cuBLAS GEMM (fp32 compute, no TF32), then a bias kernel.
-//   linear int8/int4/int3/bf16, nm-f32/nm-int4
+//   linear int8/int4/int3/bf16/fp16, nm-f32/nm-int4
 //     m <= 8 rows:    decode-fused GEMV (LinearMath.h): one warp per 2 output rows
 //                     (m <= 2) or 1 (m <= 8), 4 warps a block; lane l reads
 //                     16-byte chunks l, l+32, ... of each weight row (two in
@@ -203,21 +203,22 @@ std::string runLinearF32(KernelContext &c, CudaEnv &env) {
                  bias ? static_cast<const float *>(bias->data) : nullptr, static_cast<float *>(c.outputs[0]->data), m, n, k);
 }
 
-/// int8, int4, int3, bf16 (operands as runtime/cpu/Kernels.cpp quantOperands; shapes already validated).
+/// int8, int4, int3, bf16, fp16 (operands as runtime/cpu/Kernels.cpp quantOperands; shapes already validated).
 std::string runQuantLinear(KernelContext &c, CudaEnv &env) {
   const std::string &f = c.spec->weightFormat;
   const bool packed = f == "int4" || f == "int3";
+  const bool storage = f == "bf16" || f == "fp16"; // 16-bit floats, no scales
   LinearArgs a;
   const View *q = at(c, 1);
   a.q = static_cast<const uint8_t *>(q->data);
   a.n = q->shape[0];
-  a.rowBytes = q->shape[1] * (f == "bf16" ? 2 : 1);
+  a.rowBytes = q->shape[1] * (storage ? 2 : 1);
   a.k = f == "int4" ? 2 * q->shape[1] : f == "int3" ? q->shape[1] / 12 * 32 : q->shape[1];
-  if (f != "bf16") a.scales = static_cast<const uint16_t *>(at(c, 2)->data);
+  if (!storage) a.scales = static_cast<const uint16_t *>(at(c, 2)->data);
   if (packed && at(c, 3)) a.mins = static_cast<const uint16_t *>(at(c, 3)->data);
   const View *bias = at(c, packed ? 4 : f == "int8" ? 3 : 2);
   a.bias = bias ? static_cast<const float *>(bias->data) : nullptr;
-  a.group = f == "bf16" ? (a.k ? a.k : 1) : intAttr(*c.spec, "group_size", a.k);
+  a.group = storage ? (a.k ? a.k : 1) : intAttr(*c.spec, "group_size", a.k);
   if (a.group <= 0) a.group = 1;
   a.groups = (a.k + a.group - 1) / a.group;
   bindActivations(c, a);
@@ -229,6 +230,10 @@ std::string runQuantLinear(KernelContext &c, CudaEnv &env) {
   if (f == "bf16") {
     if (chunked<kBf16>(a) && aligned(a.q, 16)) return runPath<kBf16, true, kChunked>(c, env, a);
     return runPath<kBf16, false, kScalar>(c, env, a);
+  }
+  if (f == "fp16") {
+    if (chunked<kF16>(a) && aligned(a.q, 16)) return runPath<kF16, true, kChunked>(c, env, a);
+    return runPath<kF16, false, kScalar>(c, env, a);
   }
   if (f == "int4") {
     if (aligned(a.q, 16)) return runPath<kInt4, true, kChunked>(c, env, a);
@@ -370,7 +375,7 @@ std::string checkBitmap(const artifact::ArtifactSpec &, const artifact::KernelSp
 
 void registerLinearKernels() {
   addDeviceKernel("linear", "f32", {runLinearF32, checkLinearF32});
-  for (const char *format : {"int8", "int4", "int3", "bf16"}) addDeviceKernel("linear", format, {runQuantLinear, checkActivations});
+  for (const char *format : {"int8", "int4", "int3", "bf16", "fp16"}) addDeviceKernel("linear", format, {runQuantLinear, checkActivations});
   for (const char *format : {"nm-f32", "nm-int4"}) addDeviceKernel("linear", format, {runNmLinear, checkActivations});
   addDeviceKernel("linear", "w8a8", {runUnsupported, checkW8a8});
   addDeviceKernel("linear", "bitmap-f32", {runUnsupported, checkBitmap});

@@ -7,7 +7,7 @@
 // Decode-fused GEMV (a few activation rows): one warp computes R consecutive
 // output rows. A row of the compact weight is cut into "chunks", each one
 // 16-byte load where the format allows it (int8: 16 weights, int4: one
-// 32-weight block, bf16: 8 weights; int3: one 12-byte block as three 4-byte
+// 32-weight block, bf16/fp16: 8 weights; int3: one 12-byte block as three 4-byte
 // words; N:M: one aligned 32-column block, 16 kept values). Lane `lane` takes
 // chunks lane, lane + 32, lane + 64, ... (a warp reads 512 contiguous bytes per
 // step: coalesced). Codes become floats through the exponent trick
@@ -69,7 +69,10 @@ LATHE_HD float byteToFloat(uint32_t codes, int b, float offset) {
 
 // ------------------------------------------------------------------ formats
 
-enum Format : int { kInt8 = 0, kInt4 = 1, kInt3 = 2, kBf16 = 3, kNmF32 = 4, kNmInt4 = 5 };
+enum Format : int { kInt8 = 0, kInt4 = 1, kInt3 = 2, kBf16 = 3, kNmF32 = 4, kNmInt4 = 5, kF16 = 6 };
+
+/// 16-bit float storage (bf16, IEEE half): the values themselves, no scales or groups.
+template <int F> constexpr bool kFloat16 = F == kBf16 || F == kF16;
 
 /// Weights per chunk (N:M: original columns per chunk) and 32-bit words per chunk (per row).
 template <int F> struct Chunk;
@@ -77,6 +80,7 @@ template <> struct Chunk<kInt8> { static constexpr int weights = 16, words = 4; 
 template <> struct Chunk<kInt4> { static constexpr int weights = 32, words = 4; static constexpr bool hasMin = true; };
 template <> struct Chunk<kInt3> { static constexpr int weights = 32, words = 3; static constexpr bool hasMin = true; };
 template <> struct Chunk<kBf16> { static constexpr int weights = 8, words = 4; static constexpr bool hasMin = false; };
+template <> struct Chunk<kF16> { static constexpr int weights = 8, words = 4; static constexpr bool hasMin = false; };
 
 /// Everything a linear kernel reads (device pointers on the device, host
 /// pointers in the tests). Compact formats:
@@ -86,6 +90,7 @@ template <> struct Chunk<kBf16> { static constexpr int weights = 8, words = 4; s
 ///   int3  q u8 [n, k/32·12] (bytes 0–7 low two bits of weights j, j+8, j+16, j+24
 ///         at bits 0,2,4,6 of byte j; bytes 8–11 high bit t at bit t)  w = d·q + min (-4·d)
 ///   bf16  q bf16 [n, k]
+///   fp16  q f16 (IEEE half) [n, k]
 ///   nm-f32  q = values f32 [n, k/2], indices u8 (2:4: 2 bits at 2·(t%4) of byte t/4;
 ///           4:8: nibble t%2 of byte t/2); kept value t sits at column (t/N)·M + index(t)
 ///   nm-int4 q = codes u8 [n, k/4] (value t: nibble t%2 of byte t/2), scales f16
@@ -164,7 +169,7 @@ LATHE_HD uint8_t loadU8(const uint8_t *p) { return loadReadOnly(p); }
 
 // ------------------------------------------------------------------ decoding one chunk
 
-/// The codes (or bf16 values) of one chunk, in k order, as exact floats.
+/// The codes (or bf16/fp16 values) of one chunk, in k order, as exact floats.
 template <int F> LATHE_HD void decodeChunk(const uint32_t *w, float *q);
 
 /// int8: 16 signed codes; xor 0x80 makes them unsigned (q + 128), subtracted in the float.
@@ -212,10 +217,18 @@ LATHE_UNROLL
     q[2 * i + 1] = bitsToFloat(w[i] & 0xFFFF0000u);
   }
 }
+/// fp16: word i holds halves 2i (low) and 2i + 1 (high), widened exactly.
+template <> LATHE_HD void decodeChunk<kF16>(const uint32_t *w, float *q) {
+LATHE_UNROLL
+  for (int i = 0; i < 4; ++i) {
+    q[2 * i] = halfToFloat(uint16_t(w[i] & 0xFFFFu));
+    q[2 * i + 1] = halfToFloat(uint16_t(w[i] >> 16));
+  }
+}
 
-/// Scale and offset of chunk `c` of row `row`: w = d·q + mn (bf16: d = 1, mn = 0).
+/// Scale and offset of chunk `c` of row `row`: w = d·q + mn (bf16/fp16: d = 1, mn = 0).
 template <int F> LATHE_HD void chunkScale(const LinearArgs &a, int64_t row, int64_t c, float &d, float &mn) {
-  if constexpr (F == kBf16) {
+  if constexpr (kFloat16<F>) {
     d = 1.0f, mn = 0.0f;
     return;
   } else {
@@ -251,11 +264,11 @@ LATHE_UNROLL
 template <int MAXM> struct WarpRows { static constexpr int value = MAXM <= 2 ? 2 : 1; };
 
 /// Whether the chunked GEMV can run `a` for a dense compact format (else scalarPartial,
-/// int8/bf16 only): k whole chunks, groups whole chunks, rows of whole 16-byte (int3:
+/// int8/bf16/fp16 only): k whole chunks, groups whole chunks, rows of whole 16-byte (int3:
 /// 4-byte) units. Pointer alignment is the caller's (ALIGNED).
 template <int F> LATHE_HD bool chunked(const LinearArgs &a) {
   constexpr int CH = Chunk<F>::weights;
-  return a.k % CH == 0 && (F == kBf16 || a.group % CH == 0) && a.rowBytes % (F == kInt3 ? 4 : 16) == 0;
+  return a.k % CH == 0 && (kFloat16<F> || a.group % CH == 0) && a.rowBytes % (F == kInt3 ? 4 : 16) == 0;
 }
 
 /// Lane `lane`'s partial sums for output rows row0 .. row0+R-1 (rows past n read
@@ -299,7 +312,7 @@ LATHE_UNROLL
 LATHE_UNROLL
         for (int r = 0; r < R; ++r) {
           const float s = chunkDot<CH>(xs, q[r]);
-          if constexpr (F == kBf16) acc[r][i] += s;
+          if constexpr (kFloat16<F>) acc[r][i] += s;
           else {
             acc[r][i] = fma32(d[r], s, acc[r][i]);
             if constexpr (Chunk<F>::hasMin) acc[r][i] = fma32(mn[r], sx, acc[r][i]);
@@ -310,17 +323,18 @@ LATHE_UNROLL
   }
 }
 
-/// One weight, any shape (int8 and bf16 rows that are not whole chunks): W[row, j].
+/// One weight, any shape (int8, bf16 and fp16 rows that are not whole chunks): W[row, j].
 template <int F> LATHE_HD float dequantOne(const LinearArgs &a, int64_t row, int64_t j) {
-  if constexpr (F == kBf16) {
+  if constexpr (kFloat16<F>) {
     const uint8_t *p = a.q + row * a.rowBytes + 2 * j;
-    return bf16ToFloat(uint16_t(loadU8(p) | loadU8(p + 1) << 8));
+    const uint16_t bits = uint16_t(loadU8(p) | loadU8(p + 1) << 8);
+    return F == kF16 ? halfToFloat(bits) : bf16ToFloat(bits);
   }
   const float d = halfToFloat(loadU16(a.scales + row * a.groups + j / a.group));
   return d * float(int8_t(loadU8(a.q + row * a.rowBytes + j)));
 }
 
-/// The scalar GEMV (int8/bf16 of any shape): lane takes k indices lane, lane + 32, ...
+/// The scalar GEMV (int8/bf16/fp16 of any shape): lane takes k indices lane, lane + 32, ...
 template <int F, int MAXM, int R>
 LATHE_HD void scalarPartial(const LinearArgs &a, int64_t row0, int lane, float (&acc)[R][MAXM]) {
   int64_t rows[R];
@@ -427,7 +441,7 @@ template <int F, bool ALIGNED> LATHE_HD void denseChunk(const LinearArgs &a, int
   uint32_t w[Chunk<F>::words];
   loadChunk<F, ALIGNED>(a, row, c, w);
   decodeChunk<F>(w, out);
-  if constexpr (F != kBf16) {
+  if constexpr (!kFloat16<F>) {
     float d, mn;
     chunkScale<F>(a, row, c, d, mn);
 LATHE_UNROLL

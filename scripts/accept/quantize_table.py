@@ -27,7 +27,7 @@ from measure import ROOT, commit, lathe_generate, sh  # noqa: E402
 
 
 # The presets of #6 (round to nearest, no calibration data needed).
-WEIGHT_ONLY = ["bf16", "int8-weight-only", "int8-g32", "int4-g32-int8-head", "int4-rtn-g32", "int4-rtn-g128",
+WEIGHT_ONLY = ["bf16", "fp16", "int8-weight-only", "int8-g32", "int4-g32-int8-head", "int4-rtn-g32", "int4-rtn-g128",
                "int3-rtn-g128"]
 
 

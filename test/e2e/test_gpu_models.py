@@ -55,6 +55,7 @@ def main():
             ("minilm-fp32", minilm, None, ["--shapes", "1x7,2x16,3x33,8x128"], 1e-3),
             ("minilm-int8", minilm, "int8-weight-only.yaml", ["--shapes", "1x7,2x16,3x33"], 1e-3),
             ("minilm-int4", minilm, "int4-rtn-g32.yaml", ["--shapes", "1x7,2x16,3x33"], 1e-3),
+            ("minilm-fp16", minilm, "fp16.yaml", ["--shapes", "1x7,2x16,3x33"], 1e-3),
             ("minilm-w8a8", minilm, "w8a8-dynamic.yaml", ["--shapes", "1x7,2x16"], 2e-2),
             ("minilm-2:4", minilm, "prune-2-4-magnitude.yaml", ["--shapes", "1x7,2x16"], 1e-3),
             ("minilm-lowrank", minilm, "lowrank-svd-20.yaml", ["--shapes", "1x7,2x16"], 1e-3),

@@ -5,9 +5,9 @@ a. every preset in examples/recipes/ compiles SmolLM2 (GGUF) and writes a report
    is smaller than the fp32 one;
 b. accuracy on English text (Pride and Prejudice, 3 windows of 256 tokens, llama.cpp protocol) with
    `lathe eval --reference fp32.lathe`: perplexity change and top-1 agreement within fixed bounds per
-   preset (int8 and bf16 nearly lossless; the asymmetric int4 g32 grid matches SmolLM2's own Q4_1
+   preset (int8, bf16 and fp16 nearly lossless; the asymmetric int4 g32 grid matches SmolLM2's own Q4_1
    grid, so it is nearly lossless too; symmetric int4 RTN is lossy but bounded);
-c. MiniLM (ONNX) int8 and bf16: `lathe eval --data` cosine of every output vector against fp32, and
+c. MiniLM (ONNX) int8, bf16 and fp16: `lathe eval --data` cosine of every output vector against fp32, and
    `--per-layer` gives each of its 37 linear layers' relative output error, worst first;
 d. a quantized decoder still decodes incrementally: `run --incremental 1` equals the full run;
    GGUF Q4_1/Q8_0 weights kept natively (--gguf-weights native) compute what the f32 import does
@@ -36,6 +36,7 @@ BOUNDS = {
     "int8-weight-only": (0.01, 0.95, 3.9),
     "int8-g32": (0.01, 0.96, 3.7),  # measured +0.18 % / 98.0 % on 40 windows of 512
     "bf16": (0.002, 0.98, 1.99),
+    "fp16": (0.001, 0.99, 1.99),  # 10 mantissa bits to bf16's 7: measured -0.01 % / 100 % (KLD 2e-6)
     "int4-g32-int8-head": (0.01, 0.95, 5.0),  # and the embedding table in int8 (counted in the totals)
     "int4-rtn-g32": (0.60, 0.60, 7.0),
     "int4-rtn-g128": (1.20, 0.45, 7.5),
@@ -214,7 +215,7 @@ def main():
     base = os.path.join(tmp, "minilm.lathe")
     rc, _, err = run([args.lathe, "compile", minilm, "-o", base])
     inputs = os.path.join(os.path.dirname(minilm), "text_b4", "inputs")
-    for preset, floor in (("int8-weight-only", 0.998), ("bf16", 0.99999)):
+    for preset, floor in (("int8-weight-only", 0.998), ("bf16", 0.99999), ("fp16", 0.999999)):
         out = os.path.join(tmp, "minilm." + preset + ".lathe")
         rc, _, err = run([args.lathe, "compile", minilm, "--recipe", os.path.join(RECIPES, preset + ".yaml"), "-o", out])
         c.expect(rc == 0, f"minilm {preset}: {err.strip()[-300:]}")
@@ -289,6 +290,7 @@ def main():
     recipe_error("unknown key", "name: x\nquantize:\n  format: int8\n  bitz: 4\n", "line 4: unknown key 'bitz'")
     recipe_error("int4 group", "quantize:\n  format: int4\n  group_size: 40\n", "line 3: int4 needs a group_size")
     recipe_error("bf16 group", "quantize:\n  format: bf16\n  group_size: 32\n", "line 3: bf16 has no group_size")
+    recipe_error("fp16 method", "quantize:\n  format: fp16\n  method: gptq\n", "line 3: fp16 is a storage format")
     recipe_error("int8 asym", "quantize:\n  format: int8\n  symmetric: false\n", "line 3: int8 is always symmetric")
     recipe_error("method", "quantize:\n  format: int4\n  method: magic\n", "line 3: unknown method 'magic'")
     recipe_error("format", "quantize:\n  format: int2\n", "line 2: format 'int2'")

@@ -100,6 +100,13 @@ Problem makeProblem(const std::string &format, int64_t m, int64_t n, int64_t k, 
       const uint16_t h = uint16_t(floatBits(uni(rng)) >> 16);
       std::memcpy(&p.q[size_t(2 * i)], &h, 2);
     }
+  } else if (format == "fp16") { // every third weight at half's limits: ±65504, subnormals
+    static const uint16_t limits[] = {0x7BFF, 0xFBFF, 0x0001, 0x83FF, 0x0400};
+    p.q.resize(size_t(n * k * 2));
+    for (int64_t i = 0; i < n * k; ++i) {
+      const uint16_t h = i % 3 ? numeric::floatToHalf(uni(rng)) : limits[rng() % 5];
+      std::memcpy(&p.q[size_t(2 * i)], &h, 2);
+    }
   } else { // nm-f32, nm-int4: random N:M masks packed by the CPU's own packers
     std::vector<uint8_t> keep(size_t(n * k), 0);
     for (int64_t r = 0; r < n; ++r)
@@ -148,8 +155,8 @@ std::vector<float> cpuOutput(const Problem &p) {
     add(DType::F16, {p.n, groups}, p.scales.data());
     if (p.format != "int8") add(DType::F16, {p.n, groups}, p.minData.data(), p.mins);
     attrs["group_size"] = p.group;
-  } else if (p.format == "bf16") {
-    add(DType::BF16, {p.n, p.k}, p.q.data());
+  } else if (p.format == "bf16" || p.format == "fp16") {
+    add(p.format == "bf16" ? DType::BF16 : DType::F16, {p.n, p.k}, p.q.data());
   } else {
     const bool int4 = p.format == "nm-int4";
     if (int4) add(DType::U8, {p.n, p.k / 4}, p.q.data());
@@ -175,7 +182,7 @@ m::LinearArgs argsOf(const Problem &p, float *y) {
   a.n = p.n, a.k = p.k, a.m = p.m;
   a.x = p.x.data(), a.y = y, a.ldx = p.k, a.ldy = p.n;
   a.bias = p.bias ? p.biasData.data() : nullptr;
-  a.group = p.format == "bf16" ? p.k : p.group;
+  a.group = p.format == "bf16" || p.format == "fp16" ? p.k : p.group;
   a.groups = (p.k + a.group - 1) / a.group;
   a.scales = p.scales.empty() ? nullptr : p.scales.data();
   a.mins = p.mins ? p.minData.data() : nullptr;
@@ -186,7 +193,7 @@ m::LinearArgs argsOf(const Problem &p, float *y) {
   if (p.format == "int8") a.rowBytes = p.k;
   if (p.format == "int4") a.rowBytes = p.k / 2;
   if (p.format == "int3") a.rowBytes = p.k / 32 * 12;
-  if (p.format == "bf16") a.rowBytes = 2 * p.k;
+  if (p.format == "bf16" || p.format == "fp16") a.rowBytes = 2 * p.k;
   if (p.format == "nm-int4") a.rowBytes = p.k / 4;
   a.indices = p.indices.empty() ? nullptr : p.indices.data();
   return a;
@@ -256,7 +263,7 @@ template <int F> Emulated emulate(const Problem &p) {
     e.dense = emulateDense<F, Path::Nm>(a);
   } else {
     const bool chunked = m::chunked<F>(a);
-    if constexpr (F == m::kInt8 || F == m::kBf16) {
+    if constexpr (F == m::kInt8 || F == m::kBf16 || F == m::kF16) {
       if (!chunked) {
         e.path = Path::Scalar;
         emulateGemvRows<F, Path::Scalar>(a);
@@ -277,6 +284,7 @@ Emulated emulateAny(const Problem &p) {
   if (p.format == "int4") return emulate<m::kInt4>(p);
   if (p.format == "int3") return emulate<m::kInt3>(p);
   if (p.format == "bf16") return emulate<m::kBf16>(p);
+  if (p.format == "fp16") return emulate<m::kF16>(p);
   if (p.format == "nm-f32") return emulate<m::kNmF32>(p);
   return emulate<m::kNmInt4>(p);
 }
@@ -362,7 +370,7 @@ TEST_CASE("CUDA butterfly reduction sums all 32 lanes in the xor order", "[cuda-
   REQUIRE(m::reduceLanes(v) == 1.0f); // (1e8 + 1) first would round the 1 away
 }
 
-TEST_CASE("CUDA compact GEMV emulation matches the CPU linear (int8, int4, int3, bf16)", "[cuda-math]") {
+TEST_CASE("CUDA compact GEMV emulation matches the CPU linear (int8, int4, int3, bf16, fp16)", "[cuda-math]") {
   struct Case { std::string format; int64_t k, group; bool mins; Path path; };
   const std::vector<Case> cases = {
       {"int8", 64, 32, false, Path::Chunked},    {"int8", 1056, 128, false, Path::Chunked}, // 66 chunks: lanes 0,1 take 3
@@ -374,7 +382,9 @@ TEST_CASE("CUDA compact GEMV emulation matches the CPU linear (int8, int4, int3,
       {"int3", 64, 32, false, Path::Chunked},    {"int3", 96, 64, true, Path::Chunked},
       {"int3", 2112, 128, true, Path::Chunked},  {"int3", 2080, 2080, false, Path::Chunked},
       {"bf16", 40, 0, false, Path::Chunked},     {"bf16", 1000, 0, false, Path::Chunked},
-      {"bf16", 37, 0, false, Path::Scalar},      {"bf16", 12, 0, false, Path::Scalar}};
+      {"bf16", 37, 0, false, Path::Scalar},      {"bf16", 12, 0, false, Path::Scalar},
+      {"fp16", 40, 0, false, Path::Chunked},     {"fp16", 1000, 0, false, Path::Chunked},
+      {"fp16", 37, 0, false, Path::Scalar},      {"fp16", 12, 0, false, Path::Scalar}};
   uint32_t seed = 1;
   for (const Case &cs : cases)
     for (int64_t rows : {1, 2, 3, 5, 8})

@@ -410,6 +410,15 @@ CompactWeight makeCompact(const std::string &format, int64_t n, int64_t k, int64
     }
     return w;
   }
+  if (format == "fp16") { // IEEE half, round to nearest even (the test's own conversion)
+    w.q.resize(raw.size() * 2);
+    for (size_t i = 0; i < raw.size(); ++i) {
+      const uint16_t h = floatToHalf(raw[i]);
+      std::memcpy(&w.q[2 * i], &h, 2);
+      w.dequantized[i] = halfToFloat(h);
+    }
+    return w;
+  }
   const int64_t groups = (k + group - 1) / group; // the last group may be shorter
   w.q.assign(format == "int8" ? size_t(n * k) : format == "int3" ? size_t(n * k / 32 * 12) : size_t(n * k / 2), 0);
   for (int64_t r = 0; r < n; ++r)
@@ -463,11 +472,11 @@ CompactWeight makeCompact(const std::string &format, int64_t n, int64_t k, int64
 }
 } // namespace
 
-TEST_CASE("compact-weight linear (int8, int4 and int3 sym/asym, bf16) matches x·W_deqᵀ+b", "[kernels][quant]") {
+TEST_CASE("compact-weight linear (int8, int4 and int3 sym/asym, bf16, fp16) matches x·W_deqᵀ+b", "[kernels][quant]") {
   struct Case { std::string format; int64_t group; bool asym; };
   const std::vector<Case> cases = {{"int8", 0, false}, {"int8", 32, false}, {"int8", 100, false}, {"int4", 32, true},
                                    {"int4", 32, false}, {"int4", 64, false}, {"int4", 128, true}, {"int3", 32, false},
-                                   {"int3", 64, true}, {"int3", 128, false}, {"bf16", 0, false}};
+                                   {"int3", 64, true}, {"int3", 128, false}, {"bf16", 0, false}, {"fp16", 0, false}};
   for (auto isa : isas())
     for (const Case &cs : cases)
       for (auto [m, k, n] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{{1, 128, 67}, {2, 64, 5}, {3, 192, 130}, {4, 256, 9},
@@ -478,12 +487,13 @@ TEST_CASE("compact-weight linear (int8, int4 and int3 sym/asym, bf16) matches x�
         for (bool withBias : {false, true}) {
           Graph g;
           int32_t x = g.input("x", DType::F32, {Dim{-1, "batch"}, Dim{k, ""}});
-          int32_t q = cs.format == "bf16" ? g.weight("w", DType::BF16, {n, k}, w.q)
-                                          : g.weight("q", cs.format == "int8" ? DType::I8 : DType::U8,
-                                                     {n, cs.format == "int8" ? k : cs.format == "int3" ? k / 32 * 12 : k / 2}, w.q);
+          const bool storage = cs.format == "bf16" || cs.format == "fp16"; // 16-bit floats, no scales
+          int32_t q = storage ? g.weight("w", cs.format == "bf16" ? DType::BF16 : DType::F16, {n, k}, w.q)
+                              : g.weight("q", cs.format == "int8" ? DType::I8 : DType::U8,
+                                         {n, cs.format == "int8" ? k : cs.format == "int3" ? k / 32 * 12 : k / 2}, w.q);
           std::vector<int32_t> in = {x, q};
           const int64_t groups = (k + group - 1) / group;
-          if (cs.format != "bf16") in.push_back(g.weight("scales", DType::F16, {n, groups}, w.scales));
+          if (!storage) in.push_back(g.weight("scales", DType::F16, {n, groups}, w.scales));
           if (cs.format == "int4" || cs.format == "int3")
             in.push_back(cs.asym ? g.weight("mins", DType::F16, {n, groups}, w.mins) : -1);
           std::vector<float> bias = randomFloats(size_t(n), 3);
@@ -502,6 +512,63 @@ TEST_CASE("compact-weight linear (int8, int4 and int3 sym/asym, bf16) matches x�
           for (int threads : {1, 2}) {
             auto out = runOne(g, {{"x", tensorOf(xs, {m, k})}}, isa, threads);
             requireClose(out[0].tensor, ref, 2e-5f * float(k) / 64.0f + 1e-5f);
+          }
+        }
+      }
+}
+
+TEST_CASE("fp16 and bf16 linear: k not a multiple of any vector width, values at half's limits", "[kernels][quant]") {
+  // Half patterns at the range limits: ±65504 (the largest finite) and its neighbour, the smallest
+  // normal, the largest and smallest subnormals, ±0. Every third weight is one of them, the others
+  // are random finite halves of every exponent; bf16 weights are those values' top 16 bits.
+  const uint16_t limits[] = {0x7BFF, 0xFBFF, 0x7BFE, 0x0400, 0x8400, 0x03FF, 0x0001, 0x8001, 0x0000, 0x8000};
+  for (auto isa : isas())
+    for (std::string format : {"fp16", "bf16"})
+      for (auto [m, k, n] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{
+               {1, 1, 3}, {1, 7, 17}, {2, 15, 5}, {3, 17, 9}, {4, 33, 20}, {5, 31, 11}, {9, 100, 35}, {1, 129, 6}, {7, 1, 4}}) {
+        INFO(isa << " " << format << " m " << m << " k " << k << " n " << n);
+        std::mt19937 rng(uint32_t(m * 131 + k * 7 + n));
+        std::vector<uint16_t> q(size_t(n * k));
+        std::vector<float> deq(q.size());
+        for (size_t i = 0; i < q.size(); ++i) {
+          uint16_t h = i % 3 == 0 ? limits[rng() % (sizeof limits / sizeof limits[0])] : uint16_t(rng());
+          if (((h >> 10) & 0x1F) == 0x1F) h = uint16_t(h & ~0x4000u); // no infinities or NaNs: exponent 31 → 15
+          const float value = halfToFloat(h);
+          if (format == "fp16") {
+            q[i] = h, deq[i] = value;
+          } else {
+            uint32_t bits;
+            std::memcpy(&bits, &value, 4);
+            q[i] = uint16_t(bits >> 16);
+            bits &= 0xFFFF0000u;
+            std::memcpy(&deq[i], &bits, 4);
+          }
+        }
+        const std::vector<float> xs = randomFloats(size_t(m * k), 11), bias = randomFloats(size_t(n), 12);
+        for (bool withBias : {false, true}) {
+          Graph g;
+          int32_t x = g.input("x", DType::F32, {Dim{-1, "batch"}, Dim{k, ""}});
+          std::vector<int32_t> in = {x, g.weight("w", format == "fp16" ? DType::F16 : DType::BF16, {n, k}, q)};
+          if (withBias) in.push_back(g.weight("b", DType::F32, {n}, bias));
+          int32_t y = g.tensor("y", DType::F32, 2);
+          g.kernel("linear", in, {y});
+          g.spec.kernels.back().weightFormat = format;
+          g.output(y);
+          for (int threads : {1, 2}) {
+            auto out = runOne(g, {{"x", tensorOf(xs, {m, k})}}, isa, threads);
+            REQUIRE(out[0].tensor.shape() == std::vector<int64_t>{m, n});
+            const float *got = out[0].tensor.data<float>();
+            for (int64_t i = 0; i < m; ++i)
+              for (int64_t j = 0; j < n; ++j) {
+                // f32 accumulation of terms up to 65504: tolerance relative to Σ|x·w|, not to the sum.
+                double want = withBias ? bias[size_t(j)] : 0.0, scale = withBias ? std::fabs(bias[size_t(j)]) : 0.0;
+                for (int64_t t = 0; t < k; ++t) {
+                  const double p = double(xs[size_t(i * k + t)]) * deq[size_t(j * k + t)];
+                  want += p, scale += std::fabs(p);
+                }
+                INFO("row " << i << " output " << j << ": got " << got[i * n + j] << ", expected " << want);
+                REQUIRE(std::fabs(double(got[i * n + j]) - want) <= 1e-5 * scale + 1e-6);
+              }
           }
         }
       }

@@ -45,3 +45,19 @@ func.func @int3_blocks(%x: tensor<?x64xf32>, %w: tensor<4x20xui8>, %s: tensor<4x
   %0 = lathe.quantized_linear %x, %w scales %s {format = "int3", group_size = 32 : i64} : (tensor<?x64xf32>, tensor<4x20xui8>, tensor<4x2xf16>) -> tensor<?x4xf32>
   return %0 : tensor<?x4xf32>
 }
+
+// -----
+
+func.func @fp16_needs_f16(%x: tensor<?x64xf32>, %w: tensor<4x64xbf16>) -> tensor<?x4xf32> {
+  // expected-error @+1 {{a fp16 weight must be f16}}
+  %0 = lathe.quantized_linear %x, %w {format = "fp16", group_size = 64 : i64} : (tensor<?x64xf32>, tensor<4x64xbf16>) -> tensor<?x4xf32>
+  return %0 : tensor<?x4xf32>
+}
+
+// -----
+
+func.func @fp16_no_scales(%x: tensor<?x64xf32>, %w: tensor<4x64xf16>, %s: tensor<4x1xf16>) -> tensor<?x4xf32> {
+  // expected-error @+1 {{a fp16 weight has no scales or mins}}
+  %0 = lathe.quantized_linear %x, %w scales %s {format = "fp16", group_size = 64 : i64} : (tensor<?x64xf32>, tensor<4x64xf16>, tensor<4x1xf16>) -> tensor<?x4xf32>
+  return %0 : tensor<?x4xf32>
+}
