@@ -14,4 +14,9 @@ bool cpuRunsLevel(const char *level);
 /// AVX-512 VNNI on top of the "avx512" level (the int8 GEMM table), under the same cap.
 bool cpuHasAvx512Vnni();
 
+/// AMX-TILE and AMX-INT8 on top of the "avx512" level, with the tile state
+/// granted by the kernel (arch_prctl ARCH_REQ_XCOMP_PERM, asked once), under the
+/// same cap; LATHE_AMX=0 turns it off (the VNNI table then runs).
+bool cpuHasAmxInt8();
+
 } // namespace lathe::cpu

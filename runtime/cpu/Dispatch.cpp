@@ -4,6 +4,8 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 namespace lathe::cpu {
 
@@ -42,6 +44,18 @@ bool cpuRunsLevel(const char *level) {
 bool cpuHasAvx512Vnni() {
   __builtin_cpu_init();
   return cpuRunsLevel("avx512") && __builtin_cpu_supports("avx512vnni");
+}
+
+bool cpuHasAmxInt8() {
+  // Linux hands out the 8 KB tile state only on request (once per process).
+  static const bool granted = [] {
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("amx-tile") || !__builtin_cpu_supports("amx-int8")) return false;
+    constexpr long kReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+    return ::syscall(SYS_arch_prctl, kReqXcompPerm, kXfeatureXtiledata) == 0;
+  }();
+  const char *off = std::getenv("LATHE_AMX");
+  return granted && cpuHasAvx512Vnni() && !(off && std::strcmp(off, "0") == 0);
 }
 
 std::vector<std::string> supportedIsas() {

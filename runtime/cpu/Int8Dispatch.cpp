@@ -9,7 +9,8 @@ namespace lathe::cpu {
 
 const Int8Table *int8TableFor(const char *isaLevel) {
   if (!isaLevel) return nullptr;
-  if (!std::strcmp(isaLevel, "avx512")) return cpuHasAvx512Vnni() ? int8vnni::table() : int8avx2::table();
+  if (!std::strcmp(isaLevel, "avx512"))
+    return cpuHasAmxInt8() ? int8amx::table() : cpuHasAvx512Vnni() ? int8vnni::table() : int8avx2::table();
   if (!std::strcmp(isaLevel, "avx2")) return int8avx2::table();
   if (!std::strcmp(isaLevel, "baseline")) return int8baseline::table();
   return nullptr;

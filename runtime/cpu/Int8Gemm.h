@@ -3,7 +3,7 @@
 //
 //   y[r, j] = float(Σ_k xq[r, k] · wq[j, k]) · rowScale[r] · wScale[j] + bias[j]
 //
-// One table per instruction-set level (Int8GemmVnni.cpp: AVX-512 VNNI,
+// One table per instruction-set level (Int8GemmAmx.cpp: AMX-INT8 tiles, Int8GemmVnni.cpp: AVX-512 VNNI,
 // Int8GemmAvx2.cpp: AVX2, Int8GemmBaseline.cpp: portable C++), each in its own
 // translation unit with its own -march. Like IsaKernels.h this header stays
 // plain declarations (no inline code, no templates) so no variant's code can
@@ -39,7 +39,7 @@ struct Int8GemmArgs {
 };
 
 struct Int8Table {
-  const char *name;     // "avx512-vnni", "avx2", "baseline"
+  const char *name;     // "amx", "avx512-vnni", "avx2", "baseline"
   int64_t panelWidth;   // callers split [0, n) for gemm on multiples of this
   /// Bytes of packWeights' layout for an [n, k] weight (64-byte aligned blocks).
   int64_t (*packedWeightBytes)(int64_t n, int64_t k);
@@ -56,13 +56,24 @@ struct Int8Table {
   void (*gemm)(const Int8GemmArgs *args, int64_t nBegin, int64_t nEnd);
   /// The same on the rows [rowBegin, rowEnd) and all n columns (for few, wide outputs).
   void (*gemmRows)(const Int8GemmArgs *args, int64_t rowBegin, int64_t rowEnd);
+  /// Rows per micro-tile: callers split rows for gemmRows on multiples of this.
+  int64_t rowTile;
 };
 
-namespace int8vnni { const Int8Table *table(); }
+namespace int8amx { const Int8Table *table(); }
+namespace int8vnni {
+const Int8Table *table();
+/// The VNNI tiles on a layout with extra zero k groups: activation rows of
+/// `lda` bytes and weight panels `panelStride` bytes apart (the AMX table's
+/// layout, for its rows that fill less than an AMX tile).
+void gemmPadded(const Int8GemmArgs *args, int64_t rowBegin, int64_t rowEnd, int64_t nBegin, int64_t nEnd, int64_t lda,
+                int64_t panelStride);
+} // namespace int8vnni
 namespace int8avx2 { const Int8Table *table(); }
 namespace int8baseline { const Int8Table *table(); }
 
-/// The table for an ISA level ("avx512" → VNNI when the CPU has AVX512-VNNI,
+/// The table for an ISA level ("avx512" → AMX when the CPU has AMX-INT8 and the
+/// kernel grants the tile state, else VNNI when the CPU has AVX512-VNNI,
 /// else AVX2; "avx2" → AVX2; "baseline" → portable), or null for an unknown name.
 const Int8Table *int8TableFor(const char *isaLevel);
 

@@ -186,7 +186,7 @@ void gemm(const Int8GemmArgs *g, int64_t nBegin, int64_t nEnd) { run(g, 0, g->m,
 void gemmRows(const Int8GemmArgs *g, int64_t rowBegin, int64_t rowEnd) { run(g, rowBegin, rowEnd, 0, g->n); }
 
 const Int8Table kTable = {"avx2", NR, packedWeightBytes, packWeights, activationBytes,
-                          quantizeActivations, gemm, gemmRows};
+                          quantizeActivations, gemm, gemmRows, MR};
 
 } // namespace
 

@@ -61,7 +61,7 @@ void gemm(const Int8GemmArgs *g, int64_t nBegin, int64_t nEnd) { run(g, 0, g->m,
 void gemmRows(const Int8GemmArgs *g, int64_t rowBegin, int64_t rowEnd) { run(g, rowBegin, rowEnd, 0, g->n); }
 
 const Int8Table kTable = {"baseline", NR, packedWeightBytes, packWeights, activationBytes,
-                          quantizeActivations, gemm, gemmRows};
+                          quantizeActivations, gemm, gemmRows, 6};
 
 } // namespace
 

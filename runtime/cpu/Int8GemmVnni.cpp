@@ -159,15 +159,16 @@ const TileFn kTiles[MR][4] = {
     {tile<3, 1>, tile<3, 2>, tile<3, 3>, tile<3, 4>}, {tile<4, 1>, tile<4, 2>, tile<4, 3>, tile<4, 4>},
     {tile<5, 1>, tile<5, 2>, tile<5, 3>, tile<5, 4>}, {tile<6, 1>, tile<6, 2>, tile<6, 3>, tile<6, 4>}};
 
-void run(const Int8GemmArgs *g, int64_t rowBegin, int64_t rowEnd, int64_t nBegin, int64_t nEnd) {
-  const int64_t kg = groups(g->k), lda = kg * 4;
+void run(const Int8GemmArgs *g, int64_t rowBegin, int64_t rowEnd, int64_t nBegin, int64_t nEnd, int64_t lda,
+         int64_t panelStride) {
+  const int64_t kg = groups(g->k);
   const uint8_t *xq = static_cast<const uint8_t *>(g->xq);
   for (int64_t i0 = rowBegin; i0 < rowEnd; i0 += MC) {
     const int64_t iEnd = rowEnd - i0 < MC ? rowEnd : i0 + MC;
     for (int64_t n0 = nBegin; n0 < nEnd; n0 += NR) { // nBegin is a multiple of NR
       Tile t;
       t.lda = lda;
-      t.panel = g->packed + n0 / NR * panelBytes(g->k);
+      t.panel = g->packed + n0 / NR * panelStride;
       t.groups = kg;
       t.wScale = g->wScale + n0;
       t.bias = g->bias ? g->bias + n0 : nullptr;
@@ -184,14 +185,23 @@ void run(const Int8GemmArgs *g, int64_t rowBegin, int64_t rowEnd, int64_t nBegin
   }
 }
 
-void gemm(const Int8GemmArgs *g, int64_t nBegin, int64_t nEnd) { run(g, 0, g->m, nBegin, nEnd); }
-void gemmRows(const Int8GemmArgs *g, int64_t rowBegin, int64_t rowEnd) { run(g, rowBegin, rowEnd, 0, g->n); }
+void gemm(const Int8GemmArgs *g, int64_t nBegin, int64_t nEnd) {
+  run(g, 0, g->m, nBegin, nEnd, groups(g->k) * 4, panelBytes(g->k));
+}
+void gemmRows(const Int8GemmArgs *g, int64_t rowBegin, int64_t rowEnd) {
+  run(g, rowBegin, rowEnd, 0, g->n, groups(g->k) * 4, panelBytes(g->k));
+}
 
 const Int8Table kTable = {"avx512-vnni", NR, packedWeightBytes, packWeights, activationBytes,
-                          quantizeActivations, gemm, gemmRows};
+                          quantizeActivations, gemm, gemmRows, MR};
 
 } // namespace
 
 const Int8Table *table() { return &kTable; }
+
+void gemmPadded(const Int8GemmArgs *g, int64_t rowBegin, int64_t rowEnd, int64_t nBegin, int64_t nEnd, int64_t lda,
+                int64_t panelStride) {
+  run(g, rowBegin, rowEnd, nBegin, nEnd, lda, panelStride);
+}
 
 } // namespace lathe::cpu::int8vnni

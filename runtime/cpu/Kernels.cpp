@@ -601,7 +601,7 @@ std::string runW8a8Linear(KernelContext &c) {
                  packed + w8a8ScaleOffsetFloats(t, n, k), o.bias ? static_cast<const float *>(o.bias->data) : nullptr,
                  static_cast<float *>(c.outputs[0]->data), n, m, n, k};
   const int threads = c.pool->size();
-  const int64_t tileRows = 6;
+  const int64_t tileRows = t->rowTile;
   if (m >= 2 * tileRows * threads) {
     // Enough rows: each thread quantizes its rows and multiplies them by the
     // whole weight (one handoff; the rows stay in its cache).

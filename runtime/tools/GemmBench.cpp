@@ -7,6 +7,7 @@
 //                           kernel with pre-packed weights, at MiniLM and SmolLM2 shapes,
 //                           and oneDNN's dnnl_gemm_u8s8s32 when built with it (int32
 //                           output only: no quantization, no dequantizing epilogue)
+#include "runtime/cpu/CpuFeatures.h"
 #include "runtime/cpu/Int8Gemm.h"
 #include "runtime/cpu/Kernels.h"
 
@@ -71,7 +72,8 @@ int int8Bench(const std::vector<int> &threadCounts) {
   const IsaTable *fp32 = nullptr;
   for (const auto &name : supportedIsas()) fp32 = isaByName(name); // the widest: avx512 here
   std::vector<const Int8Table *> tables;
-  if (int8TableFor("avx512") == int8vnni::table()) tables.push_back(int8vnni::table());
+  if (cpuHasAmxInt8()) tables.push_back(int8amx::table());
+  if (cpuHasAvx512Vnni()) tables.push_back(int8vnni::table());
   for (const auto &name : supportedIsas())
     if (name == "avx2") tables.push_back(int8avx2::table());
   tables.push_back(int8baseline::table());

@@ -4,6 +4,7 @@
 //
 // The reference's float expressions rely on this TU being compiled without FMA
 // (the default -march), so nothing here can be contracted.
+#include "runtime/cpu/CpuFeatures.h"
 #include "runtime/cpu/Int8Gemm.h"
 #include "runtime/cpu/Kernels.h"
 
@@ -30,8 +31,10 @@ std::vector<const Int8Table *> tables() {
   auto isas = cpu::supportedIsas();
   if (std::find(isas.begin(), isas.end(), "avx2") != isas.end()) out.push_back(cpu::int8avx2::table());
   else WARN("skipping the int8 table avx2: this CPU has no AVX2");
-  if (cpu::int8TableFor("avx512") == cpu::int8vnni::table()) out.push_back(cpu::int8vnni::table());
+  if (cpu::cpuHasAvx512Vnni()) out.push_back(cpu::int8vnni::table());
   else WARN("skipping the int8 table avx512-vnni: this CPU has no AVX-512 VNNI");
+  if (cpu::cpuHasAmxInt8()) out.push_back(cpu::int8amx::table());
+  else WARN("skipping the int8 table amx: this CPU (or its kernel) has no AMX-INT8");
   return out;
 }
 
@@ -210,7 +213,7 @@ TEST_CASE("int8TableFor maps ISA levels to tables", "[int8]") {
   CHECK(std::string(cpu::int8TableFor("avx2")->name) == "avx2");
   const Int8Table *wide = cpu::int8TableFor("avx512");
   REQUIRE(wide);
-  CHECK((wide == cpu::int8vnni::table() || wide == cpu::int8avx2::table()));
+  CHECK((wide == cpu::int8amx::table() || wide == cpu::int8vnni::table() || wide == cpu::int8avx2::table()));
   CHECK(cpu::int8TableFor("sse9") == nullptr);
   CHECK(cpu::int8TableFor(nullptr) == nullptr);
 }
