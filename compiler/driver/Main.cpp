@@ -304,6 +304,8 @@ int main(int argc, char **argv) {
   benchCmd->add_option("--device", benchOptions.device, "cpu (default), cuda or cuda:N (the CUDA plugin; kernels without a CUDA kernel run on the host)");
   benchCmd->add_option("--warmup", benchOptions.warmup, "untimed runs first");
   benchCmd->add_option("--iterations", benchOptions.iterations, "timed runs");
+  benchCmd->add_flag("--profile", benchOptions.profile,
+                     "then as many runs again with a tap on every kernel: time per op kind and the slowest nodes");
 
   lathe::tools::EvalOptions evalOptions;
   auto *evalCmd = app.add_subcommand("eval", "Perplexity of a language-model artifact on a text (or token ids)");

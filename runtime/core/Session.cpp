@@ -634,7 +634,7 @@ void Session::Impl::fireTaps(size_t k, Plan &plan) {
             continue;
           }
         }
-        callback(TapEvent{kernel.source, name, kernel.op, t, out});
+        callback(TapEvent{kernel.source, name, kernel.op, t, out, int32_t(k)});
       }
   }
 }

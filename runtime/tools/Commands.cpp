@@ -157,6 +157,65 @@ int runArtifactCommand(const RunOptions &options) {
   return 0;
 }
 
+namespace {
+
+// Times every kernel through a tap on all of them: a kernel's time is the
+// clock between its tap and the previous one (a kernel with several outputs
+// fires once per output; only the first counts). Prints per op kind and the
+// ten slowest nodes, per run, with their share of the profiled runs' time.
+int profileRuns(Session &session, const std::map<std::string, Tensor> &inputs, int iterations, double medianMs) {
+  struct Row { double ms = 0; int64_t calls = 0; std::string op; };
+  std::map<std::string, Row> byOp, byNode;
+  auto last = std::chrono::steady_clock::now();
+  int32_t lastKernel = -1;
+  session.addTap("*", [&](const TapEvent &e) {
+    const auto now = std::chrono::steady_clock::now();
+    const double ms = std::chrono::duration<double, std::milli>(now - last).count();
+    last = now;
+    const bool sameKernel = e.kernelIndex == lastKernel; // its second output: no time of its own
+    lastKernel = e.kernelIndex;
+    if (sameKernel) return;
+    Row &op = byOp[e.op];
+    op.ms += ms, op.calls += 1;
+    Row &node = byNode[e.source];
+    node.ms += ms, node.calls += 1, node.op = e.op;
+  });
+  double totalMs = 0;
+  for (int i = 0; i < iterations; ++i) {
+    last = std::chrono::steady_clock::now();
+    lastKernel = -1;
+    const auto start = last;
+    auto outputs = session.run(inputs);
+    if (!outputs) { std::fprintf(stderr, "error: %s\n", outputs.error().c_str()); return 1; }
+    totalMs += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  }
+  session.clearTaps();
+  const double perRun = totalMs / iterations, covered = [&] {
+    double s = 0;
+    for (const auto &[op, r] : byOp) s += r.ms;
+    return s / iterations;
+  }();
+  std::printf("profile       %d runs with a tap on every kernel: %.3f ms per run (%.3f ms untapped), %.1f %% in kernels\n",
+              iterations, perRun, medianMs, perRun > 0 ? 100.0 * covered / perRun : 0.0);
+  auto table = [&](const char *title, const std::map<std::string, Row> &rows, size_t limit) {
+    std::vector<std::pair<std::string, Row>> sorted(rows.begin(), rows.end());
+    std::sort(sorted.begin(), sorted.end(), [](const auto &a, const auto &b) { return a.second.ms > b.second.ms; });
+    std::printf("  %-44s %10s %8s %7s\n", title, "ms/run", "calls", "share");
+    for (size_t i = 0; i < sorted.size() && i < limit; ++i) {
+      const auto &[name, r] = sorted[i];
+      std::string label = r.op.empty() ? name : name + " (" + r.op + ")";
+      if (label.size() > 44) label = "…" + label.substr(label.size() - 43);
+      std::printf("  %-44s %10.3f %8.1f %6.1f%%\n", label.c_str(), r.ms / iterations, double(r.calls) / iterations,
+                  perRun > 0 ? 100.0 * r.ms / iterations / perRun : 0.0);
+    }
+  };
+  table("op", byOp, byOp.size());
+  table("slowest nodes", byNode, 10);
+  return 0;
+}
+
+} // namespace
+
 int benchArtifactCommand(const BenchOptions &options) {
   if (options.batch < 1 || options.seq < 1 || options.iterations < 1 || options.warmup < 0) {
     std::fprintf(stderr, "error: batch, seq and iterations must be >= 1 and warmup >= 0\n");
@@ -193,6 +252,7 @@ int benchArtifactCommand(const BenchOptions &options) {
   std::printf("throughput    %.2f inferences/s, %.1f sequences/s\n", 1000.0 / median, 1000.0 * double(options.batch) / median);
   std::printf("peak RSS      %s\n", humanBytes(uint64_t(usage.ru_maxrss) * 1024).c_str());
   std::printf("activations   %s planned\n", humanBytes((*session)->plannedActivationBytes()).c_str());
+  if (options.profile) return profileRuns(**session, inputs, options.iterations, median);
   return 0;
 }
 

@@ -29,6 +29,9 @@ struct BenchOptions {
   int warmup = 3;
   int iterations = 20;
   std::string device;
+  /// After the timed runs, as many again with a tap on every kernel: time per
+  /// op kind and the slowest nodes (the taps' overhead stays out of the latency).
+  bool profile = false;
 };
 
 /// A concrete shape for a declared input: dims whose symbol names a batch

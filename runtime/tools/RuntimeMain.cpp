@@ -34,7 +34,7 @@ int main(int argc, char **argv) {
   if (cmd != "run" && cmd != "bench" && cmd != "inspect" && cmd != "generate") {
     std::fprintf(cmd == "-h" || cmd == "--help" ? stdout : stderr,
                  "Usage: lathe-rt run ARTIFACT --input NAME=x.npy ... [--output-dir D] [--dump GLOB] [--incremental N]\n"
-                 "       lathe-rt bench ARTIFACT [--batch B] [--seq S] [--warmup W] [--iterations I]\n"
+                 "       lathe-rt bench ARTIFACT [--batch B] [--seq S] [--warmup W] [--iterations I] [--profile]\n"
                  "       lathe-rt inspect ARTIFACT\n"
                  "       lathe-rt generate ARTIFACT (--prompt TEXT | --prompt-ids 1,2,3) [--max-new-tokens N] [--max-context C]\n"
                  "                [--temperature T] [--top-k K] [--top-p P] [--seed S] [--ignore-eos] [--quiet] [--output-ids F]\n"
@@ -72,6 +72,7 @@ int main(int argc, char **argv) {
     else if (cmd == "bench" && a == "--seq") bench.seq = int64_t(number());
     else if (cmd == "bench" && a == "--warmup") bench.warmup = int(number());
     else if (cmd == "bench" && a == "--iterations") bench.iterations = int(number());
+    else if (cmd == "bench" && a == "--profile") bench.profile = true;
     else if (cmd == "generate" && a == "--prompt") gen.prompt = value();
     else if (cmd == "generate" && a == "--prompt-ids") gen.promptIds = value();
     else if (cmd == "generate" && a == "--max-new-tokens") gen.maxNewTokens = int64_t(number());

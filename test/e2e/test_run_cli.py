@@ -92,6 +92,15 @@ def main():
         # bench and inspect.
         rc, out, err = run([lathe, "bench", p("a.lathe"), "--batch", "2", "--seq", "8", "--iterations", "3"])
         c.expect(rc == 0 and "median" in out and "planned" in out, f"bench: rc={rc} {err}")
+        rc, out, err = run([lathe, "bench", p("a.lathe"), "--batch", "2", "--seq", "8", "--iterations", "3", "--profile"])
+        rows = {l.split()[0]: l.split() for l in out.splitlines() if l.startswith("  ") and len(l.split()) >= 4}
+        c.expect(rc == 0 and "% in kernels" in out and "linear" in rows and "attention" in rows,
+                 f"bench --profile: rc={rc} {out[-600:]} {err}")
+        _, manifest, _ = run([lathe, "inspect", p("a.lathe")])
+        linears = sum(1 for l in manifest.splitlines() if " linear " in l)
+        if "linear" in rows:
+            c.expect(linears > 0 and float(rows["linear"][2]) == linears,
+                     f"bench --profile: {rows['linear'][2]} linear calls per run, the manifest has {linears}")
         rc, out, err = run([lathe, "inspect", p("a.lathe")])
         c.expect(rc == 0 and "format version" in out and "/encoder/layer.0/attention/self/query/MatMul" in out,
                  f"inspect: rc={rc} {err}")

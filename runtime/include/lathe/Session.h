@@ -61,6 +61,7 @@ struct TapEvent {
   const std::string &op;
   const Tensor &tensor;
   int32_t tensorIndex;           // the tensor's index in the artifact (names need not be unique)
+  int32_t kernelIndex;           // the producing kernel's position in the program (one event per output)
 };
 using TapCallback = std::function<void(const TapEvent &)>;
 
