@@ -63,9 +63,13 @@ struct Int8Table {
 namespace int8amx { const Int8Table *table(); }
 namespace int8vnni {
 const Int8Table *table();
-/// The VNNI tiles on a layout with extra zero k groups: activation rows of
-/// `lda` bytes and weight panels `panelStride` bytes apart (the AMX table's
-/// layout, for its rows that fill less than an AMX tile).
+/// The VNNI quantization and tiles on a layout with extra zero k groups:
+/// activation rows of `kp`/`lda` bytes (padding 128, q = 0) and weight panels
+/// `panelStride` bytes apart (the AMX table's layout; its rows that fill less
+/// than an AMX tile run on the VNNI tiles).
+void packPadded(const int8_t *q, int64_t n, int64_t k, int64_t kp, uint8_t *packed);
+void quantizePadded(const float *x, int64_t lda, int64_t k, int64_t kp, int64_t rowBegin, int64_t rowEnd,
+                    const float *invScale, float tensorScale, void *xq, float *rowScale);
 void gemmPadded(const Int8GemmArgs *args, int64_t rowBegin, int64_t rowEnd, int64_t nBegin, int64_t nEnd, int64_t lda,
                 int64_t panelStride);
 } // namespace int8vnni

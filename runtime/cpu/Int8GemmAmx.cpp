@@ -23,7 +23,6 @@
 #include "runtime/cpu/Int8Gemm.h"
 
 #include <immintrin.h>
-#include <string.h>
 
 namespace lathe::cpu::int8amx {
 namespace {
@@ -38,23 +37,7 @@ int64_t panelBytes(int64_t k) { return NR * 4 + kPadded(k) / 4 * GROUP_BYTES; }
 
 int64_t packedWeightBytes(int64_t n, int64_t k) { return (n + NR - 1) / NR * panelBytes(k); }
 
-void packWeights(const int8_t *q, int64_t n, int64_t k, uint8_t *packed) {
-  const int64_t kp = kPadded(k);
-  for (int64_t n0 = 0; n0 < n; n0 += NR) {
-    uint8_t *panel = packed + n0 / NR * panelBytes(k);
-    int32_t *corr = reinterpret_cast<int32_t *>(panel);
-    int8_t *w = reinterpret_cast<int8_t *>(panel + NR * 4);
-    for (int64_t j = 0; j < NR; ++j) {
-      int32_t sum = 0;
-      for (int64_t kk = 0; kk < kp; ++kk) {
-        const int8_t v = n0 + j < n && kk < k ? q[(n0 + j) * k + kk] : 0;
-        w[kk / 4 * GROUP_BYTES + j * 4 + kk % 4] = v;
-        sum += v;
-      }
-      corr[j] = 128 * sum;
-    }
-  }
-}
+void packWeights(const int8_t *q, int64_t n, int64_t k, uint8_t *packed) { int8vnni::packPadded(q, n, k, kPadded(k), packed); }
 
 int64_t activationBytes(int64_t m, int64_t k) { return (m + MB) * kPadded(k); }
 
@@ -63,34 +46,7 @@ __mmask16 tailMask(int64_t left) { return left >= 16 ? __mmask16(0xFFFF) : __mma
 // The VNNI table's quantization, into rows of kPadded(k).
 void quantizeActivations(const float *x, int64_t lda, int64_t k, int64_t rowBegin, int64_t rowEnd,
                          const float *invScale, float tensorScale, void *xq, float *rowScale) {
-  const int64_t kp = kPadded(k);
-  const __m512 lo = _mm512_set1_ps(-127.0f), hi = _mm512_set1_ps(127.0f);
-  const __m512i offset = _mm512_set1_epi32(128);
-  for (int64_t r = rowBegin; r < rowEnd; ++r) {
-    const float *src = x + r * lda;
-    uint8_t *dst = static_cast<uint8_t *>(xq) + r * kp;
-    float inv;
-    if (invScale || tensorScale > 0) {
-      rowScale[r] = tensorScale;
-      inv = 1.0f / tensorScale;
-    } else {
-      __m512 mx = _mm512_setzero_ps();
-      for (int64_t i = 0; i < k; i += 16)
-        mx = _mm512_max_ps(mx, _mm512_abs_ps(_mm512_maskz_loadu_ps(tailMask(k - i), src + i)));
-      const float m = _mm512_reduce_max_ps(mx);
-      rowScale[r] = m / 127.0f;
-      inv = m > 0 ? 127.0f / m : 0.0f;
-    }
-    const __m512 vinv = _mm512_set1_ps(inv);
-    for (int64_t i = 0; i < k; i += 16) {
-      const __mmask16 mask = tailMask(k - i);
-      __m512 v = _mm512_maskz_loadu_ps(mask, src + i);
-      v = _mm512_mul_ps(v, invScale ? _mm512_maskz_loadu_ps(mask, invScale + i) : vinv);
-      v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
-      _mm512_mask_cvtepi32_storeu_epi8(dst + i, mask, _mm512_add_epi32(_mm512_cvtps_epi32(v), offset));
-    }
-    memset(dst + k, 128, size_t(kp - k));
-  }
+  int8vnni::quantizePadded(x, lda, k, kPadded(k), rowBegin, rowEnd, invScale, tensorScale, xq, rowScale);
 }
 
 // Palette 1, tiles 0–7 all 16 rows × 64 bytes: 0–3 the int32 sums of a

@@ -1,5 +1,6 @@
 // Every kernel against a naive reference, at every instruction-set level this
 // CPU supports, with sizes that are not multiples of any vector width.
+#include "KernelTestUtil.h"
 #include "TestGraph.h"
 #include "runtime/cpu/Kernels.h"
 
@@ -23,15 +24,6 @@ void requireClose(const Tensor &t, const std::vector<float> &ref, float tol = 1e
   }
 }
 
-std::vector<NamedTensor> runOne(Graph &g, const std::map<std::string, Tensor> &inputs, const std::string &isa = "", int threads = 1) {
-  auto session = g.open(isa, threads);
-  INFO(session.error());
-  REQUIRE(session.ok());
-  auto out = (*session)->run(inputs);
-  INFO(out.error());
-  REQUIRE(out.ok());
-  return std::move(*out);
-}
 
 } // namespace
 

@@ -3,6 +3,7 @@
 // squeeze, each against a double-precision std:: reference at every
 // instruction-set level this CPU supports. Rows of 37 elements: not a multiple
 // of any vector width (4, 8 or 16 floats).
+#include "KernelTestUtil.h"
 #include "TestGraph.h"
 #include "runtime/cpu/Kernels.h"
 
@@ -20,16 +21,6 @@ Tensor boolsOf(const std::vector<uint8_t> &v, std::vector<int64_t> shape) {
   Tensor t = Tensor::zeros(DType::Bool, shape);
   std::memcpy(t.data(), v.data(), v.size());
   return t;
-}
-
-std::vector<NamedTensor> runGraph(Graph &g, const std::map<std::string, Tensor> &inputs, const std::string &isa) {
-  auto session = g.open(isa, 2);
-  INFO(session.error());
-  REQUIRE(session.ok());
-  auto out = (*session)->run(inputs);
-  INFO(out.error());
-  REQUIRE(out.ok());
-  return std::move(*out);
 }
 
 void requireNear(const Tensor &t, const std::vector<double> &ref, double tol) {
@@ -90,14 +81,14 @@ TEST_CASE("every unary op matches std:: math in double precision", "[kernels]") 
     int32_t x = cast.input("x", DType::F32, 2), h = cast.tensor("h", DType::F16, 2);
     cast.kernel("cast", {x}, {h}, {{"to", std::string("f16")}});
     cast.output(h);
-    halfIn = std::move(runGraph(cast, {{"x", wide}}, "")[0].tensor);
+    halfIn = std::move(runOne(cast, {{"x", wide}}, "")[0].tensor);
   }
   std::vector<uint8_t> bits(3 * 37);
   for (size_t i = 0; i < bits.size(); ++i) bits[i] = uint8_t((i * 7 + 3) % 5 < 2);
 
   for (const auto &isa : cpu::supportedIsas()) {
     DYNAMIC_SECTION(isa) {
-      auto res = runGraph(g, {{"pos", tensorOf(positive, {3, 37})}, {"sgn", wide}, {"half", halfIn}, {"flags", boolsOf(bits, {3, 37})}},
+      auto res = runOne(g, {{"pos", tensorOf(positive, {3, 37})}, {"sgn", wide}, {"half", halfIn}, {"flags", boolsOf(bits, {3, 37})}},
                           isa);
       for (size_t o = 0; o < order.size(); ++o) {
         const bool needsPositive = order[o] == "sqrt" || order[o] == "log" || order[o] == "reciprocal";
@@ -114,7 +105,7 @@ TEST_CASE("every unary op matches std:: math in double precision", "[kernels]") 
       int32_t x = back.input("x", DType::F16, 2), f = back.tensor("f", DType::F32, 2);
       back.kernel("cast", {x}, {f}, {{"to", std::string("f32")}});
       back.output(f);
-      const Tensor exactIn = std::move(runGraph(back, {{"x", halfIn}}, isa)[0].tensor);
+      const Tensor exactIn = std::move(runOne(back, {{"x", halfIn}}, isa)[0].tensor);
       for (int64_t i = 0; i < exactIn.numel(); ++i) {
         const double v = exactIn.data<float>()[i];
         ref.push_back(v / (1 + std::exp(-v)));
@@ -151,7 +142,7 @@ TEST_CASE("logical and comparison ops broadcast like numpy", "[kernels]") {
   g.output(orY);
   for (const auto &isa : cpu::supportedIsas()) {
     DYNAMIC_SECTION(isa) {
-      auto res = runGraph(g, {{"a", tensorOf(a, {2, 3, 37})}}, isa);
+      auto res = runOne(g, {{"a", tensorOf(a, {2, 3, 37})}}, isa);
       for (size_t i = 0; i < a.size(); ++i) {
         const float x = a[i], y = b[i % 37], z = cv[i / 37 % 3];
         const bool want[] = {x == y, x < y, x <= y, x > y, x >= y, x < y && x > z, x < y || x > z};
@@ -179,7 +170,7 @@ TEST_CASE("reduce_sum, reduce_min and squeeze", "[kernels]") {
   auto at = [&](int i, int j, int k) { return double(a[size_t((i * 37 + j) * 3 + k)]); };
   for (const auto &isa : cpu::supportedIsas()) {
     DYNAMIC_SECTION(isa) {
-      auto res = runGraph(g, {{"a", tensorOf(a, {2, 1, 37, 3})}}, isa);
+      auto res = runOne(g, {{"a", tensorOf(a, {2, 1, 37, 3})}}, isa);
       REQUIRE(res[0].tensor.shape() == std::vector<int64_t>{2, 1, 1, 3});
       std::vector<double> rSum, rMin;
       for (int i = 0; i < 2; ++i)
