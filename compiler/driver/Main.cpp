@@ -154,10 +154,8 @@ int runCompile(const CompileOptions &o) {
       return 1;
     }
     calibrationData = std::move(*data);
-    struct rusage usage {};
-    getrusage(RUSAGE_SELF, &usage);
     stats.push_back({pipeline::Phase::Simplify, std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(),
-                     uint64_t(usage.ru_maxrss) * 1024, o.calibrationSequential ? "calibrate+compress (sequential)" : "calibrate"});
+                     pipeline::takePhasePeakRss(), o.calibrationSequential ? "calibrate+compress (sequential)" : "calibrate"});
     if (!uncompressed) uncompressed = module->clone();
   } else if (recipe && recipe->needsCalibrationData()) {
     std::cerr << "error: recipe '" << o.recipe << "' uses a calibrated method (gptq, awq, smoothquant or static activation scales): give --calibration DATA\n";
@@ -183,10 +181,8 @@ int runCompile(const CompileOptions &o) {
     if (used < calibrationData->batches.size())
       calibrationData->description += "; output errors on " + std::to_string(used) + " of its " +
                                       std::to_string(calibrationData->batches.size()) + " batches";
-    struct rusage usage {};
-    getrusage(RUSAGE_SELF, &usage);
     stats.push_back({pipeline::Phase::Compress, std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(),
-                     uint64_t(usage.ru_maxrss) * 1024, "measure output error"});
+                     pipeline::takePhasePeakRss(), "measure output error"});
   }
   // The report of a recipe: printed, and written as JSON next to the output.
   auto report = [&](uint64_t artifactBytes) {
@@ -213,10 +209,8 @@ int runCompile(const CompileOptions &o) {
       std::cerr << "error: " << o.input << ": " << error << "\n";
       return 1;
     }
-    struct rusage usage {};
-    getrusage(RUSAGE_SELF, &usage);
     stats.push_back({pipeline::Phase::Package, std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(),
-                     uint64_t(usage.ru_maxrss) * 1024});
+                     pipeline::takePhasePeakRss()});
     std::error_code ec;
     uint64_t bytes = std::filesystem::file_size(o.output, ec);
     std::cerr << "wrote " << o.output << "\n";

@@ -21,6 +21,7 @@
 #include "llvm/Support/raw_ostream.h"
 
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <sys/resource.h>
 #include <iomanip>
@@ -30,6 +31,26 @@
 using namespace mlir;
 
 namespace lathe::pipeline {
+
+uint64_t takePhasePeakRss() {
+  uint64_t hwmKb = 0;
+  if (std::FILE *f = std::fopen("/proc/self/status", "r")) {
+    char line[256];
+    while (std::fgets(line, sizeof line, f))
+      if (std::sscanf(line, "VmHWM: %lu kB", &hwmKb) == 1) break;
+    std::fclose(f);
+  }
+  if (hwmKb > 0) {
+    if (std::FILE *f = std::fopen("/proc/self/clear_refs", "w")) { // "5": reset the peak to the current size
+      std::fputs("5", f);
+      std::fclose(f);
+    }
+    return hwmKb * 1024;
+  }
+  struct rusage usage {};
+  getrusage(RUSAGE_SELF, &usage);
+  return uint64_t(usage.ru_maxrss) * 1024;
+}
 
 static const char *kPhaseNames[] = {"import", "simplify", "compress", "lower", "package"};
 
@@ -254,12 +275,9 @@ LogicalResult runPhases(ModuleOp module, Phase from, Phase to, const IrPrinting 
       return failure();
     }
     module->setAttr("lathe.phase", StringAttr::get(context, phaseName(phase)));
-    if (stats) {
-      struct rusage usage {};
-      getrusage(RUSAGE_SELF, &usage);
+    if (stats)
       stats->push_back({phase, std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(),
-                        uint64_t(usage.ru_maxrss) * 1024});
-    }
+                        takePhasePeakRss()});
   }
   return success();
 }

@@ -47,9 +47,15 @@ mlir::OwningOpRef<mlir::ModuleOp> loadModel(mlir::MLIRContext &context, const st
 struct PhaseStat {
   Phase phase;
   double seconds = 0;
-  uint64_t peakRssBytes = 0; // the process's peak so far, read after the phase
+  uint64_t peakRssBytes = 0; // the phase's own peak resident memory (takePhasePeakRss)
   const char *label = nullptr; // driver steps that are not phases ("calibrate"); null: the phase's name
 };
+
+/// The peak resident memory since the previous call (Linux: VmHWM, then reset
+/// through /proc/self/clear_refs, so each phase reports its own peak, which
+/// includes what earlier phases left resident); where that is unavailable, the
+/// process's peak so far (getrusage).
+uint64_t takePhasePeakRss();
 
 /// Runs the phases after `from` up to and including `to`; `recipe` (may be
 /// null) supplies the compress phase's passes.
