@@ -273,6 +273,21 @@ std::string runBinary(KernelContext &c) {
   if (a.dtype != b.dtype) return fail(c, "operands have different dtypes: " + desc(a) + " and " + desc(b));
   if (isCompare(op) ? y.dtype != DType::Bool : y.dtype != a.dtype)
     return fail(c, "result dtype " + std::string(dtypeName(y.dtype)) + " does not fit operands " + desc(a));
+  // Same-shape f32 arithmetic (residual adds): split across the pool.
+  if (a.dtype == DType::F32 && a.shape == y.shape && b.shape == y.shape && c.pool && y.numel() >= (1 << 15) &&
+      (op == BinaryOp::Add || op == BinaryOp::Sub || op == BinaryOp::Mul || op == BinaryOp::Div)) {
+    const float *pa = static_cast<const float *>(a.data), *pb = static_cast<const float *>(b.data);
+    float *py = static_cast<float *>(y.data);
+    c.pool->parallelFor(y.numel(), [&](int64_t lo, int64_t hi) {
+      switch (op) {
+      case BinaryOp::Add: for (int64_t i = lo; i < hi; ++i) py[i] = pa[i] + pb[i]; break;
+      case BinaryOp::Sub: for (int64_t i = lo; i < hi; ++i) py[i] = pa[i] - pb[i]; break;
+      case BinaryOp::Mul: for (int64_t i = lo; i < hi; ++i) py[i] = pa[i] * pb[i]; break;
+      default: for (int64_t i = lo; i < hi; ++i) py[i] = pa[i] / pb[i]; break;
+      }
+    }, 4096);
+    return "";
+  }
   std::string err;
   bool ok = visitType(a.dtype, [&](auto t) {
     using T = decltype(t);
@@ -1106,6 +1121,35 @@ void stridedCopy(const uint8_t *in, uint8_t *out, const std::vector<int64_t> &ou
   });
 }
 
+/// stridedCopy split across the pool by the leading output dimensions (enough
+/// of them for a few chunks per thread); each element is still one copy, so the
+/// result does not depend on the thread count.
+void parallelStridedCopy(core::ThreadPool *pool, const uint8_t *in, uint8_t *out, const std::vector<int64_t> &outShape,
+                         const std::vector<int64_t> &inStrides, int64_t base, size_t es) {
+  int64_t total = 1;
+  for (int64_t d : outShape) total *= d;
+  const size_t rank = outShape.size();
+  if (!pool || pool->size() < 2 || rank < 2 || total * int64_t(es) < (64 << 10))
+    return stridedCopy(in, out, outShape, inStrides, base, es);
+  size_t lead = 0;
+  int64_t outer = 1;
+  while (lead + 1 < rank && outer < 4 * pool->size()) outer *= outShape[lead++];
+  const std::vector<int64_t> rest(outShape.begin() + int64_t(lead), outShape.end()),
+      restStrides(inStrides.begin() + int64_t(lead), inStrides.end());
+  int64_t inner = 1;
+  for (int64_t d : rest) inner *= d;
+  pool->parallelFor(outer, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      int64_t offset = 0;
+      for (size_t d = lead, r = size_t(i); d-- > 0;) {
+        offset += int64_t(r % size_t(outShape[d])) * inStrides[d];
+        r /= size_t(outShape[d]);
+      }
+      stridedCopy(in, out + i * inner * int64_t(es), rest, restStrides, base + offset, es);
+    }
+  });
+}
+
 std::string shapeTranspose(KernelContext &c) {
   if (auto e = checkSameDtype(c); !e.empty()) return e;
   const View &x = *c.inputs[0];
@@ -1129,7 +1173,8 @@ std::string runTranspose(KernelContext &c) {
   if (!intsAttr(c, "perm", perm) || perm.empty()) for (size_t i = 0; i < rank; ++i) perm.push_back(int64_t(rank - 1 - i));
   std::vector<int64_t> own = stridesOf(x.shape), st(rank);
   for (size_t i = 0; i < rank; ++i) { int64_t p = perm[i]; normAxis(p, int64_t(rank)); st[i] = own[size_t(p)]; }
-  stridedCopy(static_cast<const uint8_t *>(x.data), static_cast<uint8_t *>(c.outputs[0]->data), c.outputs[0]->shape, st, 0, dtypeSize(x.dtype));
+  parallelStridedCopy(c.pool, static_cast<const uint8_t *>(x.data), static_cast<uint8_t *>(c.outputs[0]->data),
+                      c.outputs[0]->shape, st, 0, dtypeSize(x.dtype));
   return "";
 }
 

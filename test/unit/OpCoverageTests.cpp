@@ -203,3 +203,45 @@ TEST_CASE("reduce_sum, reduce_min and squeeze", "[kernels]") {
     CHECK_THAT(out.error(), Catch::Contains("/model/Squeeze_7") && Catch::Contains("cannot squeeze dimension 0"));
   }
 }
+
+TEST_CASE("transpose and same-shape arithmetic split across threads match one thread", "[kernels]") {
+  // Large enough (over 64 KiB) for the pool's split; leading dims 1 and 3 exercise how many are flattened.
+  for (const std::vector<int64_t> &shape : {std::vector<int64_t>{3, 40, 12, 32}, std::vector<int64_t>{1, 12, 70, 32}}) {
+    int64_t total = 1;
+    for (int64_t d : shape) total *= d;
+    const auto a = randomFloats(size_t(total), 61), b = randomFloats(size_t(total), 62);
+    for (const std::vector<int64_t> &perm : {std::vector<int64_t>{0, 2, 1, 3}, std::vector<int64_t>{2, 0, 3, 1}}) {
+      Graph g;
+      int32_t ta = g.input("a", DType::F32, 4), tb = g.input("b", DType::F32, 4);
+      int32_t t = g.tensor("t", DType::F32, 4), s = g.tensor("s", DType::F32, 4), d = g.tensor("d", DType::F32, 4);
+      g.kernel("transpose", {ta}, {t}, {{"perm", perm}});
+      g.kernel("add", {ta, tb}, {s});
+      g.kernel("div", {ta, tb}, {d});
+      for (int32_t o : {t, s, d}) g.output(o);
+      const std::map<std::string, Tensor> inputs = {{"a", tensorOf(a, shape)}, {"b", tensorOf(b, shape)}};
+      auto res = runOne(g, inputs, "", 2);
+      std::vector<int64_t> outShape;
+      for (int64_t p : perm) outShape.push_back(shape[size_t(p)]);
+      REQUIRE(res[0].tensor.shape() == outShape);
+      // The naive transpose: out[i0, i1, i2, i3] = a[index with in[perm[k]] = i_k].
+      std::vector<double> want;
+      int64_t in[4];
+      for (int64_t i0 = 0; i0 < outShape[0]; ++i0)
+        for (int64_t i1 = 0; i1 < outShape[1]; ++i1)
+          for (int64_t i2 = 0; i2 < outShape[2]; ++i2)
+            for (int64_t i3 = 0; i3 < outShape[3]; ++i3) {
+              const int64_t out[4] = {i0, i1, i2, i3};
+              for (int k = 0; k < 4; ++k) in[perm[size_t(k)]] = out[k];
+              want.push_back(a[size_t(((in[0] * shape[1] + in[1]) * shape[2] + in[2]) * shape[3] + in[3])]);
+            }
+      requireNear(res[0].tensor, want, 0);
+      std::vector<double> sum, quotient;
+      for (size_t i = 0; i < a.size(); ++i) sum.push_back(a[i] + b[i]), quotient.push_back(a[i] / b[i]);
+      requireNear(res[1].tensor, sum, 0);
+      requireNear(res[2].tensor, quotient, 0);
+      auto one = runOne(g, inputs, "", 1);
+      for (size_t o = 0; o < 3; ++o)
+        REQUIRE(std::memcmp(one[o].tensor.data(), res[o].tensor.data(), size_t(total) * 4) == 0);
+    }
+  }
+}
