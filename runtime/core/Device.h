@@ -16,7 +16,7 @@
 namespace lathe::device {
 
 /// Bumped whenever Backend, PluginApi or cpu::KernelContext change layout.
-constexpr int kPluginAbi = 1;
+constexpr int kPluginAbi = 2;
 /// The symbol every plugin exports: `extern "C" const PluginApi *lathe_device_plugin(int abi)`.
 /// Returns null when `abi` differs from the plugin's.
 inline constexpr const char *kPluginEntry = "lathe_device_plugin";

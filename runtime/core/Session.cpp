@@ -106,6 +106,7 @@ struct Session::Impl {
   std::vector<char> hostKnown;       // per tensor: value known at plan time
   std::unique_ptr<core::ThreadPool> pool;
   const cpu::IsaTable *isa = nullptr;
+  const cpu::Int8Table *int8 = nullptr; // W8A8 weights are packed for this table
   std::vector<TensorInfo> inputs, outputs;
   ArtifactInfo info;
   std::vector<std::pair<std::string, TapCallback>> taps;
@@ -206,6 +207,7 @@ Expected<std::unique_ptr<Session>> Session::open(const std::string &path, const 
   std::string err;
   impl->isa = cpu::selectIsa(options.isa, err);
   if (!impl->isa) return Status::error(err);
+  impl->int8 = cpu::int8TableFor(impl->isa->name);
   const bool wantDevice = !options.device.empty() && options.device != "cpu";
   if (!spec.cudaArchs.empty() && !wantDevice)
     return Status::error("artifact '" + path + "' was compiled for CUDA only; open it with device 'cuda'");
@@ -253,7 +255,7 @@ Expected<std::unique_ptr<Session>> Session::open(const std::string &path, const 
       if (kernel.weightFormat == "w8a8") {
         // int8 weights for the level's int8 GEMM, with their scales as f32.
         const void *scales = kernel.inputs.size() > 2 && kernel.inputs[2] >= 0 ? weightData[size_t(kernel.inputs[2])] : nullptr;
-        const cpu::Int8Table *t = cpu::int8TableFor(impl->isa->name);
+        const cpu::Int8Table *t = impl->int8;
         if (!data || !scales || !t || w.dtype != DType::I8 || w.shape.size() != 2 || !w.shape[0].isStatic() || !w.shape[1].isStatic())
           continue; // the kernel's shape check reports what is wrong
         const int64_t n = w.shape[0].value, kk = w.shape[1].value;
@@ -430,6 +432,7 @@ cpu::KernelContext Session::Impl::contextOf(size_t k) const {
   ctx.spec = &art.spec.kernels[k];
   ctx.pool = pool.get();
   ctx.isa = isa;
+  ctx.int8 = int8;
   ctx.runSerial = runSerial;
   if (k < packedWeights.size() && !packedWeights[k].empty()) ctx.packedWeight = packedWeights[k].data();
   if (activeDecoder) ctx.positionOffset = activeDecoder->past;
@@ -511,6 +514,7 @@ std::string Session::Impl::buildPlan(const std::vector<std::vector<int64_t>> &in
     ctx.spec = &kernel;
     ctx.pool = pool.get();
     ctx.isa = isa;
+    ctx.int8 = int8;
     for (int32_t in : kernel.inputs) {
       ctx.inputs.push_back(in >= 0 ? &plan.views[size_t(in)] : nullptr);
       if (in >= 0) lastUse[size_t(in)] = int64_t(k);

@@ -571,7 +571,7 @@ std::string shapeW8a8Linear(KernelContext &c) {
 std::string runW8a8Linear(KernelContext &c) {
   W8a8Operands o;
   if (auto e = w8a8Operands(c, o); !e.empty()) return e;
-  const Int8Table *t = int8TableFor(c.isa->name);
+  const Int8Table *t = c.int8 ? c.int8 : int8TableFor(c.isa->name);
   if (!t) return fail(c, std::string("no int8 kernels for instruction set ") + c.isa->name);
   const View &x = *c.inputs[0];
   const int64_t n = o.n, k = o.k, m = k ? x.numel() / k : 0;

@@ -42,6 +42,10 @@ struct KernelContext {
   std::vector<View *> outputs;      // dtype preset from the artifact; shape set by the shape function
   core::ThreadPool *pool = nullptr;
   const IsaTable *isa = nullptr;
+  // The int8 GEMM table the session packed W8A8 weights for (fixed at open, so
+  // LATHE_AMX or LATHE_ISA_MAX changing later cannot mismatch the layout); null:
+  // int8TableFor(isa->name).
+  const Int8Table *int8 = nullptr;
   const float *packedWeight = nullptr; // linear: operand 1 pre-packed for isa->gemm (w8a8: w8a8Pack), or null
   // Incremental decoding: `positions` counts from positionOffset; `attention`
   // appends its key/value rows to `cache` at `past` and attends over the whole
