@@ -81,7 +81,9 @@ const IsaTable *selectIsa(const std::string &forced, std::string &error) {
       origin = "LATHE_ISA";
     }
   }
-  if (const char *cap = std::getenv("LATHE_ISA_MAX"); cap && *cap && levelRank(cap) < 0) {
+  const char *cap = std::getenv("LATHE_ISA_MAX");
+  const std::string capped = cap && *cap ? std::string(" (LATHE_ISA_MAX=") + cap + ")" : std::string();
+  if (!capped.empty() && levelRank(cap) < 0) {
     error = std::string("LATHE_ISA_MAX is '") + cap + "'; known levels are baseline, avx2, avx512";
     return nullptr;
   }
@@ -91,10 +93,7 @@ const IsaTable *selectIsa(const std::string &forced, std::string &error) {
     return nullptr;
   }
   if (!cpuRunsLevel(level.c_str())) {
-    error = origin + " asks for instruction set '" + level + "' but this CPU does not support it" +
-            (std::getenv("LATHE_ISA_MAX") && *std::getenv("LATHE_ISA_MAX")
-                 ? std::string(" (LATHE_ISA_MAX=") + std::getenv("LATHE_ISA_MAX") + ")"
-                 : std::string());
+    error = origin + " asks for instruction set '" + level + "' but this CPU does not support it" + capped;
     return nullptr;
   }
   return isaByName(level);

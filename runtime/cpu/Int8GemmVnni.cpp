@@ -31,68 +31,15 @@ int64_t panelBytes(int64_t k) { return NR * 4 + groups(k) * GROUP_BYTES; }
 
 int64_t packedWeightBytes(int64_t n, int64_t k) { return (n + NR - 1) / NR * panelBytes(k); }
 
-// Panels of kp (≥ k, a multiple of 4) k values, the last kp − k of them zero.
-void packTo(const int8_t *q, int64_t n, int64_t k, int64_t kp, uint8_t *packed) {
-  const int64_t stride = NR * 4 + kp / 4 * GROUP_BYTES;
-  for (int64_t n0 = 0; n0 < n; n0 += NR) {
-    uint8_t *panel = packed + n0 / NR * stride;
-    int32_t *corr = reinterpret_cast<int32_t *>(panel);
-    int8_t *w = reinterpret_cast<int8_t *>(panel + NR * 4);
-    for (int64_t j = 0; j < NR; ++j) {
-      int32_t sum = 0;
-      for (int64_t kk = 0; kk < kp; ++kk) {
-        const int8_t v = n0 + j < n && kk < k ? q[(n0 + j) * k + kk] : 0;
-        w[kk / 4 * GROUP_BYTES + j * 4 + kk % 4] = v;
-        sum += v;
-      }
-      corr[j] = 128 * sum;
-    }
-  }
-}
-
-void packWeights(const int8_t *q, int64_t n, int64_t k, uint8_t *packed) { packTo(q, n, k, groups(k) * 4, packed); }
+void packWeights(const int8_t *q, int64_t n, int64_t k, uint8_t *packed) { packPadded(q, n, k, groups(k) * 4, packed); }
 
 int64_t activationBytes(int64_t m, int64_t k) { return m * groups(k) * 4; }
 
 __mmask16 tailMask(int64_t left) { return left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1); }
 
-// Rows of kp bytes (k rounded up to 4 here, to 64 in the AMX table's layout).
-void quantizeRowsTo(const float *x, int64_t lda, int64_t k, int64_t kp, int64_t rowBegin, int64_t rowEnd,
-                    const float *invScale, float tensorScale, void *xq, float *rowScale) {
-  const __m512 lo = _mm512_set1_ps(-127.0f), hi = _mm512_set1_ps(127.0f);
-  const __m512i offset = _mm512_set1_epi32(128);
-  for (int64_t r = rowBegin; r < rowEnd; ++r) {
-    const float *src = x + r * lda;
-    uint8_t *dst = static_cast<uint8_t *>(xq) + r * kp;
-    float inv;
-    if (invScale || tensorScale > 0) {
-      rowScale[r] = tensorScale;
-      inv = 1.0f / tensorScale;
-    } else {
-      __m512 mx = _mm512_setzero_ps();
-      for (int64_t i = 0; i < k; i += 16)
-        mx = _mm512_max_ps(mx, _mm512_abs_ps(_mm512_maskz_loadu_ps(tailMask(k - i), src + i)));
-      const float m = _mm512_reduce_max_ps(mx); // max is exact in any order
-      rowScale[r] = m / 127.0f;
-      inv = m > 0 ? 127.0f / m : 0.0f; // a zero row quantizes to 0 through x·0
-    }
-    const __m512 vinv = _mm512_set1_ps(inv);
-    for (int64_t i = 0; i < k; i += 16) {
-      const __mmask16 mask = tailMask(k - i);
-      __m512 v = _mm512_maskz_loadu_ps(mask, src + i);
-      v = _mm512_mul_ps(v, invScale ? _mm512_maskz_loadu_ps(mask, invScale + i) : vinv);
-      // Clamping before rounding gives the same integer as rounding first, and
-      // keeps vcvtps2dq (round to nearest even, like nearbyint) in range.
-      v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
-      _mm512_mask_cvtepi32_storeu_epi8(dst + i, mask, _mm512_add_epi32(_mm512_cvtps_epi32(v), offset));
-    }
-    for (int64_t i = k; i < kp; ++i) dst[i] = 128;
-  }
-}
-
 void quantizeActivations(const float *x, int64_t lda, int64_t k, int64_t rowBegin, int64_t rowEnd,
                          const float *invScale, float tensorScale, void *xq, float *rowScale) {
-  quantizeRowsTo(x, lda, k, groups(k) * 4, rowBegin, rowEnd, invScale, tensorScale, xq, rowScale);
+  quantizePadded(x, lda, k, groups(k) * 4, rowBegin, rowEnd, invScale, tensorScale, xq, rowScale);
 }
 
 struct Tile {
@@ -207,11 +154,57 @@ const Int8Table kTable = {"avx512-vnni", NR, packedWeightBytes, packWeights, act
 
 const Int8Table *table() { return &kTable; }
 
-void packPadded(const int8_t *q, int64_t n, int64_t k, int64_t kp, uint8_t *packed) { packTo(q, n, k, kp, packed); }
+// Panels of kp (≥ k, a multiple of 4) k values, the last kp − k of them zero.
+void packPadded(const int8_t *q, int64_t n, int64_t k, int64_t kp, uint8_t *packed) {
+  const int64_t stride = NR * 4 + kp / 4 * GROUP_BYTES;
+  for (int64_t n0 = 0; n0 < n; n0 += NR) {
+    uint8_t *panel = packed + n0 / NR * stride;
+    int32_t *corr = reinterpret_cast<int32_t *>(panel);
+    int8_t *w = reinterpret_cast<int8_t *>(panel + NR * 4);
+    for (int64_t j = 0; j < NR; ++j) {
+      int32_t sum = 0;
+      for (int64_t kk = 0; kk < kp; ++kk) {
+        const int8_t v = n0 + j < n && kk < k ? q[(n0 + j) * k + kk] : 0;
+        w[kk / 4 * GROUP_BYTES + j * 4 + kk % 4] = v;
+        sum += v;
+      }
+      corr[j] = 128 * sum;
+    }
+  }
+}
 
+// Rows of kp bytes (k rounded up to 4 here, to 64 in the AMX table's layout).
 void quantizePadded(const float *x, int64_t lda, int64_t k, int64_t kp, int64_t rowBegin, int64_t rowEnd,
                     const float *invScale, float tensorScale, void *xq, float *rowScale) {
-  quantizeRowsTo(x, lda, k, kp, rowBegin, rowEnd, invScale, tensorScale, xq, rowScale);
+  const __m512 lo = _mm512_set1_ps(-127.0f), hi = _mm512_set1_ps(127.0f);
+  const __m512i offset = _mm512_set1_epi32(128);
+  for (int64_t r = rowBegin; r < rowEnd; ++r) {
+    const float *src = x + r * lda;
+    uint8_t *dst = static_cast<uint8_t *>(xq) + r * kp;
+    float inv;
+    if (invScale || tensorScale > 0) {
+      rowScale[r] = tensorScale;
+      inv = 1.0f / tensorScale;
+    } else {
+      __m512 mx = _mm512_setzero_ps();
+      for (int64_t i = 0; i < k; i += 16)
+        mx = _mm512_max_ps(mx, _mm512_abs_ps(_mm512_maskz_loadu_ps(tailMask(k - i), src + i)));
+      const float m = _mm512_reduce_max_ps(mx); // max is exact in any order
+      rowScale[r] = m / 127.0f;
+      inv = m > 0 ? 127.0f / m : 0.0f; // a zero row quantizes to 0 through x·0
+    }
+    const __m512 vinv = _mm512_set1_ps(inv);
+    for (int64_t i = 0; i < k; i += 16) {
+      const __mmask16 mask = tailMask(k - i);
+      __m512 v = _mm512_maskz_loadu_ps(mask, src + i);
+      v = _mm512_mul_ps(v, invScale ? _mm512_maskz_loadu_ps(mask, invScale + i) : vinv);
+      // Clamping before rounding gives the same integer as rounding first, and
+      // keeps vcvtps2dq (round to nearest even, like nearbyint) in range.
+      v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
+      _mm512_mask_cvtepi32_storeu_epi8(dst + i, mask, _mm512_add_epi32(_mm512_cvtps_epi32(v), offset));
+    }
+    for (int64_t i = k; i < kp; ++i) dst[i] = 128;
+  }
 }
 
 void gemmPadded(const Int8GemmArgs *g, int64_t rowBegin, int64_t rowEnd, int64_t nBegin, int64_t nEnd, int64_t lda,
