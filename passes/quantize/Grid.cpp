@@ -127,24 +127,29 @@ Quantized quantizeRtn(const GridSpec &spec, const float *w, int64_t out, int64_t
   return packGroups(spec, out, in, grids, codes, w);
 }
 
-Quantized quantizeBf16(const float *w, int64_t count) {
+namespace {
+
+/// 16-bit float storage: encode each weight, and the relative error of what
+/// decoding gives back (the runtime's own conversions, round to nearest even).
+Quantized quantize16(const float *w, int64_t count, uint16_t (*encode)(float), float (*decode)(uint16_t)) {
   Quantized q;
   q.codes.reserve(size_t(count) * 2);
   double diff = 0, norm = 0;
   for (int64_t i = 0; i < count; ++i) {
     const float x = w[i];
-    uint32_t bits;
-    std::memcpy(&bits, &x, 4);
-    uint32_t rounded = bits + 0x7FFFu + ((bits >> 16) & 1u); // nearest even (finite weights)
-    uint16_t h = uint16_t(rounded >> 16);
+    const uint16_t h = encode(x);
     put16(q.codes, h);
-    uint32_t back = uint32_t(h) << 16;
-    float hat;
-    std::memcpy(&hat, &back, 4);
+    const float hat = decode(h);
     diff += double(x - hat) * double(x - hat), norm += double(x) * x;
   }
   q.relativeError = norm > 0 ? std::sqrt(diff / norm) : 0.0;
   return q;
+}
+
+} // namespace
+
+Quantized quantizeBf16(const float *w, int64_t count) {
+  return quantize16(w, count, numeric::floatToBf16, numeric::bf16ToFloat);
 }
 
 int64_t firstOutsideHalfRange(const float *w, int64_t count) {
@@ -154,20 +159,7 @@ int64_t firstOutsideHalfRange(const float *w, int64_t count) {
 }
 
 Quantized quantizeF16(const float *w, int64_t count) {
-  Quantized q;
-  q.codes.reserve(size_t(count) * 2);
-  double diff = 0, norm = 0;
-  for (int64_t i = 0; i < count; ++i) {
-    const float x = w[i];
-    // The runtime's own conversion (bit arithmetic, round to nearest even):
-    // the same bits APFloat gives, a few times faster on large layers.
-    const uint16_t h = numeric::floatToHalf(x);
-    put16(q.codes, h);
-    const float hat = numeric::halfToFloat(h);
-    diff += double(x - hat) * double(x - hat), norm += double(x) * x;
-  }
-  q.relativeError = norm > 0 ? std::sqrt(diff / norm) : 0.0;
-  return q;
+  return quantize16(w, count, numeric::floatToHalf, numeric::halfToFloat);
 }
 
 } // namespace lathe::quantize
