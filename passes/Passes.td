@@ -135,6 +135,9 @@ def QuantizeWeights : Pass<"lathe-quantize-weights", "mlir::func::FuncOp"> {
     Option<"compensationRank", "compensation-rank", "int64_t", "0",
            "int8/int4/int3: add a rank-r correction of the quantization error W − Ŵ (bf16 factors; activation-aware "
            "with the layer's calibration XᵀX, else plain SVD)">,
+    Option<"int8Activations", "int8-activations", "bool", "false",
+           "int8/int4: the runtime quantizes the input to int8 per block of 32 (act_block = 32) and sums the products "
+           "in integers (int8 groups must be multiples of 32 or one per output channel)">,
   ];
 }
 

@@ -17,6 +17,7 @@ std::string QuantizeSettings::describe() const {
   const bool storage = format == "bf16" || format == "fp16";
   if (!storage) s += " g" + (groupSize ? std::to_string(groupSize) : std::string(format == "int8" ? "channel" : "32"));
   if (format == "int4" || format == "int3") s += symmetric ? " sym" : " asym";
+  if (int8Activations) s += " int8-activations";
   if (format == "w8a8") {
     s = std::string(smoothAlpha ? "smoothquant a" + std::to_string(*smoothAlpha).substr(0, 4) + " + " : "") + "w8a8 " + method +
         " activations " + actMode;
@@ -60,7 +61,9 @@ template <class T> T scalar(const YAML::Node &node, const std::string &what) {
 }
 
 QuantizeSettings parseQuantize(const YAML::Node &node, const std::string &where) {
-  onlyKeys(node, {"format", "group_size", "symmetric", "method", "dampening", "act_order", "activations", "smoothquant", "compensation"}, where);
+  onlyKeys(node, {"format", "group_size", "symmetric", "method", "dampening", "act_order", "activations", "smoothquant", "compensation",
+                  "int8_activations"},
+           where);
   QuantizeSettings q;
   if (node["format"]) q.format = scalar<std::string>(node["format"], "format");
   if (q.format != "int8" && q.format != "int4" && q.format != "int3" && q.format != "bf16" && q.format != "fp16" &&
@@ -130,6 +133,13 @@ QuantizeSettings parseQuantize(const YAML::Node &node, const std::string &where)
   if (node["act_order"]) {
     q.activationOrder = scalar<bool>(node["act_order"], "act_order");
     if (!gptq) failAt(node["act_order"], "'act_order' applies to method gptq only");
+  }
+  if (YAML::Node a = node["int8_activations"]) {
+    q.int8Activations = scalar<bool>(a, "int8_activations");
+    if (q.int8Activations && q.format != "int8" && q.format != "int4")
+      failAt(a, "'int8_activations' applies to int8 and int4 weights (" + q.format + " keeps f32 activations; w8a8 has its own 'activations')");
+    if (q.int8Activations && q.format == "int8" && q.groupSize % 32)
+      failAt(a, "'int8_activations' needs int8 groups in multiples of 32 (or group_size 0), got " + std::to_string(q.groupSize));
   }
   if (YAML::Node c = node["compensation"]) {
     onlyKeys(c, {"rank"}, "'compensation'");
@@ -213,7 +223,8 @@ StructuredSettings parseStructured(const YAML::Node &node) {
 void checkStack(const YAML::Node &at, const std::optional<PruneSettings> &p, const std::optional<LowRankSettings> &l,
                 const std::optional<QuantizeSettings> &q) {
   if (p && l) failAt(at, "prune and lowrank on the same layers: the factors of a pruned weight are dense again; pick one");
-  if (p && !p->pattern.empty() && q && !(q->format == "int4" && q->symmetric && q->method == "rtn" && !q->compensationRank))
+  if (p && !p->pattern.empty() && q &&
+      !(q->format == "int4" && q->symmetric && q->method == "rtn" && !q->compensationRank && !q->int8Activations))
     failAt(at, "N:M pruning stacks with symmetric int4 rtn quantization only (its kept values become int4); got " + q->describe());
   if (p && q && q->calibrated())
     failAt(at, "a pruned layer is quantized with rtn (the statistics were gathered on the unpruned weights); got method " + q->method);
@@ -380,6 +391,7 @@ void buildCompressPipeline(mlir::OpPassManager &pm, const Recipe &recipe, bool o
     options.dampening = q.dampening;
     options.activationOrder = q.activationOrder;
     options.compensationRank = q.compensationRank;
+    options.int8Activations = q.int8Activations;
     options.onlyCalibrated = onlyCalibrated;
     // A low-rank layer's factors are named "<layer>.lr_a" and "<layer>": a pattern matching the layer covers both.
     std::vector<std::string> exclude;

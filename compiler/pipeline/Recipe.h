@@ -18,6 +18,9 @@
 //       alpha: 0.5
 //     compensation:         # int8/int4/int3: a rank-r correction of the quantization error (bf16 factors;
 //       rank: 8             #   activation-aware with --calibration)
+//     int8_activations: true # int8/int4: the input quantized to int8 per block of 32 at run time and the
+//                           #   products summed in integers (llama.cpp's Q8_0 activations): faster decode
+
 //   prune:                  # optional, before quantize (N:M then int4 stores the kept values as int4)
 //     method: wanda         # magnitude | wanda | sparsegpt (these two need --calibration)
 //     sparsity: 0.5         # unstructured: the fraction removed (zeros in a dense f32 weight), or
@@ -68,6 +71,7 @@ struct QuantizeSettings {
   double actPercentile = 99.99;
   std::optional<double> smoothAlpha;
   int64_t compensationRank = 0;
+  bool int8Activations = false; // int8/int4: the runtime quantizes the input per block of 32 (act_block)
   /// Whether the method needs XᵀX (gptq, awq).
   bool calibrated() const { return method != "rtn"; }
   /// Whether XᵀX is used when calibration data is given (also by a compensation, which works without).

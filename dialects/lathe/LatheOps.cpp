@@ -565,6 +565,13 @@ LogicalResult QuantizedLinearOp::verify() {
     auto b = shapeOf(getBias());
     if (b.size() != 1 || (b[0] != kDynamic && b[0] != out)) return emitOpError("bias must be [") << out << "]";
   }
+  if (auto block = getActBlockAttr()) {
+    if (block.getInt() != 32) return emitOpError("act_block must be 32 (int8 activations per block of 32), got ") << block.getInt();
+    if (format != "int8" && format != "int4")
+      return emitOpError("int8 activations (act_block) apply to int8 and int4 weights, not ") << format;
+    if (format == "int8" && group % 32 && group < in)
+      return emitOpError("int8 activations need int8 groups that are multiples of 32 (or one per row), got group_size ") << group;
+  }
   return success();
 }
 

@@ -165,6 +165,11 @@ struct QuantizeWeightsPass : impl::QuantizeWeightsBase<QuantizeWeightsPass> {
           << in << " and " << group;
       return success();
     }
+    if (int8Activations && format != "int8" && format != "int4")
+      return op.emitError("int8 activations apply to int8 and int4 weights, not ") << format;
+    if (int8Activations && format == "int8" && group % 32 && group < in)
+      return op.emitError("int8 activations need int8 groups that are multiples of 32 (or one per output channel), got ")
+             << group;
     // An N:M-pruned layer (lathe-prune) quantized to int4 keeps its sparsity:
     // its kept values become int4 codes with a grid per group of input columns.
     if (auto sparsity = op->getAttrOfType<DictionaryAttr>("lathe.sparsity")) {
@@ -330,7 +335,8 @@ struct QuantizeWeightsPass : impl::QuantizeWeightsBase<QuantizeWeightsPass> {
     }
     auto replacement = b.create<QuantizedLinearOp>(loc, op.getType(), op.getInput(), w, scales, mins, op.getBias(), actScales,
                                                    b.getStringAttr(format), b.getI64IntegerAttr(storage ? in : group),
-                                                   actScale > 0 ? b.getF32FloatAttr(actScale) : FloatAttr());
+                                                   actScale > 0 ? b.getF32FloatAttr(actScale) : FloatAttr(),
+                                                   int8Activations ? b.getI64IntegerAttr(32) : IntegerAttr());
     double bytesBefore = double(out) * double(in) * 4.0;
     const double bytesAfter = double(q.codes.size() + q.scales.size() + q.mins.size() + actInverse.size() * 4 +
                                      compA.size() + compB.size());
@@ -373,9 +379,10 @@ struct QuantizeWeightsPass : impl::QuantizeWeightsBase<QuantizeWeightsPass> {
       Value a = b.create<ConstantOp>(aLoc, at, makeResourceAttr(at, base + ".comp_a", compA));
       Value bw = b.create<ConstantOp>(bLoc, bt, makeResourceAttr(bt, base + ".comp_b", compB));
       auto inner = b.create<QuantizedLinearOp>(aLoc, op.getInput(), a, Value(), Value(), Value(), Value(),
-                                               b.getStringAttr("bf16"), b.getI64IntegerAttr(in), FloatAttr());
+                                               b.getStringAttr("bf16"), b.getI64IntegerAttr(in), FloatAttr(), IntegerAttr());
       auto outer = b.create<QuantizedLinearOp>(bLoc, op.getType(), inner.getResult(), bw, Value(), Value(), Value(), Value(),
-                                               b.getStringAttr("bf16"), b.getI64IntegerAttr(comp.rank), FloatAttr());
+                                               b.getStringAttr("bf16"), b.getI64IntegerAttr(comp.rank), FloatAttr(),
+                                               IntegerAttr());
       replacement->setLoc(NameLoc::get(b.getStringAttr(base + ".q")));
       NamedAttrList record(replacement->getAttrOfType<DictionaryAttr>("lathe.compression"));
       record.set("layer", b.getStringAttr(base));

@@ -75,6 +75,10 @@ struct QuantArgs {
   int64_t ldc;
   const float *bias; // may be null
   int64_t m, n, k;
+  /// 0: f32 input. 32 (Int8 and Int4 only; Int8 groups a multiple of 32 or
+  /// the whole row): the input quantized to int8 per block of 32 at run time
+  /// (d = max|x|/127, q = rint(x/d)) and the products summed in integers.
+  int64_t actBlock;
 };
 
 struct IsaTable {

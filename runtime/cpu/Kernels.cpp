@@ -464,7 +464,7 @@ std::string runLinear(KernelContext &c) {
 struct QuantOperands {
   QuantFormat format;
   const View *q, *scales, *mins, *bias;
-  int64_t n, k, group;
+  int64_t n, k, group, actBlock;
 };
 /// An optional bias of a compact linear: f32 with one value per output.
 std::string checkBias(KernelContext &c, const View *bias, int64_t n) {
@@ -508,6 +508,15 @@ std::string quantOperands(KernelContext &c, QuantOperands &o) {
       return fail(c, "scales/mins must be f16 [" + std::to_string(o.n) + ", " + std::to_string(groups) + "], found " + desc(*s));
   }
   if (!storage && !o.scales) return fail(c, "the " + f + " weight has no scales");
+  // act_block 32: int8 activations (QuantArgs::actBlock), for int8 weights whose
+  // groups are whole blocks of 32 (or the whole row) and int4.
+  o.actBlock = intAttr(c, "act_block", 0);
+  if (o.actBlock != 0 && o.actBlock != 32) return fail(c, "act_block must be 0 (f32 input) or 32, found " + std::to_string(o.actBlock));
+  if (o.actBlock && o.format != QuantFormat::Int8 && o.format != QuantFormat::Int4)
+    return fail(c, "int8 activations (act_block) apply to int8 and int4 weights, not " + f);
+  if (o.actBlock && o.format == QuantFormat::Int8 && o.group % 32 && o.group < o.k)
+    return fail(c, "int8 activations need int8 groups that are multiples of 32 (or one per row), found group size " +
+                       std::to_string(o.group));
   return checkBias(c, o.bias, o.n);
 }
 /// A compact linear's result: the input [..., k] becomes [..., n].
@@ -531,7 +540,7 @@ std::string runQuantLinear(KernelContext &c) {
   QuantArgs a{o.format, o.q->data, o.scales ? static_cast<const uint16_t *>(o.scales->data) : nullptr,
               o.mins ? static_cast<const uint16_t *>(o.mins->data) : nullptr, o.group, static_cast<const float *>(x.data), o.k,
               static_cast<float *>(c.outputs[0]->data), o.n, o.bias ? static_cast<const float *>(o.bias->data) : nullptr,
-              o.k ? x.numel() / o.k : 0, o.n, o.k};
+              o.k ? x.numel() / o.k : 0, o.n, o.k, o.actBlock};
   const int64_t panel = c.isa->gemmPanelWidth;
   c.pool->parallelFor(o.n, [&](int64_t b, int64_t e) { c.isa->quantGemm(&a, b, e); }, a.m <= 4 ? 16 : panel);
   return "";

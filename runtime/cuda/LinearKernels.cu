@@ -352,6 +352,13 @@ std::string needF32(const artifact::ArtifactSpec &spec, const artifact::KernelSp
 std::string checkActivations(const artifact::ArtifactSpec &spec, const artifact::KernelSpec &k) {
   return needF32(spec, k, 0, "activations");
 }
+/// int8/int4 with int8 activations (act_block): the CPU's integer dot products
+/// have no CUDA kernel yet, and the f32-input GEMV would compute another model.
+std::string checkQuantLinear(const artifact::ArtifactSpec &spec, const artifact::KernelSpec &k) {
+  if (artifact::intAttr(k, "act_block", 0) != 0)
+    return "int8 activations (act_block) have no CUDA kernel yet (the input's block quantization must match the CPU's): runs on the host";
+  return checkActivations(spec, k);
+}
 std::string checkLinearF32(const artifact::ArtifactSpec &spec, const artifact::KernelSpec &k) {
   if (auto e = needF32(spec, k, 0, "activations"); !e.empty()) return e;
   return needF32(spec, k, 1, "weights");
@@ -375,7 +382,7 @@ std::string checkBitmap(const artifact::ArtifactSpec &, const artifact::KernelSp
 
 void registerLinearKernels() {
   addDeviceKernel("linear", "f32", {runLinearF32, checkLinearF32});
-  for (const char *format : {"int8", "int4", "int3", "bf16", "fp16"}) addDeviceKernel("linear", format, {runQuantLinear, checkActivations});
+  for (const char *format : {"int8", "int4", "int3", "bf16", "fp16"}) addDeviceKernel("linear", format, {runQuantLinear, checkQuantLinear});
   for (const char *format : {"nm-f32", "nm-int4"}) addDeviceKernel("linear", format, {runNmLinear, checkActivations});
   addDeviceKernel("linear", "w8a8", {runUnsupported, checkW8a8});
   addDeviceKernel("linear", "bitmap-f32", {runUnsupported, checkBitmap});

@@ -22,7 +22,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 from measure import ROOT, commit, lathe_generate, sh  # noqa: E402
 
 PEER = {"fp32": "F32", "int8-weight-only": "Q8_0", "int8-g32": "Q8_0", "int4-rtn-g32": "Q4_0",
-        "int4-rtn-g128": "Q4_0", "int4-g32-int8-head": "Q4_0", "gguf-native": "Q4_1"}
+        "int4-rtn-g128": "Q4_0", "int4-g32-int8-head": "Q4_0", "gguf-native": "Q4_1",
+        "int8-g32-a8": "Q8_0", "int4-rtn-g32-a8": "Q4_0"}
 
 
 def main():

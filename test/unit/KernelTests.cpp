@@ -5,6 +5,7 @@
 #include "runtime/cpu/Kernels.h"
 
 #include <catch2/catch.hpp>
+#include <limits>
 
 using namespace lathe;
 using namespace lathe::test;
@@ -507,6 +508,121 @@ TEST_CASE("compact-weight linear (int8, int4 and int3 sym/asym, bf16, fp16) matc
           }
         }
       }
+}
+
+/// The runtime's int8 activation rule (QuantArgs::actBlock), written out here:
+/// per 32 values d = max|x|/127, q = rint(x·(1/d)); x becomes d·q.
+static std::vector<float> int8BlockRoundTrip(const std::vector<float> &x, int64_t rows, int64_t k) {
+  std::vector<float> out(x.size());
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t b = 0; b < k; b += 32) {
+      const int64_t size = std::min<int64_t>(32, k - b);
+      float amax = 0;
+      for (int64_t i = 0; i < size; ++i) amax = std::max(amax, std::fabs(x[size_t(r * k + b + i)]));
+      const float d = amax / 127.0f, id = d != 0 ? 1.0f / d : 0.0f;
+      for (int64_t i = 0; i < size; ++i) {
+        const float q = std::clamp(std::nearbyint(x[size_t(r * k + b + i)] * id), -127.0f, 127.0f);
+        out[size_t(r * k + b + i)] = d * q;
+      }
+    }
+  return out;
+}
+
+TEST_CASE("int8 activations (act_block 32): int8 and int4 linear match x_q·W_deqᵀ+b", "[kernels][quant]") {
+  struct Case { std::string format; int64_t group; bool asym; };
+  // int8: per row, g32, g64, g96 (multiples of 32); int4 sym/asym g32, g64, g128.
+  const std::vector<Case> cases = {{"int8", 0, false},  {"int8", 32, false}, {"int8", 64, false}, {"int8", 96, false},
+                                   {"int4", 32, false}, {"int4", 32, true},  {"int4", 64, true},  {"int4", 128, false}};
+  for (auto isa : isas())
+    for (const Case &cs : cases)
+      for (auto [m, k, n] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{
+               {1, 128, 67}, {1, 96, 9}, {2, 224, 5}, {3, 192, 130}, {4, 544, 9}, {5, 128, 70}, {13, 320, 33}, {1, 1536, 12}}) {
+        const int64_t group = cs.group ? std::min(cs.group, k) : k;
+        for (int64_t kk : {k, k + 13}) { // int8 rows that are not whole blocks (per-row scale only)
+          if (kk != k && (cs.format != "int8" || cs.group)) continue;
+          const int64_t g = cs.group ? group : kk;
+          INFO(isa << " " << cs.format << " group " << g << (cs.asym ? " asym" : "") << " m " << m << " k " << kk << " n " << n);
+          CompactWeight w = makeCompact(cs.format, n, kk, g, cs.asym, uint32_t(m * 1000 + kk + n));
+          Graph gr;
+          int32_t x = gr.input("x", DType::F32, {Dim{-1, "batch"}, Dim{kk, ""}});
+          std::vector<int32_t> in = {x, gr.weight("q", cs.format == "int8" ? DType::I8 : DType::U8, {n, cs.format == "int8" ? kk : kk / 2}, w.q)};
+          const int64_t groups = (kk + g - 1) / g;
+          in.push_back(gr.weight("scales", DType::F16, {n, groups}, w.scales));
+          if (cs.format == "int4") in.push_back(cs.asym ? gr.weight("mins", DType::F16, {n, groups}, w.mins) : -1);
+          std::vector<float> bias = randomFloats(size_t(n), 3);
+          in.push_back(gr.weight("b", DType::F32, {n}, bias));
+          int32_t y = gr.tensor("y", DType::F32, 2);
+          gr.kernel("linear", in, {y}, {{"group_size", g}, {"act_block", int64_t(32)}});
+          gr.spec.kernels.back().weightFormat = cs.format;
+          gr.output(y);
+          std::vector<float> xs = randomFloats(size_t(m * kk), 9);
+          xs[0] = 7.5f; // one block with a large value: its other values round coarsely
+          const std::vector<float> xq = int8BlockRoundTrip(xs, m, kk);
+          std::vector<float> ref(size_t(m * n)), refF32(size_t(m * n));
+          double refScale = 0;
+          for (int64_t i = 0; i < m; ++i)
+            for (int64_t j = 0; j < n; ++j) {
+              double s = bias[size_t(j)], sf = bias[size_t(j)];
+              for (int64_t t = 0; t < kk; ++t) {
+                s += double(xq[size_t(i * kk + t)]) * w.dequantized[size_t(j * kk + t)];
+                sf += double(xs[size_t(i * kk + t)]) * w.dequantized[size_t(j * kk + t)];
+              }
+              ref[size_t(i * n + j)] = float(s), refF32[size_t(i * n + j)] = float(sf);
+              refScale = std::max(refScale, std::fabs(sf));
+            }
+          for (int threads : {1, 2}) {
+            auto out = runOne(gr, {{"x", tensorOf(xs, {m, kk})}}, isa, threads);
+            requireClose(out[0].tensor, ref, 2e-5f * float(kk) / 64.0f + 1e-5f);
+            // And the activation rounding itself is small: within 2 % of the largest output of the f32 input.
+            const float *got = out[0].tensor.data<float>();
+            for (size_t i = 0; i < refF32.size(); ++i) REQUIRE(std::fabs(got[i] - refF32[i]) <= 0.02 * refScale);
+          }
+        }
+      }
+}
+
+TEST_CASE("int8 activations: a non-finite input stays non-finite; bad act_block is refused", "[kernels][quant]") {
+  const int64_t n = 6, k = 64;
+  CompactWeight w = makeCompact("int4", n, k, 32, false, 5);
+  for (auto isa : isas())
+    for (int64_t m : {1, 6}) {
+      Graph g;
+      int32_t x = g.input("x", DType::F32, {Dim{-1, "batch"}, Dim{k, ""}});
+      int32_t q = g.weight("q", DType::U8, {n, k / 2}, w.q), s = g.weight("scales", DType::F16, {n, 2}, w.scales);
+      int32_t y = g.tensor("y", DType::F32, 2);
+      g.kernel("linear", {x, q, s}, {y}, {{"group_size", int64_t(32)}, {"act_block", int64_t(32)}});
+      g.spec.kernels.back().weightFormat = "int4";
+      g.output(y);
+      std::vector<float> xs = randomFloats(size_t(m * k), 4);
+      xs[3] = std::numeric_limits<float>::infinity();
+      auto out = runOne(g, {{"x", tensorOf(xs, {m, k})}}, isa);
+      INFO(isa << " m " << m);
+      for (int64_t j = 0; j < n; ++j) CHECK(!std::isfinite(out[0].tensor.data<float>()[j]));
+      for (int64_t j = n; j < m * n; ++j) CHECK(std::isfinite(out[0].tensor.data<float>()[j]));
+    }
+  for (auto [format, group, block, message] :
+       std::vector<std::tuple<std::string, int64_t, int64_t, std::string>>{
+           {"int4", 32, 16, "act_block must be 0 (f32 input) or 32, found 16"},
+           {"int8", 48, 32, "int8 activations need int8 groups that are multiples of 32 (or one per row), found group size 48"}}) {
+    Graph g;
+    int32_t x = g.input("x", DType::F32, {Dim{-1, "batch"}, Dim{k, ""}});
+    const bool int8 = format == "int8";
+    const int64_t groups = (k + group - 1) / group;
+    int32_t q = g.weight("q", int8 ? DType::I8 : DType::U8, {n, int8 ? k : k / 2}, std::vector<uint8_t>(size_t(n * (int8 ? k : k / 2)), 0));
+    int32_t s = g.weight("scales", DType::F16, {n, groups}, std::vector<uint16_t>(size_t(n * groups), 0));
+    int32_t y = g.tensor("y", DType::F32, 2);
+    g.kernel("linear", {x, q, s}, {y}, {{"group_size", group}, {"act_block", block}}, "/fc");
+    g.spec.kernels.back().weightFormat = format;
+    g.output(y);
+    auto session = g.open();
+    std::string error = session ? "" : session.error();
+    if (session) {
+      auto out = (*session)->run({{"x", tensorOf(randomFloats(size_t(k), 1), {1, k})}});
+      REQUIRE(!out);
+      error = out.error();
+    }
+    CHECK_THAT(error, Catch::Contains("/fc") && Catch::Contains(message));
+  }
 }
 
 TEST_CASE("fp16 and bf16 linear: k not a multiple of any vector width, values at half's limits", "[kernels][quant]") {

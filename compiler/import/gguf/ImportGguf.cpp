@@ -340,7 +340,8 @@ Value Builder::nativeLinear(Value x, const std::string &tensorName, RowLayout la
   outShape.back() = rows;
   auto resultType = RankedTensorType::get(outShape, builder_.getF32Type());
   auto op = builder_.create<ir::QuantizedLinearOp>(loc_, resultType, x, w, s, m, Value(), Value(),
-                                                   builder_.getStringAttr(q8 ? "int8" : "int4"), builder_.getI64IntegerAttr(32), FloatAttr());
+                                                   builder_.getStringAttr(q8 ? "int8" : "int4"), builder_.getI64IntegerAttr(32), FloatAttr(),
+                                                   IntegerAttr());
   const double after = double(codes.size() + scales.size() + mins.size());
   op->setAttr("lathe.compression",
               builder_.getDictionaryAttr(
