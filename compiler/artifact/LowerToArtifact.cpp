@@ -284,7 +284,10 @@ LogicalResult Lowering::run(std::string &error) {
           cast<RankedTensorType>(c.getType()).getNumElements() > 1)
         weightBytes += cast<RankedTensorType>(c.getType()).getNumElements() *
                        artifact::dtypeSize(*dtypeOf(cast<RankedTensorType>(c.getType()).getElementType()));
-    if (weightBytes) spec.manifest.push_back({source, kernel.op, kernel.weightFormat, weightBytes});
+    // The manifest's format says "+a8" for a layer with int8 activations (act_block).
+    const auto block = kernel.attrs.find("act_block");
+    const bool a8 = block != kernel.attrs.end() && std::holds_alternative<int64_t>(block->second) && std::get<int64_t>(block->second);
+    if (weightBytes) spec.manifest.push_back({source, kernel.op, kernel.weightFormat + (a8 ? "+a8" : ""), weightBytes});
     spec.kernels.push_back(std::move(kernel));
   }
   // Outputs carry their ONNX names; an output that is an input, a constant or

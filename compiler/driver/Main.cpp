@@ -69,7 +69,7 @@ int runCompile(const CompileOptions &o) {
       return 1;
     }
   }
-  auto module = pipeline::loadModel(context, o.input, error, {o.ggufWeights == "native"});
+  auto module = pipeline::loadModel(context, o.input, error, {o.ggufWeights != "f32", o.ggufWeights == "native-a8"});
   if (!module) {
     std::cerr << "error: " << error << "\n";
     return 1;
@@ -186,7 +186,7 @@ int runCompile(const CompileOptions &o) {
   }
   // The report of a recipe: printed, and written as JSON next to the output.
   auto report = [&](uint64_t artifactBytes) {
-    if (!recipe && o.ggufWeights != "native") return true;
+    if (!recipe && o.ggufWeights == "f32") return true;
     pipeline::CompressionReport r{recipe ? (recipe->name.empty() ? recipe->path : recipe->name) : "none (GGUF weights kept native)", o.input,
                                   pipeline::collectLayers(*module), stats, artifactBytes,
                                   calibrationData ? calibrationData->description : std::string()};
@@ -267,8 +267,9 @@ int main(int argc, char **argv) {
                                                  "the artifact does not depend on it")
       ->check(CLI::NonNegativeNumber);
   comp->add_option("--gguf-weights", compile.ggufWeights,
-                   "f32: dequantize GGUF weights; native: keep Q8_0/Q4_0/Q4_1 linear weights as int8/int4 g32 (exact)")
-      ->check(CLI::IsMember({"f32", "native"}));
+                   "f32: dequantize GGUF weights; native: keep Q8_0/Q4_0/Q4_1 linear weights as int8/int4 g32 (exact); "
+                   "native-a8: those, with int8 activations (inputs quantized per block of 32 at run time, as llama.cpp does)")
+      ->check(CLI::IsMember({"f32", "native", "native-a8"}));
 
   lathe::driver::InspectOptions inspect;
   auto *insp = app.add_subcommand("inspect", "Per-phase tables: op counts, parameters, weight bytes, FLOPs");

@@ -119,7 +119,7 @@ OwningOpRef<ModuleOp> loadModel(MLIRContext &context, const std::string &path, s
     return finishImport(std::move(result.module));
   }
   if (endsWith(path, ".gguf")) {
-    auto result = importer::importGgufFile(context, path, {options.ggufNative});
+    auto result = importer::importGgufFile(context, path, {options.ggufNative, options.ggufInt8Activations});
     if (!result.fatalError.empty()) {
       error = path + ": " + result.fatalError;
       return nullptr;

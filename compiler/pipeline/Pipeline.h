@@ -39,6 +39,7 @@ struct IrPrinting {
 /// fills `error` (for ONNX, with every node problem listed).
 struct LoadOptions {
   bool ggufNative = false; // keep GGUF Q8_0/Q4_0/Q4_1 linear weights in Lathe's int8/int4 formats
+  bool ggufInt8Activations = false; // and quantize those layers' inputs to int8 per block of 32 at run time
 };
 mlir::OwningOpRef<mlir::ModuleOp> loadModel(mlir::MLIRContext &context, const std::string &path,
                                             std::string &error, const LoadOptions &options = {});

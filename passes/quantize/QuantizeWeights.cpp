@@ -348,6 +348,7 @@ struct QuantizeWeightsPass : impl::QuantizeWeightsBase<QuantizeWeightsPass> {
                      (actMode == "dynamic" ? "dynamic"
                       : "static-" + actGranularity + (actGranularity == "tensor" ? "-" + actCalibration : "")) + "-" + label
                : (format + (subByte ? (symmetric ? "-sym" : "-asym") : "") + "-" + label + "-g" + std::to_string(group));
+    if (int8Activations) methodName += "+a8";
     if (compensationRank > 0) methodName += "+lowrank-comp-r" + std::to_string(comp.rank);
     // A factor of a low-rank layer (lathe-low-rank): the row of the layer it
     // came from carries the original bytes, the first factor none.

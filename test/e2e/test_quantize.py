@@ -35,6 +35,9 @@ RECIPES = os.path.join(ROOT, "examples", "recipes")
 BOUNDS = {
     "int8-weight-only": (0.01, 0.95, 3.9),
     "int8-g32": (0.01, 0.96, 3.7),  # measured +0.18 % / 98.0 % on 40 windows of 512
+    # int8 activations too (inputs per block of 32 at run time): measured +0.49 % / 96.0 % on 40 windows
+    "int8-g32-a8": (0.02, 0.92, 3.7),
+    "int4-rtn-g32-a8": (0.60, 0.60, 7.0),  # measured +37.3 % / 61.1 % (int4-rtn-g32: +37.0 % / 61.3 %)
     "bf16": (0.002, 0.98, 1.99),
     "fp16": (0.001, 0.99, 1.99),  # 10 mantissa bits to bf16's 7: measured -0.01 % / 100 % (KLD 2e-6)
     "int4-g32-int8-head": (0.01, 0.95, 5.0),  # and the embedding table in int8 (counted in the totals)
@@ -300,6 +303,12 @@ def main():
     recipe_error("skip and quantize", "overrides:\n  - match: output\n    skip: true\n    quantize: {format: int8}\n",
                  "line 2: an override cannot both skip and compress")
     recipe_error("yaml syntax", "quantize: [format: int8\n", "line")
+    recipe_error("int8 activations int3", "quantize:\n  format: int3\n  group_size: 32\n  int8_activations: true\n",
+                 "line 4: 'int8_activations' applies to int8 and int4 weights")
+    recipe_error("int8 activations group", "quantize:\n  format: int8\n  group_size: 48\n  int8_activations: true\n",
+                 "line 4: 'int8_activations' needs int8 groups in multiples of 32")
+    recipe_error("int8 activations value", "quantize:\n  format: int4\n  int8_activations: maybe\n",
+                 "line 3: int8_activations has an invalid value 'maybe'")
     rc, _, err = run([args.lathe, "compile", gguf, "--recipe", os.path.join(tmp, "missing.yaml"), "-o", os.path.join(tmp, "x.lathe")])
     c.expect(rc == 1 and "cannot read" in err, f"missing recipe: {err}")
     c.expect(not os.path.exists(os.path.join(tmp, "x.lathe")), "a failed compile left an artifact")

@@ -7,7 +7,10 @@ a. `lathe run --incremental 1` (one token per step through the KV cache) equals 
 b. greedy decoding of 64 tokens (`lathe generate --ignore-eos`) from the golden prompt gives exactly
    the ids llama.cpp produced on the F32 copy of the same GGUF (test/gguf/smollm2_llamacpp_logits.json,
    written by scripts/models/make_llamacpp_refs.py), both from --prompt-ids and from the prompt text
-   (tokenized by the artifact's embedded tokenizer).
+   (tokenized by the artifact's embedded tokenizer);
+c. with int8 activations (preset int4-rtn-g32-a8): decoding one token per step (the integer GEMV)
+   agrees with the full sequence (the same quantized inputs, multiplied as floats) within TOL_A8
+   and with the same argmax at every position, so prefill and decode compute one model.
 
 Stdlib + numpy. Exit 77 (skip) without the model, unless CI=true (then 1).
 """
@@ -22,6 +25,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from lathe_test_util import Checker, parse_args, require_files, run  # noqa: E402
 
 TOL = 1e-4
+TOL_A8 = 2e-2  # float order, and an input value at a rounding boundary of its int8 block, differ between the paths
 POSITIONS = 256
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -52,9 +56,9 @@ np.save(os.path.join(tmp, "ids.npy"), ids)
 np.save(os.path.join(tmp, "mask.npy"), np.ones_like(ids))
 
 
-def logits(step=None):
+def logits(step=None, artifact=art):
     d = tempfile.mkdtemp(dir=tmp)
-    cmd = [args.lathe, "run", art, "--threads", "2", "--output-dir", d, "--input", f"input_ids={tmp}/ids.npy",
+    cmd = [args.lathe, "run", artifact, "--threads", "2", "--output-dir", d, "--input", f"input_ids={tmp}/ids.npy",
            "--input", f"attention_mask={tmp}/mask.npy"]
     if step:
         cmd += ["--incremental", str(step)]
@@ -85,4 +89,18 @@ for how, prompt in (("ids", ["--prompt-ids", ",".join(map(str, golden["ids"]))])
         c.expect(got == want, f"greedy from {how}: first difference at step {first}: {got[first:first + 5] if first is not None else got}"
                               f" vs llama.cpp {want[first:first + 5] if first is not None else want}")
         print(f"greedy 64 from {how}: {'equal to llama.cpp' if got == want else 'DIFFERENT'}; {err.strip().splitlines()[-1]}")
+
+# c. int8 activations: decode (integer GEMV) = prefill (dequantized panels).
+a8 = os.path.join(tmp, "smollm2.a8.lathe")
+rc, _, err = run([args.lathe, "compile", gguf, "--recipe", os.path.join(HERE, "..", "..", "examples", "recipes", "int4-rtn-g32-a8.yaml"),
+                  "-o", a8])
+c.expect(rc == 0, f"int4-rtn-g32-a8 compile: {err.strip()[-300:]}")
+if rc == 0:
+    full8, inc8 = logits(None, a8), logits(1, a8)
+    if full8 is not None and inc8 is not None:
+        diff = np.abs(inc8 - full8).max(axis=-1)[0]
+        print(f"int8 activations, incremental step 1: max |diff| {diff.max():.2e} over {POSITIONS} positions; "
+              f"vs the fp32 import: max |diff| {np.abs(full8 - full).max():.2f}")
+        c.expect(diff.max() <= TOL_A8, f"int8 activations: incremental logits differ by {diff.max():.2e} at position {diff.argmax()}")
+        c.expect(np.array_equal(inc8.argmax(-1), full8.argmax(-1)), "int8 activations: incremental argmax differs")
 c.finish()

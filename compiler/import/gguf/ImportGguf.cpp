@@ -341,11 +341,12 @@ Value Builder::nativeLinear(Value x, const std::string &tensorName, RowLayout la
   auto resultType = RankedTensorType::get(outShape, builder_.getF32Type());
   auto op = builder_.create<ir::QuantizedLinearOp>(loc_, resultType, x, w, s, m, Value(), Value(),
                                                    builder_.getStringAttr(q8 ? "int8" : "int4"), builder_.getI64IntegerAttr(32), FloatAttr(),
-                                                   IntegerAttr());
+                                                   options_.int8Activations ? builder_.getI64IntegerAttr(32) : IntegerAttr());
   const double after = double(codes.size() + scales.size() + mins.size());
   op->setAttr("lathe.compression",
               builder_.getDictionaryAttr(
-                  {builder_.getNamedAttr("method", builder_.getStringAttr(q8 ? "gguf-q8_0" : q40 ? "gguf-q4_0" : "gguf-q4_1")),
+                  {builder_.getNamedAttr("method", builder_.getStringAttr(std::string(q8 ? "gguf-q8_0" : q40 ? "gguf-q4_0" : "gguf-q4_1") +
+                                                                        (options_.int8Activations ? "+a8" : ""))),
                    builder_.getNamedAttr("bits_per_weight", builder_.getF64FloatAttr(8.0 * after / double(rows * cols))),
                    builder_.getNamedAttr("bytes_before", builder_.getI64IntegerAttr(rows * cols * 4)),
                    builder_.getNamedAttr("bytes_after", builder_.getI64IntegerAttr(int64_t(after))),

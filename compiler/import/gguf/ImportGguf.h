@@ -40,6 +40,9 @@ struct GgufImportOptions {
   /// (group 32, the file's own codes and f16 scales: no dequantize-requantize
   /// round trip) instead of dequantizing them to f32.
   bool keepQuantized = false;
+  /// With keepQuantized: those layers also quantize their input to int8 per
+  /// block of 32 at run time (act_block = 32), as llama.cpp's CPU backend does.
+  bool int8Activations = false;
 };
 
 /// Imports the model at `path`. On problems, `module` is null and the problems

@@ -61,3 +61,27 @@ func.func @fp16_no_scales(%x: tensor<?x64xf32>, %w: tensor<4x64xf16>, %s: tensor
   %0 = lathe.quantized_linear %x, %w scales %s {format = "fp16", group_size = 64 : i64} : (tensor<?x64xf32>, tensor<4x64xf16>, tensor<4x1xf16>) -> tensor<?x4xf32>
   return %0 : tensor<?x4xf32>
 }
+
+// -----
+
+func.func @act_block_format(%x: tensor<?x64xf32>, %w: tensor<4x64xbf16>) -> tensor<?x4xf32> {
+  // expected-error @+1 {{int8 activations (act_block) apply to int8 and int4 weights, not bf16}}
+  %0 = lathe.quantized_linear %x, %w {format = "bf16", group_size = 64 : i64, act_block = 32 : i64} : (tensor<?x64xf32>, tensor<4x64xbf16>) -> tensor<?x4xf32>
+  return %0 : tensor<?x4xf32>
+}
+
+// -----
+
+func.func @act_block_value(%x: tensor<?x64xf32>, %w: tensor<4x32xui8>, %s: tensor<4x2xf16>) -> tensor<?x4xf32> {
+  // expected-error @+1 {{act_block must be 32 (int8 activations per block of 32), got 16}}
+  %0 = lathe.quantized_linear %x, %w scales %s {format = "int4", group_size = 32 : i64, act_block = 16 : i64} : (tensor<?x64xf32>, tensor<4x32xui8>, tensor<4x2xf16>) -> tensor<?x4xf32>
+  return %0 : tensor<?x4xf32>
+}
+
+// -----
+
+func.func @act_block_int8_group(%x: tensor<?x96xf32>, %w: tensor<4x96xi8>, %s: tensor<4x2xf16>) -> tensor<?x4xf32> {
+  // expected-error @+1 {{int8 activations need int8 groups that are multiples of 32 (or one per row), got group_size 48}}
+  %0 = lathe.quantized_linear %x, %w scales %s {format = "int8", group_size = 48 : i64, act_block = 32 : i64} : (tensor<?x96xf32>, tensor<4x96xi8>, tensor<4x2xf16>) -> tensor<?x4xf32>
+  return %0 : tensor<?x4xf32>
+}

@@ -4,6 +4,7 @@
 // RUN: lathe-opt %s -split-input-file --pass-pipeline='builtin.module(func.func(lathe-quantize-weights{format=int3 group-size=64}))' | FileCheck %s --check-prefix=INT3
 // RUN: lathe-opt %s -split-input-file --pass-pipeline='builtin.module(func.func(lathe-quantize-weights{format=int8 exclude=head*}))' | FileCheck %s --check-prefix=EXCL
 // RUN: lathe-opt %s -split-input-file --pass-pipeline='builtin.module(func.func(lathe-quantize-weights{format=int8 targets=embedding}))' | FileCheck %s --check-prefix=EMB
+// RUN: lathe-opt %s -split-input-file --pass-pipeline='builtin.module(func.func(lathe-quantize-weights{format=int4 group-size=32 int8-activations=true}))' | FileCheck %s --check-prefix=A8
 
 // Two linears named by their ONNX nodes; the second has a bias. 64 input features.
 // INT8-LABEL: func @two_layers
@@ -20,6 +21,8 @@
 // INT3-LABEL: func @two_layers
 // INT3: tensor<16x24xui8>
 // INT3: lathe.quantized_linear %arg0, %{{.*}} scales %{{.*}} {format = "int3", group_size = 64 : i64, lathe.compression = {bits_per_weight = 3.25{{.*}}, method = "int3-sym-rtn-g64"
+// A8-LABEL: func @two_layers
+// A8: lathe.quantized_linear %arg0, %{{.*}} scales %{{.*}} {act_block = 32 : i64, format = "int4", group_size = 32 : i64
 // BF16-LABEL: func @two_layers
 // BF16: tensor<16x64xbf16>
 // BF16: lathe.quantized_linear %arg0, %{{.*}} {format = "bf16", group_size = 64 : i64, lathe.compression = {bits_per_weight = 1.6{{.*}}e+01
