@@ -23,7 +23,7 @@ from measure import ROOT, commit, lathe_generate, sh  # noqa: E402
 
 PEER = {"fp32": "F32", "int8-weight-only": "Q8_0", "int8-g32": "Q8_0", "int4-rtn-g32": "Q4_0",
         "int4-rtn-g128": "Q4_0", "int4-g32-int8-head": "Q4_0", "gguf-native": "Q4_1",
-        "int8-g32-a8": "Q8_0", "int4-rtn-g32-a8": "Q4_0"}
+        "int8-g32-a8": "Q8_0", "int4-rtn-g32-a8": "Q4_0", "gguf-native-a8": "Q4_1"}
 
 
 def main():
@@ -31,7 +31,8 @@ def main():
     ap.add_argument("--lathe", default=os.path.join(ROOT, "build", "bin", "lathe"))
     ap.add_argument("--models", default=os.path.join(ROOT, "build", "models"))
     ap.add_argument("--llamacpp-bin", default=os.path.join(ROOT, "build", "llamacpp", "bin"))
-    ap.add_argument("--presets", default="fp32,fp16,int8-weight-only,int8-g32,int4-rtn-g32,int4-rtn-g128,gguf-native")
+    ap.add_argument("--presets", default="fp32,fp16,int8-weight-only,int8-g32,int8-g32-a8,int4-rtn-g32,int4-rtn-g32-a8,"
+                                         "int4-rtn-g128,gguf-native,gguf-native-a8")
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--tokens", type=int, default=128)
@@ -47,8 +48,8 @@ def main():
         if not os.path.exists(art):
             if preset == "fp32":
                 sh([args.lathe, "compile", gguf, "-o", art])
-            elif preset == "gguf-native":  # the file's own Q4_1 blocks as int4 g32 asymmetric
-                sh([args.lathe, "compile", gguf, "--gguf-weights", "native", "-o", art])
+            elif preset in ("gguf-native", "gguf-native-a8"):  # the file's own Q4_1 blocks as int4 g32 asymmetric
+                sh([args.lathe, "compile", gguf, "--gguf-weights", preset[5:], "-o", art])
             else:
                 recipe = os.path.join(ROOT, "examples", "recipes", f"{preset}.yaml")
                 if not os.path.exists(recipe):
