@@ -27,8 +27,9 @@ from measure import ROOT, commit, lathe_generate, sh  # noqa: E402
 
 
 # The presets of #6 (round to nearest, no calibration data needed).
-WEIGHT_ONLY = ["bf16", "fp16", "int8-weight-only", "int8-g32", "int4-g32-int8-head", "int4-rtn-g32", "int4-rtn-g128",
-               "int3-rtn-g128"]
+# The -a8 presets add int8 activations (inputs quantized per block of 32 at run time).
+WEIGHT_ONLY = ["bf16", "fp16", "int8-weight-only", "int8-g32", "int8-g32-a8", "int4-g32-int8-head", "int4-rtn-g32",
+               "int4-rtn-g32-a8", "int4-rtn-g128", "int3-rtn-g128"]
 
 
 def decode_speed(lathe, artifact, threads=2, tokens=128):
