@@ -429,7 +429,8 @@ double outputDistance(const Tensor &want, const Tensor &got, bool logits) {
 } // namespace
 
 FailureOr<std::vector<SensitivityRow>> rankLayers(ModuleOp module, const CalibrationData &data, const std::string &format,
-                                                  int64_t groupSize, bool symmetric, int threads, std::string &error) {
+                                                  int64_t groupSize, bool symmetric, bool int8Activations, int threads,
+                                                  std::string &error) {
   auto reference = openModule(module, threads, error);
   if (failed(reference)) return failure();
   std::vector<Tensor> want;
@@ -456,6 +457,7 @@ FailureOr<std::vector<SensitivityRow>> rankLayers(ModuleOp module, const Calibra
     options.format = format;
     options.groupSize = groupSize;
     options.symmetric = symmetric;
+    options.int8Activations = int8Activations;
     std::vector<std::string> include = {layers[l]}; // the options refer to it until the pass is created
     options.include = include;
     pm.nest<func::FuncOp>().addPass(passes::createQuantizeWeights(options));

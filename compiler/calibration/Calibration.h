@@ -75,10 +75,10 @@ struct SensitivityRow {
 };
 
 /// Compresses one linear layer at a time (lathe-quantize-weights with `format`,
-/// `groupSize`, `symmetric`) and measures how much the model's first output
-/// moves on the calibration data; most sensitive first.
+/// `groupSize`, `symmetric`, `int8Activations`) and measures how much the
+/// model's first output moves on the calibration data; most sensitive first.
 mlir::FailureOr<std::vector<SensitivityRow>> rankLayers(mlir::ModuleOp module, const CalibrationData &data,
                                                         const std::string &format, int64_t groupSize, bool symmetric,
-                                                        int threads, std::string &error);
+                                                        bool int8Activations, int threads, std::string &error);
 
 } // namespace lathe::calibration

@@ -326,7 +326,7 @@ int main(int argc, char **argv) {
   struct {
     std::string model, calibration, format = "int4", json;
     int64_t groupSize = 0, samples = 4, ctx = 256, top = 20;
-    bool asymmetric = false;
+    bool asymmetric = false, int8Activations = false;
     int threads = 0;
   } sens;
   auto *sensCmd = app.add_subcommand("sensitivity", "Rank linear layers by the output error compressing each alone causes");
@@ -336,6 +336,8 @@ int main(int argc, char **argv) {
       ->check(CLI::IsMember({"int8", "int4", "int3", "bf16", "fp16"}));
   sensCmd->add_option("--group-size", sens.groupSize, "weights per scale (0: per channel for int8, 32 for int4/int3)");
   sensCmd->add_flag("--asymmetric", sens.asymmetric, "int4/int3: scale·q + min");
+  sensCmd->add_flag("--int8-activations", sens.int8Activations,
+                    "int8/int4: the layer's input quantized to int8 per block of 32 at run time (recipe int8_activations)");
   sensCmd->add_option("--calibration-samples", sens.samples, "windows of calibration text (default 4)")->check(CLI::PositiveNumber);
   sensCmd->add_option("--calibration-ctx", sens.ctx, "tokens per window (default 256)")->check(CLI::PositiveNumber);
   sensCmd->add_option("--top", sens.top, "rows to print (default 20; the JSON has all)")->check(CLI::PositiveNumber);
@@ -404,14 +406,19 @@ int main(int argc, char **argv) {
       std::cerr << "error: calibration: " << error << "\n";
       return 1;
     }
-    auto rows = calibration::rankLayers(*module, *data, sens.format, sens.groupSize, !sens.asymmetric, sens.threads, error);
+    if (sens.int8Activations && sens.format != "int8" && sens.format != "int4") {
+      std::cerr << "error: --int8-activations applies to --format int8 or int4, not " << sens.format << "\n";
+      return 1;
+    }
+    auto rows = calibration::rankLayers(*module, *data, sens.format, sens.groupSize, !sens.asymmetric, sens.int8Activations,
+                                        sens.threads, error);
     if (mlir::failed(rows)) {
       std::cerr << "error: " << error << "\n";
       return 1;
     }
-    std::printf("sensitivity to %s%s%s on %s: output change when only that layer is compressed\n", sens.format.c_str(),
+    std::printf("sensitivity to %s%s%s%s on %s: output change when only that layer is compressed\n", sens.format.c_str(),
                 sens.groupSize ? (" g" + std::to_string(sens.groupSize)).c_str() : "", sens.asymmetric ? " asym" : "",
-                data->description.c_str());
+                sens.int8Activations ? " + int8 activations" : "", data->description.c_str());
     std::printf("%4s  %-48s %14s %12s\n", "rank", "layer", "error", "saves");
     for (size_t i = 0; i < rows->size() && int64_t(i) < sens.top; ++i)
       std::printf("%4zu  %-48s %14.6e %9.2f MiB\n", i + 1, (*rows)[i].layer.c_str(), (*rows)[i].error,

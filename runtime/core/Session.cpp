@@ -9,6 +9,7 @@
 #include "runtime/core/Glob.h"
 #include "runtime/core/ThreadPool.h"
 #include "runtime/cpu/Kernels.h"
+#include "runtime/cpu/OneDnn.h"
 
 #include <algorithm>
 #include <cstdio>
@@ -107,6 +108,7 @@ struct Session::Impl {
   std::unique_ptr<core::ThreadPool> pool;
   const cpu::IsaTable *isa = nullptr;
   const cpu::Int8Table *int8 = nullptr; // W8A8 weights are packed for this table
+  const cpu::Sgemm *sgemm = nullptr;    // oneDNN's fp32 GEMM (fp32 weights then stay unpacked), or null
   std::vector<TensorInfo> inputs, outputs;
   ArtifactInfo info;
   std::vector<std::pair<std::string, TapCallback>> taps;
@@ -208,6 +210,8 @@ Expected<std::unique_ptr<Session>> Session::open(const std::string &path, const 
   impl->isa = cpu::selectIsa(options.isa, err);
   if (!impl->isa) return Status::error(err);
   impl->int8 = cpu::int8TableFor(impl->isa->name);
+  impl->sgemm = cpu::sgemmFor(impl->isa->name, err);
+  if (!err.empty()) return Status::error(err);
   const bool wantDevice = !options.device.empty() && options.device != "cpu";
   if (!spec.cudaArchs.empty() && !wantDevice)
     return Status::error("artifact '" + path + "' was compiled for CUDA only; open it with device 'cuda'");
@@ -269,6 +273,7 @@ Expected<std::unique_ptr<Session>> Session::open(const std::string &path, const 
         continue;
       }
       if (!data || w.dtype != DType::F32 || w.shape.size() != 2 || !w.shape[0].isStatic() || !w.shape[1].isStatic()) continue;
+      if (impl->sgemm) continue; // oneDNN reads the mapped weight as it is
       int64_t n = w.shape[0].value, kk = w.shape[1].value;
       if (n == 0 || kk == 0) continue;
       auto &packed = impl->packedWeights[k];
@@ -433,6 +438,7 @@ cpu::KernelContext Session::Impl::contextOf(size_t k) const {
   ctx.pool = pool.get();
   ctx.isa = isa;
   ctx.int8 = int8;
+  ctx.sgemm = sgemm;
   ctx.runSerial = runSerial;
   if (k < packedWeights.size() && !packedWeights[k].empty()) ctx.packedWeight = packedWeights[k].data();
   if (activeDecoder) ctx.positionOffset = activeDecoder->past;
@@ -515,6 +521,7 @@ std::string Session::Impl::buildPlan(const std::vector<std::vector<int64_t>> &in
     ctx.pool = pool.get();
     ctx.isa = isa;
     ctx.int8 = int8;
+    ctx.sgemm = sgemm;
     for (int32_t in : kernel.inputs) {
       ctx.inputs.push_back(in >= 0 ? &plan.views[size_t(in)] : nullptr);
       if (in >= 0) lastUse[size_t(in)] = int64_t(k);

@@ -1,5 +1,6 @@
 // Generic CPU kernels (baseline ISA; the hot fp32 paths call the per-ISA table).
 #include "runtime/cpu/Kernels.h"
+#include "runtime/cpu/OneDnn.h"
 #include "runtime/artifact/Attributes.h"
 #include "runtime/core/HalfFloat.h"
 #include "runtime/artifact/ArtifactReader.h"
@@ -409,7 +410,31 @@ std::string runCast(KernelContext &c) {
 }
 
 // ------------------------------------------------------------------ linear algebra
+/// The fp32 GEMM through oneDNN: each thread a range of columns (multiples of
+/// 16, never of rows: oneDNN sums a lone row in another order than a block of
+/// rows, while column ranges give the same bits as one call, so the result does
+/// not depend on the thread count), C preset to the bias and accumulated into.
+void runSgemm(KernelContext &c, const GemmArgs &g) {
+  const Sgemm &s = *c.sgemm;
+  c.pool->parallelFor(g.n, [&](int64_t n0, int64_t n1) {
+    thread_local bool single = false;
+    if (!single && s.setThreads) s.setThreads(1), single = true;
+    float beta = 0.0f;
+    if (g.bias) {
+      for (int64_t i = 0; i < g.m; ++i) std::memcpy(g.c + i * g.ldc + n0, g.bias + n0, size_t(n1 - n0) * sizeof(float));
+      beta = 1.0f;
+    }
+    const float *b = g.bTransposed ? g.b + n0 * g.ldb : g.b + n0;
+    if (s.sgemm('N', g.bTransposed ? 'T' : 'N', g.m, n1 - n0, g.k, 1.0f, g.a, g.lda, b, g.ldb, beta, g.c + n0, g.ldc) != 0) {
+      GemmArgs own = g; // oneDNN refused (it never has on our shapes): Lathe's kernel, unpacked
+      own.packedB = nullptr;
+      c.isa->gemm(&own, n0, n1);
+    }
+  }, 16);
+}
+
 void runGemm(KernelContext &c, GemmArgs g) {
+  if (c.sgemm && g.k > 0 && g.m > 0 && !g.packedB) return runSgemm(c, g);
   int64_t panel = c.isa->gemmPanelWidth;
   int64_t panels = (g.n + panel - 1) / panel;
   int threads = c.pool->size();

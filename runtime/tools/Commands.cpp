@@ -2,6 +2,7 @@
 
 #include "lathe/Session.h"
 #include "runtime/artifact/Incremental.h"
+#include "runtime/cpu/OneDnn.h"
 #include "runtime/cpu/Kernels.h"
 #include "runtime/io/Npy.h"
 
@@ -323,7 +324,7 @@ std::string cpuSummary() {
   const cpu::IsaTable *chosen = cpu::selectIsa("", err);
   const cpu::Int8Table *int8 = chosen ? cpu::int8TableFor(chosen->name) : nullptr;
   return "CPU instruction sets: " + levels + "; kernels use " + (chosen ? std::string(chosen->name) : "none (" + err + ")") +
-         (int8 ? std::string("; int8 GEMM ") + int8->name : std::string());
+         (int8 ? std::string("; int8 GEMM ") + int8->name : std::string()) + "; fp32 GEMM " + cpu::sgemmSummary();
 }
 
 } // namespace lathe::tools

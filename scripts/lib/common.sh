@@ -9,7 +9,7 @@ LATHE_APT_PACKAGES=(
   cmake ninja-build g++ git
   llvm-19-dev libmlir-19-dev mlir-19-tools llvm-19-tools
   libeigen3-dev libcli11-dev catch2 libprotobuf-dev protobuf-compiler libonnx-dev
-  libflatbuffers-dev flatbuffers-compiler nlohmann-json3-dev libyaml-cpp-dev
+  libflatbuffers-dev flatbuffers-compiler nlohmann-json3-dev libyaml-cpp-dev libdnnl-dev
   python3 python3-venv python3-numpy python3-onnx python3-torch libonnx-testdata
 )
 

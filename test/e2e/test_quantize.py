@@ -252,6 +252,18 @@ def main():
     rows = json.load(open(sens)) if rc == 0 else []
     c.expect(rc == 0 and len(rows) == 13 and "KL divergence" in stdout and "3 windows of 32 tokens" in stdout,
              f"sensitivity on gpt2-lm-tiny: rc {rc}, {len(rows)} rows {err.strip()[-200:]}")
+    # With int8 activations too: the same layers, each moving the output more than its weights alone.
+    sens8 = os.path.join(tmp, "sens8.json")
+    rc, stdout, err = run([args.lathe, "sensitivity", lm, "--calibration", ids, "--calibration-ctx", "32", "--format", "int8",
+                           "--int8-activations", "--json", sens8])
+    rows8 = json.load(open(sens8)) if rc == 0 else []
+    c.expect(rc == 0 and "int8 activations" in stdout and len(rows8) == 13 and
+             sum(r["error"] for r in rows8) > sum(r["error"] for r in rows),
+             f"sensitivity --int8-activations on gpt2-lm-tiny: rc {rc}, {len(rows8)} rows, total error "
+             f"{sum(r['error'] for r in rows8):.3g} vs {sum(r['error'] for r in rows):.3g} {err.strip()[-200:]}")
+    rc, _, err = run([args.lathe, "sensitivity", lm, "--calibration", ids, "--format", "bf16", "--int8-activations"])
+    c.expect(rc == 1 and "--int8-activations applies to --format int8 or int4, not bf16" in err,
+             f"sensitivity --int8-activations with bf16: rc {rc}, {err.strip()}")
 
     # Σ xᵀx statistics (--calibration-xtx), read back from the IR printed in full by lathe-opt:
     # symmetric, positive semi-definite, diag/positions between mean|x|² and max|x|².

@@ -3,8 +3,11 @@
 #include "KernelTestUtil.h"
 #include "TestGraph.h"
 #include "runtime/cpu/Kernels.h"
+#include "runtime/cpu/OneDnn.h"
 
 #include <catch2/catch.hpp>
+#include <cstdlib>
+#include <cstring>
 #include <limits>
 
 using namespace lathe;
@@ -51,6 +54,74 @@ TEST_CASE("linear matches a naive x·Wᵀ+b", "[kernels]") {
         requireClose(res[0].tensor, ref);
       }
     }
+  }
+}
+
+namespace {
+/// Sets LATHE_GEMM for one scope (sessions choose their GEMM at open).
+struct GemmMode {
+  std::string saved;
+  bool had;
+  explicit GemmMode(const char *mode) : had(std::getenv("LATHE_GEMM") != nullptr) {
+    if (had) saved = std::getenv("LATHE_GEMM");
+    ::setenv("LATHE_GEMM", mode, 1);
+  }
+  ~GemmMode() {
+    if (had) ::setenv("LATHE_GEMM", saved.c_str(), 1);
+    else ::unsetenv("LATHE_GEMM");
+  }
+};
+} // namespace
+
+TEST_CASE("fp32 GEMM: oneDNN (LATHE_GEMM) and Lathe's own match x·Wᵀ+b at the best level, at any thread count", "[kernels]") {
+  const std::string best = isas().back();
+  std::string why;
+  const bool oneDnn = cpu::sgemmFor(best.c_str(), why) != nullptr;
+  if (!oneDnn) {
+    INFO("oneDNN: " << cpu::sgemmSummary());
+    // CI installs libdnnl (scripts/lib/common.sh): it must be in use there.
+    const char *ci = std::getenv("CI");
+    REQUIRE_FALSE((ci && std::string(ci) == "true" && best != "baseline"));
+  }
+  for (const char *mode : {"own", "onednn"}) {
+    if (std::string(mode) == "onednn" && !oneDnn) continue;
+    GemmMode scoped(mode);
+    for (auto [m, k, n] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{
+             {7, 37, 45}, {1, 64, 33}, {13, 300, 70}, {128, 384, 1536}, {17, 1536, 40}, {3, 1, 5}}) {
+      INFO(mode << " m=" << m << " k=" << k << " n=" << n);
+      auto x = randomFloats(size_t(m * k), 1), w = randomFloats(size_t(n * k), 2), b = randomFloats(size_t(n), 3);
+      for (bool bias : {false, true}) {
+        Graph g;
+        int32_t in = g.input("x", DType::F32, 2);
+        std::vector<int32_t> operands = {in, g.weight("w", DType::F32, {n, k}, w)};
+        if (bias) operands.push_back(g.weight("b", DType::F32, {n}, b));
+        int32_t out = g.tensor("y", DType::F32, 2);
+        g.kernel("linear", operands, {out});
+        g.output(out);
+        std::vector<float> ref(size_t(m * n));
+        for (int64_t i = 0; i < m; ++i)
+          for (int64_t j = 0; j < n; ++j) {
+            double s = bias ? b[size_t(j)] : 0.0;
+            for (int64_t p = 0; p < k; ++p) s += double(x[size_t(i * k + p)]) * w[size_t(j * k + p)];
+            ref[size_t(i * n + j)] = float(s);
+          }
+        auto one = runOne(g, {{"x", tensorOf(x, {m, k})}}, best, 1);
+        requireClose(one[0].tensor, ref, 2e-5f * float(k) / 64.0f + 1e-5f);
+        auto two = runOne(g, {{"x", tensorOf(x, {m, k})}}, best, 2);
+        REQUIRE(std::memcmp(one[0].tensor.data<float>(), two[0].tensor.data<float>(), size_t(m * n) * 4) == 0);
+      }
+    }
+  }
+  { // an unknown mode is an error at open, naming the variable
+    GemmMode scoped("blas");
+    Graph g;
+    int32_t in = g.input("x", DType::F32, 2);
+    int32_t out = g.tensor("y", DType::F32, 2);
+    g.kernel("linear", {in, g.weight("w", DType::F32, {2, 3}, randomFloats(6, 1))}, {out});
+    g.output(out);
+    auto session = g.open(best);
+    REQUIRE(!session);
+    CHECK_THAT(session.error(), Catch::Contains("LATHE_GEMM is 'blas'; expected auto, own or onednn"));
   }
 }
 
