@@ -386,6 +386,10 @@ int main(int argc, char **argv) {
   if (evalCmd->parsed()) return lathe::tools::evalArtifactCommand(evalOptions);
   if (genCmd->parsed()) return lathe::tools::generateCommand(gen);
   if (sensCmd->parsed()) {
+    if (sens.int8Activations && sens.format != "int8" && sens.format != "int4") {
+      std::cerr << "error: --int8-activations applies to --format int8 or int4, not " << sens.format << "\n";
+      return 1;
+    }
     mlir::MLIRContext context;
     pipeline::registerDialects(context);
     pipeline::DiagnosticPrinter diagnostics(context, /*showRemarks=*/false);
@@ -404,10 +408,6 @@ int main(int argc, char **argv) {
     auto data = calibration::loadCalibrationData(*module, sens.calibration, sens.samples, sens.ctx, error);
     if (mlir::failed(data)) {
       std::cerr << "error: calibration: " << error << "\n";
-      return 1;
-    }
-    if (sens.int8Activations && sens.format != "int8" && sens.format != "int4") {
-      std::cerr << "error: --int8-activations applies to --format int8 or int4, not " << sens.format << "\n";
       return 1;
     }
     auto rows = calibration::rankLayers(*module, *data, sens.format, sens.groupSize, !sens.asymmetric, sens.int8Activations,

@@ -121,7 +121,11 @@ def main():
             if variant == "linear2" and i == 1:
                 rc, _, err = run([args.lathe, "run", art, "--output-dir", d, "--incremental", "1"] + feeds)
                 inc = np.load(os.path.join(d, "logits.npy"))[0] if rc == 0 else None
-                c.expect(inc is not None and np.abs(inc - got).max() <= 1e-5, f"linear2 incremental: {err.strip()}")
+                inc_diff = float(np.abs(inc - got).max()) if inc is not None else float("inf")
+                print(f"linear2    length {len(ids):3d}: incremental vs full max |diff| = {inc_diff:.2e}")
+                # The one-token GEMMs sum in another order than the whole sequence's (oneDNN's GEMV), hence 1e-5 relative
+                # to the logits' scale; a wrong scaling through the cache moves them by O(1).
+                c.expect(inc_diff <= 1e-5 * max(1.0, float(np.abs(got).max())), f"linear2 incremental: {inc_diff:.2e} {err.strip()}")
     for variant in ("linear2", "ropefreqs"):
         if (variant, 1) in logits and ("base", 1) in logits:
             delta = float(np.abs(logits[(variant, 1)] - logits[("base", 1)]).max())
