@@ -3,8 +3,10 @@ import argparse
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 
 SKIP = 77
 
@@ -63,6 +65,17 @@ def op_counts(mlir_text):
     return counts
 
 
+_SCRATCH = []
+
+
+def scratch_dir(prefix):
+    """A temporary folder that Checker.finish removes when every check passed (artifacts of real
+    models take gigabytes: a suite run must not fill /tmp); kept on failure, or with LATHE_KEEP_TMP=1."""
+    path = tempfile.mkdtemp(prefix=prefix)
+    _SCRATCH.append(path)
+    return path
+
+
 class Checker:
     def __init__(self):
         self.failures = []
@@ -76,6 +89,11 @@ class Checker:
 
     def finish(self):
         print(f"{self.checks} checks, {len(self.failures)} failed")
+        for path in _SCRATCH:
+            if self.failures or os.environ.get("LATHE_KEEP_TMP") == "1":
+                print(f"scratch files kept in {path}")
+            else:
+                shutil.rmtree(path, ignore_errors=True)
         sys.exit(1 if self.failures else 0)
 
 

@@ -20,7 +20,7 @@ import tempfile
 
 import numpy as np
 
-from lathe_test_util import Checker, parse_args, run
+from lathe_test_util import Checker, parse_args, run, scratch_dir
 
 TOL = 1e-4
 DECODERS = ["gpt2-tiny", "gpt2-lm-tiny", "llama-tiny", "llama-tiny-cached"]
@@ -30,7 +30,7 @@ ENCODERS = ["bert-tiny"]
 def main():
     args = parse_args()
     c = Checker()
-    tmp = tempfile.mkdtemp(prefix="lathe-inc-")
+    tmp = scratch_dir("lathe-inc-")
     rng = np.random.default_rng(5)
 
     def compile_model(path):

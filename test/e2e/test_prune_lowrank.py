@@ -23,7 +23,7 @@ import numpy as np
 
 import sys
 
-from lathe_test_util import Checker, parse_args, require_files, run, skip_or_fail, supported_isas
+from lathe_test_util import Checker, parse_args, require_files, run, skip_or_fail, supported_isas, scratch_dir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RECIPES = os.path.join(ROOT, "examples", "recipes")
@@ -39,7 +39,7 @@ def main():
     corpus = os.path.join(args.models, "corpus", "austen")
     require_files(minilm, smol, os.path.join(model_dir, "b3_s33", "inputs"), os.path.join(corpus, "emma.txt"))
     c = Checker()
-    tmp = tempfile.mkdtemp(prefix="lathe-prune-")
+    tmp = scratch_dir("lathe-prune-")
     # Calibration: 32 sentences of Emma (b3_s33's 99 random-id tokens give a Hessian of rank < 99 for
     # 1536 inputs, on which SparseGPT and activation-aware SVD overfit).
     if not os.path.exists(os.path.join(ROOT, ".venv", "bin", "python")):

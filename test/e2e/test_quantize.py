@@ -27,7 +27,7 @@ import tempfile
 
 import numpy as np
 
-from lathe_test_util import Checker, parse_args, require_files, run
+from lathe_test_util import Checker, parse_args, require_files, run, scratch_dir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RECIPES = os.path.join(ROOT, "examples", "recipes")
@@ -57,7 +57,7 @@ def main():
     minilm = os.path.join(args.models, "real", "all-minilm-l6-v2", "all-minilm-l6-v2.opset17.onnx")
     require_files(gguf, book, minilm)
     c = Checker()
-    tmp = tempfile.mkdtemp(prefix="lathe-quant-")
+    tmp = scratch_dir("lathe-quant-")
     text = os.path.join(tmp, "text.txt")
     with open(book, "rb") as f:
         data = f.read(20000)

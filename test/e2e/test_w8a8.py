@@ -18,7 +18,7 @@ import tempfile
 
 import numpy as np
 
-from lathe_test_util import Checker, parse_args, require_files, run, supported_isas
+from lathe_test_util import Checker, parse_args, require_files, run, supported_isas, scratch_dir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RECIPES = os.path.join(ROOT, "examples", "recipes")
@@ -78,7 +78,7 @@ def main():
     minilm = os.path.join(model_dir, "all-minilm-l6-v2.opset17.onnx")
     require_files(minilm, os.path.join(model_dir, "b2_s16", "inputs"), os.path.join(model_dir, "b3_s33", "inputs"))
     c = Checker()
-    tmp = tempfile.mkdtemp(prefix="lathe-w8a8-")
+    tmp = scratch_dir("lathe-w8a8-")
     calib = os.path.join(model_dir, "b3_s33", "inputs")  # calibration batch; evaluation on the other two
     evals = {"b2_s16": os.path.join(model_dir, "b2_s16", "inputs"), "b4_text": os.path.join(model_dir, "text_b4", "inputs")}
 

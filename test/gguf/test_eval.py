@@ -24,7 +24,7 @@ import tempfile
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e"))
-from lathe_test_util import Checker, parse_args, require_files, run  # noqa: E402
+from lathe_test_util import Checker, parse_args, require_files, run, scratch_dir  # noqa: E402
 
 PPL_RTOL = 1e-5     # same logits, different summation order (double in both)
 BATCH_RTOL = 1e-4   # batch 1 vs 2: GEMM blocking differs
@@ -36,7 +36,7 @@ book = os.path.join(args.models, "corpus", "austen", "prideprejudice.txt")
 require_files(gguf, book)
 
 c = Checker()
-tmp = tempfile.mkdtemp(prefix="lathe-eval-")
+tmp = scratch_dir("lathe-eval-")
 artifact = os.path.join(tmp, "smollm2.lathe")
 rc, out, err = run([args.lathe, "compile", gguf, "-o", artifact])
 if rc != 0:

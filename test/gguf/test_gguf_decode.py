@@ -22,7 +22,7 @@ import tempfile
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e"))
-from lathe_test_util import Checker, parse_args, require_files, run  # noqa: E402
+from lathe_test_util import Checker, parse_args, require_files, run, scratch_dir  # noqa: E402
 
 TOL = 1e-4
 POSITIONS = 256
@@ -35,7 +35,7 @@ require_files(gguf, book)
 golden = json.load(open(os.path.join(HERE, "smollm2_llamacpp_logits.json")))
 
 c = Checker()
-tmp = tempfile.mkdtemp(prefix="lathe-decode-")
+tmp = scratch_dir("lathe-decode-")
 art = os.path.join(tmp, "smollm2.lathe")
 rc, _, err = run([args.lathe, "compile", gguf, "-o", art])
 if rc != 0:

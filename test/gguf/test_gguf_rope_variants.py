@@ -20,7 +20,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e"))
-from lathe_test_util import Checker, reexec_with, run  # noqa: E402
+from lathe_test_util import Checker, reexec_with, run, scratch_dir  # noqa: E402
 
 TOL = 1e-4  # fp32 against float64, logits of magnitude ~5 through 2 blocks
 
@@ -88,7 +88,7 @@ def write_model(path, variant):
 
 def main():
     c = Checker()
-    tmp = tempfile.mkdtemp(prefix="lathe-rope-")
+    tmp = scratch_dir("lathe-rope-")
     rng = np.random.default_rng(1)
     seqs = [rng.integers(0, VOCAB, 37), rng.integers(0, VOCAB, 150)]
     logits = {}
