@@ -105,6 +105,10 @@ struct IsaTable {
   /// fused: a few rows use dot products over the packed data; more rows
   /// dequantize one NR x KC panel at a time into the fp32 micro-kernel's layout.
   void (*quantGemm)(const QuantArgs *args, int64_t nBegin, int64_t nEnd);
+  /// Rows [0, rows) of x (row stride lda) quantized to int8 per block of 32 by
+  /// QuantArgs::actBlock's rule and widened back to d·q, into out [rows, k]:
+  /// what quantGemm multiplies above GEMV_MAX_ROWS rows with int8 activations.
+  void (*widenActRows)(const float *x, int64_t lda, int64_t rows, int64_t k, float *out);
 };
 
 namespace baseline { const IsaTable *table(); }

@@ -567,6 +567,16 @@ std::string runQuantLinear(KernelContext &c) {
               static_cast<float *>(c.outputs[0]->data), o.n, o.bias ? static_cast<const float *>(o.bias->data) : nullptr,
               o.k ? x.numel() / o.k : 0, o.n, o.k, o.actBlock};
   const int64_t panel = c.isa->gemmPanelWidth;
+  if (a.actBlock && a.m > 4) {
+    // Int8 activations over many rows: the rows quantized and widened back once,
+    // split across the pool, into scratch kept per calling thread (every column
+    // range reads all of them), then the float panels.
+    thread_local std::vector<float> widened;
+    widened.resize(size_t(a.m * a.k));
+    float *rows = widened.data();
+    c.pool->parallelFor(a.m, [&](int64_t b, int64_t e) { c.isa->widenActRows(a.a + b * a.lda, a.lda, e - b, a.k, rows + b * a.k); });
+    a.a = rows, a.lda = a.k, a.actBlock = 0;
+  }
   c.pool->parallelFor(o.n, [&](int64_t b, int64_t e) { c.isa->quantGemm(&a, b, e); }, a.m <= 4 ? 16 : panel);
   return "";
 }
