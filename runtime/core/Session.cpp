@@ -118,6 +118,8 @@ struct Session::Impl {
   // Linear weights re-laid out once for this ISA's GEMM panels (per kernel,
   // empty when the weight is not a constant f32 [n, k] tensor).
   std::vector<std::vector<float>> packedWeights;
+  // The same for oneDNN's matmul (when the session uses oneDNN): per kernel, or null.
+  std::vector<std::unique_ptr<cpu::PackedLinear>> packedLinears;
   uint64_t runSerial = 0; // this execution's KernelContext::runSerial
 
   // Incremental decoding.
@@ -250,6 +252,7 @@ Expected<std::unique_ptr<Session>> Session::open(const std::string &path, const 
     std::vector<const void *> weightData(spec.tensors.size(), nullptr);
     for (const auto &w : spec.weights) weightData[size_t(w.tensor)] = w.data;
     impl->packedWeights.resize(spec.kernels.size());
+    impl->packedLinears.resize(spec.kernels.size());
     for (size_t k = 0; k < spec.kernels.size(); ++k) {
       const auto &kernel = spec.kernels[k];
       if (kernel.op != "linear" || kernel.inputs.size() < 2 || kernel.inputs[1] < 0) continue;
@@ -273,12 +276,19 @@ Expected<std::unique_ptr<Session>> Session::open(const std::string &path, const 
         continue;
       }
       if (!data || w.dtype != DType::F32 || w.shape.size() != 2 || !w.shape[0].isStatic() || !w.shape[1].isStatic()) continue;
-      if (impl->sgemm) continue; // oneDNN reads the mapped weight as it is
       int64_t n = w.shape[0].value, kk = w.shape[1].value;
       if (n == 0 || kk == 0) continue;
-      auto &packed = impl->packedWeights[k];
-      packed.resize(size_t(impl->isa->packedWeightSize(n, kk)));
-      impl->isa->packWeights(static_cast<const float *>(data), n, kk, packed.data());
+      if (impl->sgemm) {
+        // oneDNN's matmul layout, one block per thread; without it (no headers
+        // at build time) dnnl_sgemm reads the mapped weight as it is.
+        std::string why;
+        impl->packedLinears[k] = cpu::packLinear(static_cast<const float *>(data), n, kk, impl->pool->size(), why);
+        if (!impl->packedLinears[k]) continue;
+      } else {
+        auto &packed = impl->packedWeights[k];
+        packed.resize(size_t(impl->isa->packedWeightSize(n, kk)));
+        impl->isa->packWeights(static_cast<const float *>(data), n, kk, packed.data());
+      }
       // The kernel now reads only the packed copy: drop the mapped pages the
       // packing touched so the weight is not resident twice (the file mapping
       // is read-only and private, so a later access simply reads them back).
@@ -441,6 +451,7 @@ cpu::KernelContext Session::Impl::contextOf(size_t k) const {
   ctx.sgemm = sgemm;
   ctx.runSerial = runSerial;
   if (k < packedWeights.size() && !packedWeights[k].empty()) ctx.packedWeight = packedWeights[k].data();
+  if (k < packedLinears.size()) ctx.packedLinear = packedLinears[k].get();
   if (activeDecoder) ctx.positionOffset = activeDecoder->past;
   return ctx;
 }

@@ -475,6 +475,41 @@ std::string runLinear(KernelContext &c) {
              static_cast<float *>(c.outputs[0]->data), n, bias ? static_cast<const float *>(bias->data) : nullptr,
              k ? x.numel() / k : 0, n, k, c.packedWeight};
   if (k == 0) g.m = c.outputs[0]->numel() / (n ? n : 1);
+  if (PackedLinear *p = c.packedLinear; p && g.m > 0 && k > 0) {
+    // oneDNN's matmul on the packed weight: many rows are split among the
+    // threads (each streams the whole weight), few rows (decoding) by column blocks.
+    const int parts = p->parts();
+    static const char *split = std::getenv("LATHE_LINEAR_SPLIT");
+    const int64_t minRows = split && std::string(split) == "rows" ? 1 : split && std::string(split) == "cols" ? INT64_MAX : 32;
+    const bool byRows = parts == 1 || g.m >= minRows * parts;
+    auto rowBegin = [&](int64_t t) { return g.m * t / parts; };
+    bool ready = true;
+    if (byRows)
+      for (int64_t t = 0; t < parts && ready; ++t) ready = rowBegin(t + 1) == rowBegin(t) || p->prepare(rowBegin(t + 1) - rowBegin(t), g.bias != nullptr, true);
+    else
+      ready = p->prepare(g.m, g.bias != nullptr, false);
+    if (ready) {
+      c.pool->parallelFor(parts, [&](int64_t t0, int64_t t1) {
+        thread_local bool single = false;
+        if (!single && c.sgemm->setThreads) c.sgemm->setThreads(1), single = true;
+        for (int64_t t = t0; t < t1; ++t) {
+          GemmArgs part = g;
+          part.packedB = nullptr; // if oneDNN fails (it never has on our shapes): Lathe's kernel on the unpacked weight
+          if (byRows) {
+            const int64_t r0 = rowBegin(t), r1 = rowBegin(t + 1);
+            if (p->runRows(int(t), g.a + r0 * g.lda, r1 - r0, g.bias, g.c + r0 * g.ldc)) continue;
+            part.a = g.a + r0 * g.lda;
+            part.c = g.c + r0 * g.ldc;
+            part.m = r1 - r0;
+            c.isa->gemm(&part, 0, g.n);
+          } else if (!p->runColumns(int(t), g.a, g.m, g.bias, g.c)) {
+            c.isa->gemm(&part, p->columnBegin(int(t)), p->columnEnd(int(t)));
+          }
+        }
+      });
+      return "";
+    }
+  }
   runGemm(c, g);
   return "";
 }

@@ -49,6 +49,8 @@ struct KernelContext {
   const float *packedWeight = nullptr; // linear: operand 1 pre-packed for isa->gemm (w8a8: w8a8Pack), or null
   // oneDNN's fp32 GEMM (OneDnn.h), chosen at open; null: isa->gemm.
   const struct Sgemm *sgemm = nullptr;
+  // linear: operand 1 packed for oneDNN's matmul primitive, one block per pool thread (OneDnn.h), or null.
+  class PackedLinear *packedLinear = nullptr;
   // Incremental decoding: `positions` counts from positionOffset; `attention`
   // appends its key/value rows to `cache` at `past` and attends over the whole
   // cache (its mask operand, from all-ones attention masks, is not read).

@@ -87,7 +87,7 @@ TEST_CASE("fp32 GEMM: oneDNN (LATHE_GEMM) and Lathe's own match x·Wᵀ+b at the
     if (std::string(mode) == "onednn" && !oneDnn) continue;
     GemmMode scoped(mode);
     for (auto [m, k, n] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{
-             {7, 37, 45}, {1, 64, 33}, {13, 300, 70}, {128, 384, 1536}, {17, 1536, 40}, {3, 1, 5}}) {
+             {7, 37, 45}, {1, 64, 33}, {13, 300, 70}, {128, 384, 1536}, {17, 1536, 40}, {3, 1, 5}, {17, 1536, 200}, {128, 1536, 384}, {1, 1536, 384}, {5, 2048, 130}}) {
       INFO(mode << " m=" << m << " k=" << k << " n=" << n);
       auto x = randomFloats(size_t(m * k), 1), w = randomFloats(size_t(n * k), 2), b = randomFloats(size_t(n), 3);
       for (bool bias : {false, true}) {
