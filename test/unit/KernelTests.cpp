@@ -186,7 +186,9 @@ std::vector<float> naiveAttention(const std::vector<float> &q, const std::vector
 TEST_CASE("fused attention matches naive softmax(QKᵀ)V", "[kernels]") {
   struct Case { int64_t B, H, Hkv, Sq, Sk, D; bool causal, mask; };
   std::vector<Case> cases = {{2, 4, 2, 5, 9, 20, false, true}, {1, 2, 2, 70, 70, 17, true, false},
-                             {2, 3, 1, 3, 131, 8, true, true}, {1, 2, 1, 1, 1, 33, false, false}};
+                             {2, 3, 1, 3, 131, 8, true, true}, {1, 2, 1, 1, 1, 33, false, false},
+                             // head dims of one or two vectors (narrow P·V at some level): tiles of 12/24, 4 and 1 rows
+                             {1, 3, 3, 100, 100, 32, true, true}, {2, 2, 1, 37, 150, 16, false, true}, {1, 1, 1, 29, 9, 4, false, false}};
   for (auto isa : isas())
     for (const Case &c : cases) {
       DYNAMIC_SECTION(isa << " B" << c.B << " H" << c.H << "/" << c.Hkv << " Sq" << c.Sq << " Sk" << c.Sk << " D" << c.D << (c.causal ? " causal" : "") << (c.mask ? " mask" : "")) {
