@@ -9,6 +9,7 @@
 #include "runtime/core/Glob.h"
 #include "runtime/core/ThreadPool.h"
 #include "runtime/cpu/Kernels.h"
+#include "runtime/artifact/Attributes.h"
 #include "runtime/cpu/OneDnn.h"
 
 #include <algorithm>
@@ -120,6 +121,13 @@ struct Session::Impl {
   std::vector<std::vector<float>> packedWeights;
   // The same for oneDNN's matmul (when the session uses oneDNN): per kernel, or null.
   std::vector<std::unique_ptr<cpu::PackedLinear>> packedLinears;
+  // Per kernel: for a linear with a packed weight, the erf GELU kernel that is
+  // the only reader of its result (fused into the matmul), else -1.
+  std::vector<int32_t> geluOf;
+  // This run: per kernel, the linear applies GELU / the gelu finds it applied
+  // (not while a tap watches the linear's result, which must be the product).
+  std::vector<char> fusedGelu;
+  void decideFusion();
   uint64_t runSerial = 0; // this execution's KernelContext::runSerial
 
   // Incremental decoding.
@@ -298,6 +306,26 @@ Expected<std::unique_ptr<Session>> Session::open(const std::string &path, const 
       if (last > first) madvise(reinterpret_cast<void *>(first), last - first, MADV_DONTNEED);
     }
   }
+  // Linear + erf GELU pairs the matmul can fuse.
+  {
+    std::vector<int32_t> readers(spec.tensors.size(), 0), reader(spec.tensors.size(), -1);
+    for (size_t k = 0; k < spec.kernels.size(); ++k)
+      for (int32_t in : spec.kernels[k].inputs)
+        if (in >= 0) ++readers[size_t(in)], reader[size_t(in)] = int32_t(k);
+    for (int32_t out : spec.outputs) ++readers[size_t(out)];
+    impl->geluOf.assign(spec.kernels.size(), -1);
+    impl->fusedGelu.assign(spec.kernels.size(), 0);
+    for (size_t k = 0; k < spec.kernels.size(); ++k) {
+      if (!impl->packedLinears[k] || spec.kernels[k].outputs.empty()) continue;
+      const int32_t out = spec.kernels[k].outputs[0];
+      const int32_t g = readers[size_t(out)] == 1 ? reader[size_t(out)] : -1;
+      if (g < 0) continue;
+      const auto &gk = spec.kernels[size_t(g)];
+      if (gk.op == "gelu" && gk.weightFormat == "f32" && artifact::stringAttr(gk, "approximate", "none") == "none" &&
+          !gk.inputs.empty() && gk.inputs[0] == out && !(impl->backend && impl->onDevice[size_t(g)]))
+        impl->geluOf[k] = g;
+    }
+  }
   for (int32_t t : spec.inputs) impl->inputs.push_back({spec.tensors[size_t(t)].name, spec.tensors[size_t(t)].dtype, spec.tensors[size_t(t)].shape});
   for (int32_t t : spec.outputs) impl->outputs.push_back({spec.tensors[size_t(t)].name, spec.tensors[size_t(t)].dtype, spec.tensors[size_t(t)].shape});
   ArtifactInfo &info = impl->info;
@@ -452,6 +480,7 @@ cpu::KernelContext Session::Impl::contextOf(size_t k) const {
   ctx.runSerial = runSerial;
   if (k < packedWeights.size() && !packedWeights[k].empty()) ctx.packedWeight = packedWeights[k].data();
   if (k < packedLinears.size()) ctx.packedLinear = packedLinears[k].get();
+  if (k < fusedGelu.size() && fusedGelu[k]) (art.spec.kernels[k].op == "linear" ? ctx.applyGelu : ctx.geluApplied) = true;
   if (activeDecoder) ctx.positionOffset = activeDecoder->past;
   return ctx;
 }
@@ -640,6 +669,18 @@ Expected<MemoryPlanSummary> Session::plan(const std::map<std::string, std::vecto
   return it->second->summary;
 }
 
+void Session::Impl::decideFusion() {
+  const auto &spec = art.spec;
+  for (size_t k = 0; k < geluOf.size(); ++k) {
+    if (geluOf[k] < 0) continue;
+    const std::string &name = spec.tensors[size_t(spec.kernels[k].outputs[0])].name;
+    bool watched = false;
+    for (auto &[pattern, callback] : taps)
+      if (globMatch(pattern, spec.kernels[k].source) || globMatch(pattern, name)) watched = true;
+    fusedGelu[k] = fusedGelu[size_t(geluOf[k])] = !watched;
+  }
+}
+
 void Session::Impl::fireTaps(size_t k, Plan &plan) {
   if (taps.empty()) return;
   const auto &kernel = art.spec.kernels[k];
@@ -686,6 +727,7 @@ Expected<Plan *> Session::Impl::execute(const std::map<std::string, Tensor> &fee
   Plan &plan = *it->second;
   lastPlannedBytes = plan.summary.arenaBytes;
   const auto &spec = art.spec;
+  decideFusion();
   for (const auto &check : idsChecks) {
     const Tensor &ids = feeds.at(inputs[check.input].name);
     for (int64_t p = 0; p < ids.numel(); ++p) {

@@ -479,15 +479,15 @@ std::string runLinear(KernelContext &c) {
     // oneDNN's matmul on the packed weight: many rows are split among the
     // threads (each streams the whole weight), few rows (decoding) by column blocks.
     const int parts = p->parts();
-    static const char *split = std::getenv("LATHE_LINEAR_SPLIT");
-    const int64_t minRows = split && std::string(split) == "rows" ? 1 : split && std::string(split) == "cols" ? INT64_MAX : 32;
-    const bool byRows = parts == 1 || g.m >= minRows * parts;
+    const bool byRows = parts == 1 || g.m >= 32 * parts; // measured: rows win from 64 rows on at 2 threads
     auto rowBegin = [&](int64_t t) { return g.m * t / parts; };
+    const bool gelu = c.applyGelu;
     bool ready = true;
     if (byRows)
-      for (int64_t t = 0; t < parts && ready; ++t) ready = rowBegin(t + 1) == rowBegin(t) || p->prepare(rowBegin(t + 1) - rowBegin(t), g.bias != nullptr, true);
+      for (int64_t t = 0; t < parts && ready; ++t)
+        ready = rowBegin(t + 1) == rowBegin(t) || p->prepare(rowBegin(t + 1) - rowBegin(t), g.bias != nullptr, true, gelu);
     else
-      ready = p->prepare(g.m, g.bias != nullptr, false);
+      ready = p->prepare(g.m, g.bias != nullptr, false, gelu);
     if (ready) {
       c.pool->parallelFor(parts, [&](int64_t t0, int64_t t1) {
         thread_local bool single = false;
@@ -497,13 +497,18 @@ std::string runLinear(KernelContext &c) {
           part.packedB = nullptr; // if oneDNN fails (it never has on our shapes): Lathe's kernel on the unpacked weight
           if (byRows) {
             const int64_t r0 = rowBegin(t), r1 = rowBegin(t + 1);
-            if (p->runRows(int(t), g.a + r0 * g.lda, r1 - r0, g.bias, g.c + r0 * g.ldc)) continue;
+            if (p->runRows(int(t), g.a + r0 * g.lda, r1 - r0, g.bias, g.c + r0 * g.ldc, gelu)) continue;
             part.a = g.a + r0 * g.lda;
             part.c = g.c + r0 * g.ldc;
             part.m = r1 - r0;
             c.isa->gemm(&part, 0, g.n);
-          } else if (!p->runColumns(int(t), g.a, g.m, g.bias, g.c)) {
+            if (gelu) c.isa->gelu(part.c, part.c, part.m * g.n, 0);
+          } else if (!p->runColumns(int(t), g.a, g.m, g.bias, g.c, gelu)) {
             c.isa->gemm(&part, p->columnBegin(int(t)), p->columnEnd(int(t)));
+            if (gelu)
+              for (int64_t i = 0; i < g.m; ++i)
+                c.isa->gelu(g.c + i * g.ldc + p->columnBegin(int(t)), g.c + i * g.ldc + p->columnBegin(int(t)),
+                            p->columnEnd(int(t)) - p->columnBegin(int(t)), 0);
           }
         }
       });
@@ -511,6 +516,10 @@ std::string runLinear(KernelContext &c) {
     }
   }
   runGemm(c, g);
+  if (c.applyGelu) { // no fused form on this path: GELU over the result
+    float *y = g.c;
+    c.pool->parallelFor(g.m * g.n, [&](int64_t b, int64_t e) { c.isa->gelu(y + b, y + b, e - b, 0); }, 1024);
+  }
   return "";
 }
 
@@ -1035,6 +1044,10 @@ std::string runGelu(KernelContext &c) {
   int tanhApprox = stringAttr(c, "approximate", "none") == "tanh";
   const float *px = static_cast<const float *>(c.inputs[0]->data);
   float *py = static_cast<float *>(c.outputs[0]->data);
+  if (c.geluApplied) { // the linear before it applied it
+    if (px != py) std::memcpy(py, px, c.inputs[0]->bytes());
+    return "";
+  }
   c.pool->parallelFor(c.inputs[0]->numel(), [&](int64_t b, int64_t e) { c.isa->gelu(px + b, py + b, e - b, tanhApprox); }, 1024);
   return "";
 }

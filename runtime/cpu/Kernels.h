@@ -51,6 +51,10 @@ struct KernelContext {
   const struct Sgemm *sgemm = nullptr;
   // linear: operand 1 packed for oneDNN's matmul primitive, one block per pool thread (OneDnn.h), or null.
   class PackedLinear *packedLinear = nullptr;
+  // A linear whose result only an erf GELU reads, fused with it (the session
+  // decides per run: never while a tap watches the linear's result).
+  // linear: write GELU of the product; gelu: its input already holds those values.
+  bool applyGelu = false, geluApplied = false;
   // Incremental decoding: `positions` counts from positionOffset; `attention`
   // appends its key/value rows to `cache` at `past` and attends over the whole
   // cache (its mask operand, from all-ones attention masks, is not read).

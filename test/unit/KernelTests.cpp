@@ -125,6 +125,48 @@ TEST_CASE("fp32 GEMM: oneDNN (LATHE_GEMM) and Lathe's own match x·Wᵀ+b at the
   }
 }
 
+TEST_CASE("linear then erf GELU: fused into oneDNN's matmul, and not while a tap watches the product", "[kernels]") {
+  const std::string best = isas().back();
+  const int64_t k = 96, n = 200;
+  auto w = randomFloats(size_t(n * k), 2), b = randomFloats(size_t(n), 3);
+  for (int64_t m : {1, 70}) {
+    auto x = randomFloats(size_t(m * k), 1, -2, 2);
+    std::vector<float> product(size_t(m * n)), activated(product.size());
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < n; ++j) {
+        double s = b[size_t(j)];
+        for (int64_t p = 0; p < k; ++p) s += double(x[size_t(i * k + p)]) * w[size_t(j * k + p)];
+        product[size_t(i * n + j)] = float(s);
+        activated[size_t(i * n + j)] = float(0.5 * s * (1 + std::erf(s / std::sqrt(2.0))));
+      }
+    for (bool alsoOutput : {false, true}) // a second reader of the product: no fusion
+      for (int threads : {1, 2}) {
+        INFO("m=" << m << " threads=" << threads << (alsoOutput ? " (product also an output)" : ""));
+        Graph g;
+        int32_t in = g.input("x", DType::F32, 2);
+        int32_t y = g.tensor("y", DType::F32, 2), z = g.tensor("z", DType::F32, 2);
+        g.kernel("linear", {in, g.weight("w", DType::F32, {n, k}, w), g.weight("b", DType::F32, {n}, b)}, {y}, {}, "fc");
+        g.kernel("gelu", {y}, {z}, {{"approximate", std::string("none")}}, "act");
+        g.output(z);
+        if (alsoOutput) g.output(y);
+        auto session = g.open(best, threads);
+        REQUIRE(session.ok());
+        auto out = (*session)->run({{"x", tensorOf(x, {m, k})}});
+        REQUIRE(out.ok());
+        requireClose((*out)[0].tensor, activated, 2e-5f);
+        if (alsoOutput) requireClose((*out)[1].tensor, product, 2e-5f);
+        // A tap on the linear sees the product itself, and the result is unchanged.
+        std::vector<float> seen;
+        (*session)->addTap("fc", [&](const TapEvent &e) { seen.assign(e.tensor.data<float>(), e.tensor.data<float>() + e.tensor.numel()); });
+        auto tapped = (*session)->run({{"x", tensorOf(x, {m, k})}});
+        REQUIRE(tapped.ok());
+        REQUIRE(seen.size() == product.size());
+        for (size_t i = 0; i < seen.size(); ++i) REQUIRE(std::fabs(seen[i] - product[i]) <= 2e-5f + 2e-5f * std::fabs(product[i]));
+        requireClose((*tapped)[0].tensor, activated, 2e-5f);
+      }
+  }
+}
+
 TEST_CASE("matmul broadcasts batch dims", "[kernels]") {
   for (auto isa : isas()) {
     DYNAMIC_SECTION(isa) {
