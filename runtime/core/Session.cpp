@@ -13,6 +13,7 @@
 #include "runtime/cpu/OneDnn.h"
 
 #include <algorithm>
+#include <array>
 #include <cstdio>
 #include <atomic>
 #include <cstdlib>
@@ -127,6 +128,12 @@ struct Session::Impl {
   // This run: per kernel, the linear applies GELU / the gelu finds it applied
   // (not while a tap watches the linear's result, which must be the product).
   std::vector<char> fusedGelu;
+  // Transposes (perm 0,2,1,3) folded into attention: per attention kernel, the
+  // transpose feeding query/key/value and the one reading its result, or -1;
+  // the memory plan keeps both ends alive across the attention either way.
+  std::vector<std::array<int32_t, 4>> attentionTransposes;
+  std::vector<char> skipped;         // this run: a transpose folded into its attention
+  std::vector<std::array<char, 4>> folded; // this run, per attention kernel: which of the four are folded
   void decideFusion();
   uint64_t runSerial = 0; // this execution's KernelContext::runSerial
 
@@ -324,6 +331,34 @@ Expected<std::unique_ptr<Session>> Session::open(const std::string &path, const 
       if (gk.op == "gelu" && gk.weightFormat == "f32" && artifact::stringAttr(gk, "approximate", "none") == "none" &&
           !gk.inputs.empty() && gk.inputs[0] == out && !(impl->backend && impl->onDevice[size_t(g)]))
         impl->geluOf[k] = g;
+    }
+    // Transposes between [batch, seq, heads, dim] and attention's [batch, heads, seq, dim].
+    auto swapsHeads = [&](int32_t t) {
+      if (t < 0) return false;
+      const auto &tk = spec.kernels[size_t(t)];
+      std::vector<int64_t> perm;
+      return tk.op == "transpose" && artifact::intsAttr(tk, "perm", perm) && perm == std::vector<int64_t>{0, 2, 1, 3} &&
+             !impl->planTime[size_t(t)] && spec.tensors[size_t(tk.outputs[0])].dtype == DType::F32;
+    };
+    std::vector<int32_t> producer(spec.tensors.size(), -1);
+    for (size_t k = 0; k < spec.kernels.size(); ++k)
+      for (int32_t out : spec.kernels[k].outputs) producer[size_t(out)] = int32_t(k);
+    impl->attentionTransposes.assign(spec.kernels.size(), {-1, -1, -1, -1});
+    impl->skipped.assign(spec.kernels.size(), 0);
+    impl->folded.assign(spec.kernels.size(), {0, 0, 0, 0});
+    for (size_t k = 0; k < spec.kernels.size() && !impl->backend; ++k) {
+      const auto &ak = spec.kernels[k];
+      if (ak.op != "attention" || ak.inputs.size() < 3 || ak.outputs.empty()) continue;
+      for (int i = 0; i < 3; ++i) {
+        const int32_t in = ak.inputs[size_t(i)];
+        const int32_t t = in >= 0 ? producer[size_t(in)] : -1;
+        bool onlyHere = in >= 0 && readers[size_t(in)] >= 1;
+        for (int j = 0; j < 3 && onlyHere; ++j) if (j != i && ak.inputs[size_t(j)] == in) onlyHere = false; // one operand only
+        if (onlyHere && readers[size_t(in)] == 1 && swapsHeads(t)) impl->attentionTransposes[k][size_t(i)] = t;
+      }
+      const int32_t out = ak.outputs[0];
+      if (readers[size_t(out)] == 1 && swapsHeads(reader[size_t(out)]) && spec.kernels[size_t(reader[size_t(out)])].inputs[0] == out)
+        impl->attentionTransposes[k][3] = reader[size_t(out)];
     }
   }
   for (int32_t t : spec.inputs) impl->inputs.push_back({spec.tensors[size_t(t)].name, spec.tensors[size_t(t)].dtype, spec.tensors[size_t(t)].shape});
@@ -532,6 +567,13 @@ std::string Session::Impl::runKernel(size_t k, Plan &plan) {
   cpu::KernelContext ctx = contextOf(k);
   for (int32_t in : kernel.inputs) ctx.inputs.push_back(in >= 0 ? &views[size_t(in)] : nullptr);
   for (int32_t out : kernel.outputs) ctx.outputs.push_back(&views[size_t(out)]);
+  if (k < folded.size())
+    for (int i = 0; i < 4; ++i) {
+      if (!folded[k][size_t(i)]) continue;
+      const auto &t = art.spec.kernels[size_t(attentionTransposes[k][size_t(i)])];
+      if (i < 3) ctx.bshdInputs[i] = &views[size_t(t.inputs[0])];
+      else ctx.bshdOutput = &views[size_t(t.outputs[0])];
+    }
   if (activeDecoder) {
     int32_t c = activeDecoder->cacheOf[k];
     if (c >= 0) ctx.cache = const_cast<cpu::KvCache *>(&activeDecoder->caches[size_t(c)]);
@@ -596,6 +638,17 @@ std::string Session::Impl::buildPlan(const std::vector<std::vector<int64_t>> &in
     }
   }
   for (int32_t out : spec.outputs) lastUse[size_t(out)] = int64_t(numKernels);
+  // A transpose folded into its attention (when no tap watches it): the
+  // attention reads the transpose's operand, or writes the transpose's result,
+  // so those buffers must be alive while it runs.
+  for (size_t k = 0; k < attentionTransposes.size(); ++k)
+    for (int i = 0; i < 4; ++i) {
+      const int32_t t = attentionTransposes[k][size_t(i)];
+      if (t < 0) continue;
+      const auto &tk = spec.kernels[size_t(t)];
+      if (i < 3) lastUse[size_t(tk.inputs[0])] = std::max(lastUse[size_t(tk.inputs[0])], int64_t(k));
+      else def[size_t(tk.outputs[0])] = std::min(def[size_t(tk.outputs[0])], int64_t(k));
+    }
 
   // Buffer groups: a result computed in place joins its operand's group.
   auto inArena = [&](int32_t t) { return def[size_t(t)] >= 0 && !plan.views[size_t(t)].data; };
@@ -679,6 +732,21 @@ void Session::Impl::decideFusion() {
       if (globMatch(pattern, spec.kernels[k].source) || globMatch(pattern, name)) watched = true;
     fusedGelu[k] = fusedGelu[size_t(geluOf[k])] = !watched;
   }
+  auto watched = [&](size_t k) { // a tap on kernel k or its result
+    for (auto &[pattern, callback] : taps)
+      if (globMatch(pattern, spec.kernels[k].source) || globMatch(pattern, spec.tensors[size_t(spec.kernels[k].outputs[0])].name))
+        return true;
+    return false;
+  };
+  for (size_t k = 0; k < attentionTransposes.size(); ++k)
+    for (int i = 0; i < 4; ++i) {
+      const int32_t t = attentionTransposes[k][size_t(i)];
+      if (t < 0) continue;
+      // Input side: the transpose's result is never written; output side: the attention's.
+      const bool fold = !watched(i < 3 ? size_t(t) : k);
+      folded[k][size_t(i)] = fold;
+      skipped[size_t(t)] = fold;
+    }
 }
 
 void Session::Impl::fireTaps(size_t k, Plan &plan) {
@@ -755,7 +823,7 @@ Expected<Plan *> Session::Impl::execute(const std::map<std::string, Tensor> &fee
       }
       continue;
     }
-    if (!planTime[k] || rerun)
+    if ((!planTime[k] || rerun) && !(k < skipped.size() && skipped[k]))
       if (std::string err = runKernel(k, plan); !err.empty()) {
         for (int32_t t : spec.inputs) plan.views[size_t(t)].data = nullptr;
         return Status::error(err);

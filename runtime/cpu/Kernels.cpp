@@ -920,6 +920,27 @@ std::string runAttention(KernelContext &c) {
   a.querySeq = q.shape[2]; a.keySeq = k.shape[2]; a.headDim = q.shape[3];
   auto st = [](const View &t, int64_t *s) { auto x = stridesOf(t.shape); s[0] = x[0]; s[1] = x[1]; s[2] = x[2]; };
   st(q, a.qStrides); st(k, a.kStrides); st(v, a.vStrides); st(*c.outputs[0], a.outStrides);
+  // Tensors in [batch, seq, heads, head_dim] order (a transpose folded away): the same values, other strides.
+  auto bshd = [&](const View *src, const View &logical, int64_t *s) -> std::string {
+    const auto &l = logical.shape, &p = src->shape;
+    if (p.size() != 4 || p[0] != l[0] || p[1] != l[2] || p[2] != l[1] || p[3] != l[3])
+      return fail(c, "the folded transpose's tensor " + desc(*src) + " is not " + desc(logical) + " with heads and sequence swapped");
+    s[0] = p[1] * p[2] * p[3];
+    s[1] = p[3];
+    s[2] = p[2] * p[3];
+    return "";
+  };
+  const float **qkv[3] = {&a.q, &a.k, &a.v};
+  int64_t *qkvStrides[3] = {a.qStrides, a.kStrides, a.vStrides};
+  for (int i = 0; i < 3; ++i)
+    if (const View *src = c.bshdInputs[i]) {
+      if (auto e = bshd(src, *c.inputs[size_t(i)], qkvStrides[i]); !e.empty()) return e;
+      *qkv[i] = static_cast<const float *>(src->data);
+    }
+  if (View *dst = c.bshdOutput) {
+    if (auto e = bshd(dst, *c.outputs[0], a.outStrides); !e.empty()) return e;
+    a.out = static_cast<float *>(dst->data);
+  }
   a.scale = float(floatAttr(c, "scale", 1.0 / std::sqrt(double(a.headDim ? a.headDim : 1))));
   a.causal = int(intAttr(c, "causal", 0) != 0);
   if (KvCache *cache = c.cache) {

@@ -55,6 +55,11 @@ struct KernelContext {
   // decides per run: never while a tap watches the linear's result).
   // linear: write GELU of the product; gelu: its input already holds those values.
   bool applyGelu = false, geluApplied = false;
+  // attention: operand i (query, key, value) read from / the result written to
+  // the [batch, seq, heads, head_dim] tensor that a transpose (perm 0,2,1,3),
+  // skipped this run, would have read / written; null: as given.
+  const View *bshdInputs[3] = {nullptr, nullptr, nullptr};
+  View *bshdOutput = nullptr;
   // Incremental decoding: `positions` counts from positionOffset; `attention`
   // appends its key/value rows to `cache` at `past` and attends over the whole
   // cache (its mask operand, from all-ones attention masks, is not read).

@@ -256,6 +256,66 @@ TEST_CASE("fused attention matches naive softmax(QKᵀ)V", "[kernels]") {
     }
 }
 
+TEST_CASE("transposes around attention are folded into its strides, bit for bit, and kept while tapped", "[kernels]") {
+  const int64_t B = 2, S = 37, H = 3, D = 32;
+  auto q = randomFloats(size_t(B * S * H * D), 7, -2, 2), k = randomFloats(q.size(), 8, -2, 2), v = randomFloats(q.size(), 9);
+  auto toBhsd = [&](const std::vector<float> &x) { // [B, S, H, D] -> [B, H, S, D]
+    std::vector<float> y(x.size());
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t s = 0; s < S; ++s)
+        for (int64_t h = 0; h < H; ++h)
+          for (int64_t d = 0; d < D; ++d) y[size_t(((b * H + h) * S + s) * D + d)] = x[size_t(((b * S + s) * H + h) * D + d)];
+    return y;
+  };
+  std::vector<float> ref = naiveAttention(toBhsd(q), toBhsd(k), toBhsd(v), nullptr, B, H, H, S, S, D, 0.2f, true), expect(ref.size());
+  for (int64_t b = 0; b < B; ++b) // back to [B, S, H, D]
+    for (int64_t h = 0; h < H; ++h)
+      for (int64_t s = 0; s < S; ++s)
+        for (int64_t d = 0; d < D; ++d) expect[size_t(((b * S + s) * H + h) * D + d)] = ref[size_t(((b * H + h) * S + s) * D + d)];
+  for (auto isa : isas())
+    for (bool keyAlsoOutput : {false, true}) // a second reader of the transposed key: that one stays
+      for (int threads : {1, 2}) {
+        INFO(isa << " threads " << threads << (keyAlsoOutput ? " (transposed key also an output)" : ""));
+        Graph g;
+        int32_t in[3], t[3];
+        const char *names[3] = {"q", "k", "v"};
+        for (int i = 0; i < 3; ++i) {
+          in[i] = g.input(names[i], DType::F32, 4);
+          t[i] = g.tensor(std::string(names[i]) + "_t", DType::F32, 4);
+          g.kernel("transpose", {in[i]}, {t[i]}, {{"perm", std::vector<int64_t>{0, 2, 1, 3}}}, std::string("T_") + names[i]);
+        }
+        int32_t o = g.tensor("o", DType::F32, 4), y = g.tensor("y", DType::F32, 4);
+        g.kernel("attention", {t[0], t[1], t[2]}, {o}, {{"num_heads", H}, {"num_kv_heads", H}, {"scale", 0.2}, {"causal", int64_t(1)}}, "attn");
+        g.kernel("transpose", {o}, {y}, {{"perm", std::vector<int64_t>{0, 2, 1, 3}}}, "T_out");
+        g.output(y);
+        if (keyAlsoOutput) g.output(t[1]);
+        auto session = g.open(isa, threads);
+        REQUIRE(session.ok());
+        std::map<std::string, Tensor> feeds = {{"q", tensorOf(q, {B, S, H, D})}, {"k", tensorOf(k, {B, S, H, D})}, {"v", tensorOf(v, {B, S, H, D})}};
+        auto folded = (*session)->run(feeds);
+        REQUIRE(folded.ok());
+        REQUIRE((*folded)[0].tensor.shape() == std::vector<int64_t>{B, S, H, D});
+        requireClose((*folded)[0].tensor, expect);
+        if (keyAlsoOutput) requireClose((*folded)[1].tensor, toBhsd(k), 0.0f);
+        // Taps on every kernel keep every transpose: the same bits, and the taps see real values.
+        size_t events = 0;
+        bool attnSeen = false;
+        (*session)->addTap("*", [&](const TapEvent &e) {
+          ++events;
+          if (e.source == "attn") {
+            attnSeen = true;
+            auto bhsd = toBhsd(expect); // attention's own result, [B, H, S, D]
+            for (size_t i = 0; i < bhsd.size(); ++i) REQUIRE(std::fabs(e.tensor.data<float>()[i] - bhsd[i]) <= 1e-4f + 1e-4f * std::fabs(bhsd[i]));
+          }
+        });
+        auto kept = (*session)->run(feeds);
+        REQUIRE(kept.ok());
+        REQUIRE(attnSeen);
+        REQUIRE(events == 5);
+        REQUIRE(std::memcmp((*kept)[0].tensor.data<float>(), (*folded)[0].tensor.data<float>(), expect.size() * sizeof(float)) == 0);
+      }
+}
+
 TEST_CASE("layer_norm, rms_norm, softmax, gelu, exp", "[kernels]") {
   for (auto isa : isas()) {
     DYNAMIC_SECTION(isa) {
