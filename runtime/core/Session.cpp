@@ -122,6 +122,7 @@ struct Session::Impl {
   std::vector<std::vector<float>> packedWeights;
   // The same for oneDNN's matmul (when the session uses oneDNN): per kernel, or null.
   std::vector<std::unique_ptr<cpu::PackedLinear>> packedLinears;
+  std::shared_ptr<cpu::WeightArena> weightArena; // their storage
   // Per kernel: for a linear with a packed weight, the erf GELU kernel that is
   // the only reader of its result (fused into the matmul), else -1.
   std::vector<int32_t> geluOf;
@@ -297,7 +298,8 @@ Expected<std::unique_ptr<Session>> Session::open(const std::string &path, const 
         // oneDNN's matmul layout, one block per thread; without it (no headers
         // at build time) dnnl_sgemm reads the mapped weight as it is.
         std::string why;
-        impl->packedLinears[k] = cpu::packLinear(static_cast<const float *>(data), n, kk, impl->pool->size(), why);
+        if (!impl->weightArena) impl->weightArena = std::make_shared<cpu::WeightArena>();
+        impl->packedLinears[k] = cpu::packLinear(static_cast<const float *>(data), n, kk, impl->pool->size(), impl->weightArena, why);
         if (!impl->packedLinears[k]) continue;
       } else {
         auto &packed = impl->packedWeights[k];

@@ -2,9 +2,11 @@
 
 #include "runtime/cpu/CpuFeatures.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <dlfcn.h>
+#include <sys/mman.h>
 
 // The matmul primitive's C API (types and declarations only: every function is
 // looked up in the dlopen'ed library). A runtime built without the headers
@@ -197,6 +199,29 @@ bool packRows(const Api &api, dnnl_stream_t stream, const float *w, int64_t k, i
 
 float *alignedFloats(size_t bytes) { return static_cast<float *>(std::aligned_alloc(64, (bytes + 63) / 64 * 64 + 64)); }
 } // namespace
+#endif
+
+WeightArena::~WeightArena() {
+  for (auto &[p, size] : blocks_) std::free(p);
+}
+
+float *WeightArena::take(size_t bytes) {
+  constexpr size_t kHuge = size_t(2) << 20, kBlock = size_t(32) << 20;
+  bytes = (bytes + 63) / 64 * 64;
+  if (blocks_.empty() || used_ + bytes > blocks_.back().second) {
+    const size_t size = (std::max(bytes, kBlock) + kHuge - 1) / kHuge * kHuge;
+    void *p = std::aligned_alloc(kHuge, size);
+    if (!p) return nullptr;
+    madvise(p, size, MADV_HUGEPAGE); // a request: without THP the block is ordinary memory
+    blocks_.emplace_back(p, size);
+    used_ = 0;
+  }
+  float *out = reinterpret_cast<float *>(static_cast<char *>(blocks_.back().first) + used_);
+  used_ += bytes;
+  return out;
+}
+
+#ifdef LATHE_DNNL_MATMUL
 
 PackedLinear::~PackedLinear() {
   const Api &api = load().api;
@@ -207,10 +232,10 @@ PackedLinear::~PackedLinear() {
     std::free(e.owned);
   }
   for (void *st : streams_) if (st) api.dnnl_stream_destroy(static_cast<dnnl_stream_t>(st));
-  std::free(storage_);
 }
 
-std::unique_ptr<PackedLinear> packLinear(const float *w, int64_t n, int64_t k, int chunks, std::string &error) {
+std::unique_ptr<PackedLinear> packLinear(const float *w, int64_t n, int64_t k, int chunks, const std::shared_ptr<WeightArena> &arena,
+                                         std::string &error) {
   const Loaded &l = load();
   if (!l.error.empty() || !l.apiError.empty()) {
     error = !l.error.empty() ? l.error : l.apiError;
@@ -239,7 +264,8 @@ std::unique_ptr<PackedLinear> packLinear(const float *w, int64_t n, int64_t k, i
     return nullptr;
   }
   const size_t wholeBytes = api.dnnl_memory_desc_get_size(&wholeMd);
-  p->storage_ = alignedFloats(wholeBytes);
+  p->arena_ = arena ? arena : std::make_shared<WeightArena>();
+  p->storage_ = p->arena_->take(wholeBytes);
   if (!p->storage_ || !packRows(api, stream, w, k, 0, n, wholeMd, p->storage_)) {
     error = "oneDNN could not re-lay out " + what;
     return nullptr;
@@ -397,7 +423,8 @@ bool PackedLinear::runColumns(int t, const float *x, int64_t m, const float *bia
 }
 #else
 PackedLinear::~PackedLinear() = default;
-std::unique_ptr<PackedLinear> packLinear(const float *, int64_t, int64_t, int, std::string &error) {
+std::unique_ptr<PackedLinear> packLinear(const float *, int64_t, int64_t, int, const std::shared_ptr<WeightArena> &,
+                                         std::string &error) {
   error = "this runtime was built without oneDNN's headers (libdnnl-dev)";
   return nullptr;
 }

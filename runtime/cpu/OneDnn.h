@@ -53,6 +53,22 @@ std::string sgemmSummary();
 ///    copied into place (few rows: decoding). The blocks are ranges of the one
 ///    packed copy where oneDNN's layout allows (it does for its blocked f32
 ///    layouts: panels of 64 columns one after another), else own copies.
+/// Where a session's packed weights live: blocks of 32 MiB (or more), 2 MiB
+/// aligned and offered to the kernel for transparent huge pages, the weights
+/// carved from them one after another. Streaming a weight then walks a handful
+/// of TLB entries instead of one per 4 KiB (MiniLM, batch 1, one thread: 22.3
+/// -> 21.9 ms).
+class WeightArena {
+public:
+  ~WeightArena();
+  /// `bytes` (64-byte aligned) that live as long as the arena; null when out of memory.
+  float *take(size_t bytes);
+
+private:
+  std::vector<std::pair<void *, size_t>> blocks_;
+  size_t used_ = 0; // in the last block
+};
+
 class PackedLinear {
 public:
   ~PackedLinear();
@@ -73,7 +89,8 @@ public:
   bool runColumns(int t, const float *x, int64_t m, const float *bias, float *y, bool gelu = false) const;
 
 private:
-  friend std::unique_ptr<PackedLinear> packLinear(const float *, int64_t, int64_t, int, std::string &);
+  friend std::unique_ptr<PackedLinear> packLinear(const float *, int64_t, int64_t, int, const std::shared_ptr<WeightArena> &,
+                                                  std::string &);
   PackedLinear() = default;
   struct Entry {
     int64_t n0 = 0, nc = 0;
@@ -84,7 +101,8 @@ private:
   bool runEntry(size_t e, int t, const float *x, int64_t m, const float *bias, float *y, int64_t ldy, bool gelu) const;
   int parts_ = 1;
   int64_t n_ = 0, k_ = 0;
-  float *storage_ = nullptr;   // the whole weight, packed
+  std::shared_ptr<WeightArena> arena_;
+  float *storage_ = nullptr;   // the whole weight, packed (in arena_)
   std::vector<Entry> entries_; // column blocks 0..parts-1 (when parts > 1), then the whole weight
   std::vector<void *> streams_; // one dnnl_stream_t per part
   mutable std::mutex mutex_;
@@ -94,6 +112,7 @@ private:
 
 /// Packs W [n, k] for `chunks` threads; null with `error` when oneDNN's matmul
 /// is unavailable (no libdnnl, or a runtime built without its headers).
-std::unique_ptr<PackedLinear> packLinear(const float *w, int64_t n, int64_t k, int chunks, std::string &error);
+std::unique_ptr<PackedLinear> packLinear(const float *w, int64_t n, int64_t k, int chunks, const std::shared_ptr<WeightArena> &arena,
+                                         std::string &error);
 
 } // namespace lathe::cpu
