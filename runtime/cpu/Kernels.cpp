@@ -477,38 +477,52 @@ std::string runLinear(KernelContext &c) {
   if (k == 0) g.m = c.outputs[0]->numel() / (n ? n : 1);
   if (PackedLinear *p = c.packedLinear; p && g.m > 0 && k > 0) {
     // oneDNN's matmul on the packed weight: many rows are split among the
-    // threads (each streams the whole weight), few rows (decoding) by column blocks.
+    // threads (each streams the whole weight), few rows (decoding) by column
+    // blocks. A fused GELU runs over each block of at most 128 rows right after
+    // its product, while it is in cache (Lathe's kernel, the same bits as the
+    // separate gelu; oneDNN's GELU post-op measured slower).
     const int parts = p->parts();
     const bool byRows = parts == 1 || g.m >= 32 * parts; // measured: rows win from 64 rows on at 2 threads
-    auto rowBegin = [&](int64_t t) { return g.m * t / parts; };
     const bool gelu = c.applyGelu;
+    const int64_t block = gelu && g.m > 128 ? 128 : g.m; // rows per product
+    auto rowBegin = [&](int64_t t) { return g.m * t / parts; };
     bool ready = true;
     if (byRows)
-      for (int64_t t = 0; t < parts && ready; ++t)
-        ready = rowBegin(t + 1) == rowBegin(t) || p->prepare(rowBegin(t + 1) - rowBegin(t), g.bias != nullptr, true, gelu);
+      for (int64_t t = 0; t < parts && ready; ++t) {
+        const int64_t rows = rowBegin(t + 1) - rowBegin(t);
+        if (rows == 0) continue;
+        ready = p->prepare(rows < block ? rows : block, g.bias != nullptr, true) &&
+                (rows <= block || rows % block == 0 || p->prepare(rows % block, g.bias != nullptr, true));
+      }
     else
-      ready = p->prepare(g.m, g.bias != nullptr, false, gelu);
+      ready = p->prepare(g.m, g.bias != nullptr, false);
     if (ready) {
       c.pool->parallelFor(parts, [&](int64_t t0, int64_t t1) {
         thread_local bool single = false;
         if (!single && c.sgemm->setThreads) c.sgemm->setThreads(1), single = true;
         for (int64_t t = t0; t < t1; ++t) {
-          GemmArgs part = g;
-          part.packedB = nullptr; // if oneDNN fails (it never has on our shapes): Lathe's kernel on the unpacked weight
           if (byRows) {
-            const int64_t r0 = rowBegin(t), r1 = rowBegin(t + 1);
-            if (p->runRows(int(t), g.a + r0 * g.lda, r1 - r0, g.bias, g.c + r0 * g.ldc, gelu)) continue;
-            part.a = g.a + r0 * g.lda;
-            part.c = g.c + r0 * g.ldc;
-            part.m = r1 - r0;
-            c.isa->gemm(&part, 0, g.n);
-            if (gelu) c.isa->gelu(part.c, part.c, part.m * g.n, 0);
-          } else if (!p->runColumns(int(t), g.a, g.m, g.bias, g.c, gelu)) {
-            c.isa->gemm(&part, p->columnBegin(int(t)), p->columnEnd(int(t)));
+            for (int64_t r0 = rowBegin(t), end = rowBegin(t + 1); r0 < end; r0 += block) {
+              const int64_t r1 = end - r0 < block ? end : r0 + block;
+              if (!p->runRows(int(t), g.a + r0 * g.lda, r1 - r0, g.bias, g.c + r0 * g.ldc)) {
+                GemmArgs part = g; // oneDNN failed (it never has on our shapes): Lathe's kernel on the unpacked weight
+                part.packedB = nullptr;
+                part.a = g.a + r0 * g.lda;
+                part.c = g.c + r0 * g.ldc;
+                part.m = r1 - r0;
+                c.isa->gemm(&part, 0, g.n);
+              }
+              if (gelu) c.isa->gelu(g.c + r0 * g.ldc, g.c + r0 * g.ldc, (r1 - r0) * g.n, 0);
+            }
+          } else {
+            const int64_t n0 = p->columnBegin(int(t)), n1 = p->columnEnd(int(t));
+            if (!p->runColumns(int(t), g.a, g.m, g.bias, g.c)) {
+              GemmArgs part = g;
+              part.packedB = nullptr;
+              c.isa->gemm(&part, n0, n1);
+            }
             if (gelu)
-              for (int64_t i = 0; i < g.m; ++i)
-                c.isa->gelu(g.c + i * g.ldc + p->columnBegin(int(t)), g.c + i * g.ldc + p->columnBegin(int(t)),
-                            p->columnEnd(int(t)) - p->columnBegin(int(t)), 0);
+              for (int64_t i = 0; i < g.m; ++i) c.isa->gelu(g.c + i * g.ldc + n0, g.c + i * g.ldc + n0, n1 - n0, 0);
           }
         }
       });

@@ -35,8 +35,7 @@ constexpr int kDnnlIsaAvx2 = 0x7;
   X(dnnl_primitive_desc_destroy) X(dnnl_primitive_create) X(dnnl_primitive_destroy) X(dnnl_primitive_execute)          \
   X(dnnl_stream_wait) X(dnnl_memory_create) X(dnnl_memory_destroy) X(dnnl_memory_desc_get_size)                       \
   X(dnnl_memory_desc_equal) X(dnnl_reorder_primitive_desc_create) X(dnnl_primitive_attr_create)                      \
-  X(dnnl_primitive_attr_destroy) X(dnnl_primitive_attr_set_scratchpad_mode) X(dnnl_post_ops_create)                 \
-  X(dnnl_post_ops_destroy) X(dnnl_post_ops_append_eltwise) X(dnnl_primitive_attr_set_post_ops)
+  X(dnnl_primitive_attr_destroy) X(dnnl_primitive_attr_set_scratchpad_mode)
 struct Api {
 #define LATHE_DNNL_MEMBER(f) decltype(&::f) f = nullptr;
   LATHE_DNNL_FUNCTIONS(LATHE_DNNL_MEMBER)
@@ -133,7 +132,7 @@ const Sgemm *sgemmFor(const char *level, std::string &error) {
 namespace {
 /// The matmul x [m, k] · B [k, nc] (+ bias [1, nc]) -> y [m, nc] (dense),
 /// weights in oneDNN's choice of layout ("any").
-bool matmulDesc(const Api &api, int64_t m, int64_t k, int64_t nc, bool bias, dnnl_primitive_desc_t &pd, bool gelu = false) {
+bool matmulDesc(const Api &api, int64_t m, int64_t k, int64_t nc, bool bias, dnnl_primitive_desc_t &pd) {
   dnnl_memory_desc_t src, wts, dst, b;
   dnnl_dims_t srcDims = {m, k}, srcStrides = {k, 1}, dstDims = {m, nc}, dstStrides = {nc, 1}, bDims = {1, nc},
               bStrides = {nc, 1};
@@ -155,14 +154,8 @@ bool matmulDesc(const Api &api, int64_t m, int64_t k, int64_t nc, bool bias, dnn
   // and pool threads run primitives at once.
   dnnl_primitive_attr_t attr = nullptr;
   if (api.dnnl_primitive_attr_create(&attr) != dnnl_success) return false;
-  bool ok = api.dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user) == dnnl_success;
-  dnnl_post_ops_t ops = nullptr;
-  if (ok && gelu) // GELU (erf form) applied in registers as the tiles are written
-    ok = api.dnnl_post_ops_create(&ops) == dnnl_success &&
-         api.dnnl_post_ops_append_eltwise(ops, 1.0f, dnnl_eltwise_gelu_erf, 0.0f, 0.0f) == dnnl_success &&
-         api.dnnl_primitive_attr_set_post_ops(attr, ops) == dnnl_success;
-  ok = ok && api.dnnl_primitive_desc_create(&pd, &desc, attr, api.engine, nullptr) == dnnl_success;
-  if (ops) api.dnnl_post_ops_destroy(ops);
+  bool ok = api.dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user) == dnnl_success &&
+            api.dnnl_primitive_desc_create(&pd, &desc, attr, api.engine, nullptr) == dnnl_success;
   api.dnnl_primitive_attr_destroy(attr);
   return ok;
 }
@@ -322,7 +315,7 @@ std::unique_ptr<PackedLinear> packLinear(const float *w, int64_t n, int64_t k, i
   return p;
 }
 
-bool PackedLinear::prepare(int64_t m, bool bias, bool whole, bool gelu) {
+bool PackedLinear::prepare(int64_t m, bool bias, bool whole) {
   const Api &api = load().api;
   std::lock_guard<std::mutex> lock(mutex_);
   if (primitives_.size() >= 64) { // many prompt lengths: start over rather than grow without bound
@@ -334,13 +327,13 @@ bool PackedLinear::prepare(int64_t m, bool bias, bool whole, bool gelu) {
   for (size_t e = first; e < last; ++e) {
     const Entry &entry = entries_[e];
     if (entry.nc == 0) continue;
-    auto key = std::make_tuple(m, bias, e, gelu);
+    auto key = std::make_tuple(m, bias, e);
     auto it = primitives_.find(key);
     if (it == primitives_.end()) {
       dnnl_primitive_desc_t pd = nullptr;
       dnnl_primitive_t prim = nullptr;
       // The layout oneDNN wants for these rows must be the one the weight was packed in.
-      if (matmulDesc(api, m, k_, entry.nc, bias, pd, gelu) &&
+      if (matmulDesc(api, m, k_, entry.nc, bias, pd) &&
           api.dnnl_memory_desc_equal(api.dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0),
                                      static_cast<const dnnl_memory_desc_t *>(entry.md)) &&
           api.dnnl_primitive_create(&prim, pd) != dnnl_success)
@@ -355,8 +348,7 @@ bool PackedLinear::prepare(int64_t m, bool bias, bool whole, bool gelu) {
   return ok;
 }
 
-bool PackedLinear::runEntry(size_t e, int t, const float *x, int64_t m, const float *bias, float *y, int64_t ldy,
-                            bool gelu) const {
+bool PackedLinear::runEntry(size_t e, int t, const float *x, int64_t m, const float *bias, float *y, int64_t ldy) const {
   const Entry &entry = entries_[e];
   if (entry.nc == 0 || m == 0) return true;
   const Api &api = load().api;
@@ -364,7 +356,7 @@ bool PackedLinear::runEntry(size_t e, int t, const float *x, int64_t m, const fl
   size_t scratchBytes;
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    auto it = primitives_.find(std::make_tuple(m, bias != nullptr, e, gelu));
+    auto it = primitives_.find(std::make_tuple(m, bias != nullptr, e));
     if (it == primitives_.end() || !it->second.first) return false;
     prim = static_cast<dnnl_primitive_t>(it->second.first);
     scratchBytes = it->second.second;
@@ -415,11 +407,11 @@ bool PackedLinear::runEntry(size_t e, int t, const float *x, int64_t m, const fl
   return ok;
 }
 
-bool PackedLinear::runRows(int t, const float *x, int64_t m, const float *bias, float *y, bool gelu) const {
-  return runEntry(entries_.size() - 1, t, x, m, bias, y, n_, gelu);
+bool PackedLinear::runRows(int t, const float *x, int64_t m, const float *bias, float *y) const {
+  return runEntry(entries_.size() - 1, t, x, m, bias, y, n_);
 }
-bool PackedLinear::runColumns(int t, const float *x, int64_t m, const float *bias, float *y, bool gelu) const {
-  return runEntry(parts_ == 1 ? entries_.size() - 1 : size_t(t), t, x, m, bias, y, n_, gelu);
+bool PackedLinear::runColumns(int t, const float *x, int64_t m, const float *bias, float *y) const {
+  return runEntry(parts_ == 1 ? entries_.size() - 1 : size_t(t), t, x, m, bias, y, n_);
 }
 #else
 PackedLinear::~PackedLinear() = default;
@@ -428,10 +420,10 @@ std::unique_ptr<PackedLinear> packLinear(const float *, int64_t, int64_t, int, c
   error = "this runtime was built without oneDNN's headers (libdnnl-dev)";
   return nullptr;
 }
-bool PackedLinear::prepare(int64_t, bool, bool, bool) { return false; }
-bool PackedLinear::runEntry(size_t, int, const float *, int64_t, const float *, float *, int64_t, bool) const { return false; }
-bool PackedLinear::runRows(int, const float *, int64_t, const float *, float *, bool) const { return false; }
-bool PackedLinear::runColumns(int, const float *, int64_t, const float *, float *, bool) const { return false; }
+bool PackedLinear::prepare(int64_t, bool, bool) { return false; }
+bool PackedLinear::runEntry(size_t, int, const float *, int64_t, const float *, float *, int64_t) const { return false; }
+bool PackedLinear::runRows(int, const float *, int64_t, const float *, float *) const { return false; }
+bool PackedLinear::runColumns(int, const float *, int64_t, const float *, float *) const { return false; }
 #endif
 
 std::string sgemmSummary() {

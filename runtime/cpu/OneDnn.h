@@ -79,14 +79,13 @@ public:
   /// weight (rows split) or of each column block. Call from one thread before
   /// the parts run. False when oneDNN offers no primitive whose weight layout
   /// is the packed one (the caller then uses dnnl_sgemm or its own GEMM).
-  /// `gelu`: the primitives also apply GELU (erf form) to the result (a post-op).
-  bool prepare(int64_t m, bool bias, bool whole, bool gelu = false);
+  bool prepare(int64_t m, bool bias, bool whole);
   /// Whole weight: y [m, n] = x [m, k]·Wᵀ (+ bias) as part `t`'s work (t picks
   /// its stream: one per part, so parts may run at once). After prepare(m, bias, true).
-  bool runRows(int t, const float *x, int64_t m, const float *bias, float *y, bool gelu = false) const;
+  bool runRows(int t, const float *x, int64_t m, const float *bias, float *y) const;
   /// Column block t: y[:, block] = x·W[block]ᵀ (+ bias[block]), y [m, n].
   /// After prepare(m, bias, false).
-  bool runColumns(int t, const float *x, int64_t m, const float *bias, float *y, bool gelu = false) const;
+  bool runColumns(int t, const float *x, int64_t m, const float *bias, float *y) const;
 
 private:
   friend std::unique_ptr<PackedLinear> packLinear(const float *, int64_t, int64_t, int, const std::shared_ptr<WeightArena> &,
@@ -98,7 +97,7 @@ private:
     void *memory = nullptr; // dnnl_memory_t over it
     float *owned = nullptr; // its storage when not a range of the whole weight's
   };
-  bool runEntry(size_t e, int t, const float *x, int64_t m, const float *bias, float *y, int64_t ldy, bool gelu) const;
+  bool runEntry(size_t e, int t, const float *x, int64_t m, const float *bias, float *y, int64_t ldy) const;
   int parts_ = 1;
   int64_t n_ = 0, k_ = 0;
   std::shared_ptr<WeightArena> arena_;
@@ -106,8 +105,8 @@ private:
   std::vector<Entry> entries_; // column blocks 0..parts-1 (when parts > 1), then the whole weight
   std::vector<void *> streams_; // one dnnl_stream_t per part
   mutable std::mutex mutex_;
-  // (m, bias, entry, gelu) -> primitive (null: oneDNN offered none) and its scratchpad bytes
-  std::map<std::tuple<int64_t, bool, size_t, bool>, std::pair<void *, size_t>> primitives_;
+  // (m, bias, entry) -> primitive (null: oneDNN offered none) and its scratchpad bytes
+  std::map<std::tuple<int64_t, bool, size_t>, std::pair<void *, size_t>> primitives_;
 };
 
 /// Packs W [n, k] for `chunks` threads; null with `error` when oneDNN's matmul
