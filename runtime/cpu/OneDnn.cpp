@@ -256,6 +256,13 @@ std::unique_ptr<PackedLinear> packLinear(const float *w, int64_t n, int64_t k, i
     error = "oneDNN has no f32 matmul for " + what;
     return nullptr;
   }
+  // A plain layout means oneDNN's matmul is its GEMM driver here (AVX2: gemm:jit,
+  // where a row's sum also depends on the number of rows): nothing to gain over
+  // dnnl_sgemm by column ranges, which is what the caller then uses.
+  if (wholeMd.format_kind != dnnl_blocked || wholeMd.format_desc.blocking.inner_nblks == 0) {
+    error = "oneDNN's matmul keeps " + what + " plain at this level";
+    return nullptr;
+  }
   const size_t wholeBytes = api.dnnl_memory_desc_get_size(&wholeMd);
   p->arena_ = arena ? arena : std::make_shared<WeightArena>();
   p->storage_ = p->arena_->take(wholeBytes);

@@ -83,6 +83,13 @@ TEST_CASE("fp32 GEMM: oneDNN (LATHE_GEMM) and Lathe's own match x·Wᵀ+b at the
     const char *ci = std::getenv("CI");
     REQUIRE_FALSE((ci && std::string(ci) == "true" && best != "baseline"));
   }
+  if (oneDnn && best == "avx512") { // brgemm kernels: the weight is packed for oneDNN's matmul
+    std::string packWhy;
+    auto w = randomFloats(size_t(384 * 128), 4);
+    auto packed = cpu::packLinear(w.data(), 384, 128, 2, nullptr, packWhy);
+    INFO(packWhy);
+    REQUIRE(packed);
+  }
   for (const char *mode : {"own", "onednn"}) {
     if (std::string(mode) == "onednn" && !oneDnn) continue;
     GemmMode scoped(mode);
