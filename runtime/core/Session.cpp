@@ -294,7 +294,7 @@ Expected<std::unique_ptr<Session>> Session::open(const std::string &path, const 
       if (!data || w.dtype != DType::F32 || w.shape.size() != 2 || !w.shape[0].isStatic() || !w.shape[1].isStatic()) continue;
       int64_t n = w.shape[0].value, kk = w.shape[1].value;
       if (n == 0 || kk == 0) continue;
-      if (impl->sgemm) {
+      if (impl->sgemm && kernel.weightFormat == "f32") { // the dense fp32 kernel (not 2:4 and others with f32 values)
         // oneDNN's matmul layout, one block per thread; without it (no headers
         // at build time) dnnl_sgemm reads the mapped weight as it is.
         std::string why;

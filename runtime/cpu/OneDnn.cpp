@@ -271,7 +271,6 @@ std::unique_ptr<PackedLinear> packLinear(const float *w, int64_t n, int64_t k, i
     return nullptr;
   }
   // Column blocks of whole 64-column panels, when the parts are several.
-  std::vector<PackedLinear::Entry> blocks;
   if (p->parts_ > 1) {
     size_t offset = 0; // bytes into the whole weight's layout
     for (int t = 0; t < p->parts_; ++t) {

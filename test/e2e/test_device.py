@@ -71,7 +71,10 @@ def main():
         # The runtime's device path through the stand-in plugin: device memory
         # the host cannot dereference, some ops on the host (the fallback),
         # taps, and incremental decoding with the KV cache on the "device".
-        fake = dict(os.environ, LATHE_CUDA_PLUGIN=args.fake_plugin, LATHE_FAKE_HOST_OPS="gelu,softmax")
+        # The stand-in runs the CPU kernel table on its "device" memory, without the
+        # session's oneDNN-packed weights: with Lathe's own GEMM on both sides the
+        # two must agree bit for bit (--rtol 0).
+        fake = dict(os.environ, LATHE_CUDA_PLUGIN=args.fake_plugin, LATHE_FAKE_HOST_OPS="gelu,softmax", LATHE_GEMM="own")
         p = subprocess.run([args.check, art, "--shapes", "1x7,2x16,3x33", "--reps", "1", "--rtol", "0"],
                            capture_output=True, text=True, env=fake)
         c.expect(p.returncode == 0 and "PASS" in p.stdout, f"fake device vs cpu: {p.stdout[-1500:]} {p.stderr}")
@@ -81,7 +84,8 @@ def main():
                            capture_output=True, text=True, env=fake)
         c.expect(p.returncode == 0, f"run --dump on the fake device: {p.stderr}")
         cpu_dump = os.path.join(tmp, "cpudump")
-        run([lathe, "run", art, *inputs, "--output-dir", cpu_dump, "--dump", "/encoder/layer.0/*"])
+        subprocess.run([lathe, "run", art, *inputs, "--output-dir", cpu_dump, "--dump", "/encoder/layer.0/*"],
+                       capture_output=True, text=True, env=dict(os.environ, LATHE_GEMM="own"))
         files = sorted(os.listdir(cpu_dump))
         c.expect(len(files) > 4 and files == sorted(os.listdir(dump)), f"dumped files differ: {files} vs {os.listdir(dump)}")
         for f in files:

@@ -212,7 +212,10 @@ def main():
             c.expect(rc == 0, f"int8 run {extra}: {err}")
             outs.append(np.load(os.path.join(d, "logits.npy")) if rc == 0 else None)
         if outs[0] is not None and outs[1] is not None:
-            c.expect(np.abs(outs[0] - outs[1]).max() <= 1e-4, f"int8 incremental differs by {np.abs(outs[0] - outs[1]).max():.2e}")
+            # One token at a time (the int8 GEMV) against the whole prompt (the int8
+            # panels) sums in other orders: within 1e-5 of the logits' scale.
+            diff, scale = np.abs(outs[0] - outs[1]).max(), np.abs(outs[0]).max()
+            c.expect(diff <= 1e-5 * scale, f"int8 incremental differs by {diff:.2e} (logits up to {scale:.1f})")
 
     # c. MiniLM.
     base = os.path.join(tmp, "minilm.lathe")
