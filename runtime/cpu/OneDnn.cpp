@@ -282,16 +282,36 @@ std::unique_ptr<PackedLinear> packLinear(const float *w, int64_t n, int64_t k, i
         float *own = nullptr;
         bool ok = packRows(api, stream, w, k, e.n0, e.nc, md, nullptr);
         const size_t bytes = ok ? api.dnnl_memory_desc_get_size(&md) : 0;
-        ok = ok && (own = alignedFloats(bytes)) != nullptr && packRows(api, stream, w, k, e.n0, e.nc, md, own);
+        // Is the block byte for byte a range of the whole layout (then it is read
+        // from there)? Checked by packing it on its own once per shape; later
+        // weights of that shape trust the verdict (opening a 540 MB model packs
+        // each weight once, not three times).
+        static std::mutex verdictMutex;
+        static std::map<std::tuple<int64_t, int64_t, int64_t, int64_t>, bool> isRange; // (k, n, n0, nc)
+        const auto key = std::make_tuple(k, n, e.n0, e.nc);
+        int verdict = -1;
+        {
+          std::lock_guard<std::mutex> lock(verdictMutex);
+          auto it = isRange.find(key);
+          if (it != isRange.end()) verdict = it->second;
+        }
+        if (ok && offset + bytes > wholeBytes) verdict = 0;
+        if (ok && verdict != 1) {
+          ok = (own = alignedFloats(bytes)) != nullptr && packRows(api, stream, w, k, e.n0, e.nc, md, own);
+          if (ok && verdict == -1) {
+            verdict = std::memcmp(reinterpret_cast<const char *>(p->storage_) + offset, own, bytes) == 0;
+            std::lock_guard<std::mutex> lock(verdictMutex);
+            isRange[key] = verdict == 1;
+          }
+          if (ok && verdict == 1) {
+            std::free(own);
+            own = nullptr;
+          }
+        }
         if (!ok) {
           std::free(own);
           error = "oneDNN could not re-lay out " + what + " in column blocks";
           return nullptr;
-        }
-        // A block that is byte for byte a range of the whole layout is read from there.
-        if (offset + bytes <= wholeBytes && std::memcmp(reinterpret_cast<const char *>(p->storage_) + offset, own, bytes) == 0) {
-          std::free(own);
-          own = nullptr;
         }
         e.owned = own;
         e.md = new dnnl_memory_desc_t(md);
