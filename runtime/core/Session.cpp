@@ -351,12 +351,9 @@ Expected<std::unique_ptr<Session>> Session::open(const std::string &path, const 
     for (size_t k = 0; k < spec.kernels.size() && !impl->backend; ++k) {
       const auto &ak = spec.kernels[k];
       if (ak.op != "attention" || ak.inputs.size() < 3 || ak.outputs.empty()) continue;
-      for (int i = 0; i < 3; ++i) {
+      for (int i = 0; i < 3; ++i) { // an operand the attention alone reads, once
         const int32_t in = ak.inputs[size_t(i)];
-        const int32_t t = in >= 0 ? producer[size_t(in)] : -1;
-        bool onlyHere = in >= 0 && readers[size_t(in)] >= 1;
-        for (int j = 0; j < 3 && onlyHere; ++j) if (j != i && ak.inputs[size_t(j)] == in) onlyHere = false; // one operand only
-        if (onlyHere && readers[size_t(in)] == 1 && swapsHeads(t)) impl->attentionTransposes[k][size_t(i)] = t;
+        if (in >= 0 && readers[size_t(in)] == 1 && swapsHeads(producer[size_t(in)])) impl->attentionTransposes[k][size_t(i)] = producer[size_t(in)];
       }
       const int32_t out = ak.outputs[0];
       if (readers[size_t(out)] == 1 && swapsHeads(reader[size_t(out)]) && spec.kernels[size_t(reader[size_t(out)])].inputs[0] == out)
@@ -726,20 +723,14 @@ Expected<MemoryPlanSummary> Session::plan(const std::map<std::string, std::vecto
 
 void Session::Impl::decideFusion() {
   const auto &spec = art.spec;
-  for (size_t k = 0; k < geluOf.size(); ++k) {
-    if (geluOf[k] < 0) continue;
-    const std::string &name = spec.tensors[size_t(spec.kernels[k].outputs[0])].name;
-    bool watched = false;
-    for (auto &[pattern, callback] : taps)
-      if (globMatch(pattern, spec.kernels[k].source) || globMatch(pattern, name)) watched = true;
-    fusedGelu[k] = fusedGelu[size_t(geluOf[k])] = !watched;
-  }
   auto watched = [&](size_t k) { // a tap on kernel k or its result
     for (auto &[pattern, callback] : taps)
       if (globMatch(pattern, spec.kernels[k].source) || globMatch(pattern, spec.tensors[size_t(spec.kernels[k].outputs[0])].name))
         return true;
     return false;
   };
+  for (size_t k = 0; k < geluOf.size(); ++k)
+    if (geluOf[k] >= 0) fusedGelu[k] = fusedGelu[size_t(geluOf[k])] = !watched(k);
   for (size_t k = 0; k < attentionTransposes.size(); ++k)
     for (int i = 0; i < 4; ++i) {
       const int32_t t = attentionTransposes[k][size_t(i)];

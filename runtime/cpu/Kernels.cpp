@@ -410,6 +410,12 @@ std::string runCast(KernelContext &c) {
 }
 
 // ------------------------------------------------------------------ linear algebra
+/// Each pool thread runs oneDNN itself: its OpenMP must not start threads of its own.
+void oneDnnOnThisThreadAlone(const Sgemm &s) {
+  thread_local bool single = false;
+  if (!single && s.setThreads) s.setThreads(1), single = true;
+}
+
 /// The fp32 GEMM through oneDNN: each thread a range of columns (multiples of
 /// 16, never of rows: oneDNN sums a lone row in another order than a block of
 /// rows, while column ranges give the same bits as one call, so the result does
@@ -417,8 +423,7 @@ std::string runCast(KernelContext &c) {
 void runSgemm(KernelContext &c, const GemmArgs &g) {
   const Sgemm &s = *c.sgemm;
   c.pool->parallelFor(g.n, [&](int64_t n0, int64_t n1) {
-    thread_local bool single = false;
-    if (!single && s.setThreads) s.setThreads(1), single = true;
+    oneDnnOnThisThreadAlone(s);
     float beta = 0.0f;
     if (g.bias) {
       for (int64_t i = 0; i < g.m; ++i) std::memcpy(g.c + i * g.ldc + n0, g.bias + n0, size_t(n1 - n0) * sizeof(float));
@@ -498,8 +503,7 @@ std::string runLinear(KernelContext &c) {
       ready = p->prepare(g.m, g.bias != nullptr, false);
     if (ready) {
       c.pool->parallelFor(parts, [&](int64_t t0, int64_t t1) {
-        thread_local bool single = false;
-        if (!single && c.sgemm->setThreads) c.sgemm->setThreads(1), single = true;
+        oneDnnOnThisThreadAlone(*c.sgemm);
         for (int64_t t = t0; t < t1; ++t) {
           if (byRows) {
             for (int64_t r0 = rowBegin(t), end = rowBegin(t + 1); r0 < end; r0 += block) {
