@@ -20,6 +20,7 @@ void buildSimplifyPipeline(mlir::OpPassManager &pm) {
   fn.addPass(createFuseLinear());
   fn.addPass(createFuseNorms());
   fn.addPass(createFuseActivations());
+  fn.addPass(createFuseRotary());
   fn.addPass(createFuseAttention());
   cleanup();
   fn.addPass(createExplainUnfused());

@@ -60,6 +60,11 @@ def FuseActivations : Pass<"lathe-fuse-activations", "mlir::func::FuncOp"> {
   let dependentDialects = ["::lathe::ir::LatheDialect"];
 }
 
+def FuseRotary : Pass<"lathe-fuse-rotary", "mlir::func::FuncOp"> {
+  let summary = "x·cos + rotate_half(x)·sin (slice, neg, concat, two muls, add) → lathe.rotary";
+  let dependentDialects = ["::lathe::ir::LatheDialect"];
+}
+
 def FuseAttention : Pass<"lathe-fuse-attention", "mlir::func::FuncOp"> {
   let summary = "Scaled dot-product attention → lathe.attention";
   let description = [{

@@ -196,6 +196,7 @@ LogicalResult AttentionOp::inferReturnTypes(MLIRContext *, std::optional<Locatio
 LATHE_INFER_SAME(LayerNormOp)
 LATHE_INFER_SAME(RmsNormOp)
 LATHE_INFER_SAME(GeluOp)
+LATHE_INFER_SAME(RotaryOp)
 LATHE_INFER_SAME(SoftmaxOp)
 LATHE_INFER_SAME(IdentityOp)
 LATHE_INFER_SAME(SqrtOp)
@@ -673,6 +674,27 @@ LogicalResult LayerNormOp::verify() {
 }
 
 LogicalResult RmsNormOp::verify() { return verifyNormScale(*this, getInput(), getScale(), "scale"); }
+
+LogicalResult RotaryOp::verify() {
+  auto in = shapeOf(getInput()), c = shapeOf(getCos()), s = shapeOf(getSin());
+  if (in.empty()) return emitOpError("input must have rank >= 1");
+  const int64_t d = in.back();
+  if (d != kDynamic && d % 2) return emitOpError("the rotated dimension must be even, got ") << d;
+  if (c.size() != s.size()) return emitOpError("cos ") << shapeToString(c) << " and sin " << shapeToString(s) << " differ";
+  for (size_t i = 0; i < c.size(); ++i)
+    if (c[i] != kDynamic && s[i] != kDynamic && c[i] != s[i])
+      return emitOpError("cos ") << shapeToString(c) << " and sin " << shapeToString(s) << " differ";
+  if (c.empty() || c.size() > in.size()) return emitOpError("cos ") << shapeToString(c) << " must have rank 1.." << in.size();
+  if (c.back() != kDynamic && d != kDynamic && c.back() != d)
+    return emitOpError("cos/sin last dimension ") << c.back() << " differs from the input's " << d;
+  // Broadcasting must not grow the input: each cos dim is 1 or the input's.
+  for (size_t i = 0; i < c.size(); ++i) {
+    const int64_t a = c[c.size() - 1 - i], b = in[in.size() - 1 - i];
+    if (a != kDynamic && a != 1 && b != kDynamic && a != b)
+      return emitOpError("cos/sin ") << shapeToString(c) << " do not broadcast to the input " << shapeToString(in);
+  }
+  return success();
+}
 
 LogicalResult GeluOp::verify() {
   if (getApproximate() != "none" && getApproximate() != "tanh")

@@ -187,6 +187,20 @@ def Lathe_RmsNormOp : Lathe_InferOp<"rms_norm"> {
   let hasVerifier = 1;
 }
 
+def Lathe_RotaryOp : Lathe_InferOp<"rotary"> {
+  let summary = "rotary position embedding: x·cos + rotate_half(x)·sin";
+  let description = [{
+    rotate_half(x) = concat(-x[..., D/2:], x[..., :D/2]) on the last axis
+    (the "half-split" rotary of Llama-family models; GGUF's interleaved pairs
+    are un-permuted by the importer). `cos` and `sin` have one shape, last
+    dimension D, and broadcast to x without growing it.
+  }];
+  let arguments = (ins AnyRankedTensor:$input, AnyRankedTensor:$cos,
+                       AnyRankedTensor:$sin);
+  let results = (outs AnyRankedTensor:$result);
+  let hasVerifier = 1;
+}
+
 def Lathe_GeluOp : Lathe_InferOp<"gelu"> {
   let summary = "GELU, exact (erf) or tanh approximation";
   let arguments = (ins AnyRankedTensor:$input,

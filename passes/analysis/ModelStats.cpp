@@ -61,6 +61,7 @@ double opFlops(Operation *op) {
   double perElement = 0;
   if (isa<LayerNormOp, RmsNormOp, SoftmaxOp>(op)) perElement = 5;
   else if (isa<GeluOp, SiluOp>(op)) perElement = 8;
+  else if (isa<RotaryOp>(op)) perElement = 3; // two products and a sum per element
   else if (isa<AddOp, SubOp, MulOp, DivOp, PowOp, MaxOp, MinOp, SqrtOp, ErfOp, TanhOp, ExpOp, LogOp, CosOp,
                SinOp, ReluOp, SigmoidOp, NegOp, AbsOp, ReciprocalOp, WhereOp>(op))
     perElement = 1;

@@ -265,14 +265,14 @@ struct StructuredPrunePass : impl::StructuredPruneBase<StructuredPrunePass> {
     auto qt = cast<RankedTensorType>(att.getQuery().getType());
     const int64_t D = qt.getDimSize(3);
     if (D == ShapedType::kDynamic || H % KV) return success();
-    // Each of q, k, v: linear → reshape → transpose → (rotary: elementwise ops) → attention.
+    // Each of q, k, v: linear → reshape → transpose → (rotary: lathe.rotary or elementwise ops) → attention.
     auto projection = [&](Value v) -> LinearOp {
       Operation *d = v.getDefiningOp();
       for (int hops = 0; d && hops < 16; ++hops) {
         if (auto l = dyn_cast<LinearOp>(d)) return l;
         if (auto r = dyn_cast<ReshapeOp>(d)) d = r.getInput().getDefiningOp();
         else if (auto t = dyn_cast<TransposeOp>(d)) d = t.getInput().getDefiningOp();
-        else if (isa<AddOp, MulOp>(d)) d = d->getOperand(0).getDefiningOp();
+        else if (isa<AddOp, MulOp, RotaryOp>(d)) d = d->getOperand(0).getDefiningOp();
         else return {};
       }
       return {};

@@ -84,7 +84,7 @@ DimRef canonicalDimUncached(Value value, int64_t d, ShapeMemo &memo) {
   int64_t rank = rankOf(value);
   if (isa<IdentityOp, SqrtOp, ErfOp, TanhOp, ExpOp, LogOp, CosOp, SinOp, ReluOp, SigmoidOp, SiluOp,
           NegOp, AbsOp, ReciprocalOp, NotOp, CastOp, LayerNormOp, RmsNormOp, GeluOp, SoftmaxOp,
-          TriluOp>(op))
+          TriluOp, RotaryOp>(op))
     return canonicalDimImpl(op->getOperand(0), d, memo);
   if (isa<AddOp, SubOp, MulOp, DivOp, PowOp, MaxOp, MinOp, AndOp, OrOp, EqualOp, LessOp,
           LessEqualOp, GreaterOp, GreaterEqualOp, WhereOp>(op))

@@ -44,6 +44,7 @@ const std::map<std::string, OpRule> &opRules() {
     r["layer_norm"] = {{{'F', -2, false}, {'F', -1, false}, {'F', -1, true}}, false, 1, 1, 'F'};
     r["rms_norm"] = {{{'F', -2, false}, {'F', -1, false}}, false, 1, 1, 'F'};
     r["gelu"] = {{{'F', -1, false}}, false, 1, 1, 'F'};
+    r["rotary"] = {{{'F', -2, false}, {'F', -2, false}, {'F', -2, false}}, false, 1, 1, 'F'};
     r["softmax"] = {{{'F', -2, false}}, false, 1, 1, 'F'};
     r["embedding"] = {{{'A', 2, false}, {'I', -1, false}}};
     r["positions"] = {{{'A', -2, false}}, false, 1, 1, 'I'};

@@ -10,7 +10,7 @@ namespace {
 const std::set<std::string> kElementwise = {
     "identity", "sqrt", "erf", "tanh", "exp", "log", "cos", "sin", "relu", "sigmoid", "silu", "neg", "abs",
     "reciprocal", "not", "add", "sub", "mul", "div", "pow", "max", "min", "and", "or", "equal", "less",
-    "less_equal", "greater", "greater_equal", "where", "cast", "gelu"};
+    "less_equal", "greater", "greater_equal", "where", "cast", "gelu", "rotary"};
 const std::set<std::string> kLayout = {"reshape", "squeeze", "unsqueeze", "transpose", "expand"};
 
 struct Analysis {

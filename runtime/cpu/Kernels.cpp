@@ -1040,6 +1040,47 @@ std::string runNorm(KernelContext &c) {
   return "";
 }
 
+// rotary: y = x·cos + rotate_half(x)·sin on the last axis, cos/sin broadcast to x.
+// The products and the sum are those of the unfused ops (no FMA in this
+// translation unit), so the fusion keeps the bits.
+std::string shapeRotary(KernelContext &c) {
+  for (size_t i = 0; i < 3; ++i) if (auto e = needFloat32(c, i); !e.empty()) return e;
+  const View &x = *c.inputs[0], &cs = *c.inputs[1], &sn = *c.inputs[2];
+  if (x.shape.empty() || x.shape.back() % 2) return fail(c, "the rotated (last) dimension of " + desc(x) + " must be even");
+  if (cs.shape != sn.shape) return fail(c, "cos " + desc(cs) + " and sin " + desc(sn) + " differ");
+  bool fits = !cs.shape.empty() && cs.shape.size() <= x.shape.size() && cs.shape.back() == x.shape.back();
+  for (size_t i = 0; fits && i < cs.shape.size(); ++i) {
+    const int64_t a = cs.shape[cs.shape.size() - 1 - i], b = x.shape[x.shape.size() - 1 - i];
+    fits = a == 1 || a == b;
+  }
+  if (!fits) return fail(c, "cos/sin " + desc(cs) + " do not broadcast to " + desc(x) + " without growing it");
+  return sameShape(c);
+}
+std::string runRotary(KernelContext &c) {
+  const View &x = *c.inputs[0], &cs = *c.inputs[1], &sn = *c.inputs[2];
+  const int64_t d = x.shape.back(), half = d / 2, rows = d ? x.numel() / d : 0, rank = int64_t(x.shape.size());
+  const std::vector<int64_t> strides = broadcastStrides(cs.shape, x.shape);
+  const float *px = static_cast<const float *>(x.data), *pc = static_cast<const float *>(cs.data), *ps = static_cast<const float *>(sn.data);
+  float *py = static_cast<float *>(c.outputs[0]->data);
+  c.pool->parallelFor(rows, [&](int64_t lo, int64_t hi) {
+    for (int64_t r = lo; r < hi; ++r) {
+      int64_t off = 0;
+      for (int64_t dim = rank - 2, rest = r; dim >= 0; --dim) {
+        off += rest % x.shape[size_t(dim)] * strides[size_t(dim)];
+        rest /= x.shape[size_t(dim)];
+      }
+      const float *xr = px + r * d, *cr = pc + off, *sr = ps + off;
+      float *yr = py + r * d; // may be xr: each pair is read before it is written
+      for (int64_t j = 0; j < half; ++j) {
+        const float a = xr[j], b = xr[j + half];
+        yr[j] = a * cr[j] + -b * sr[j];
+        yr[j + half] = b * cr[j + half] + a * sr[j + half];
+      }
+    }
+  }, std::max<int64_t>(1, 16384 / std::max<int64_t>(d, 1)));
+  return "";
+}
+
 std::string shapeSoftmax(KernelContext &c) {
   if (auto e = needFloat32(c, 0); !e.empty()) return e;
   int64_t axis = intAttr(c, "axis", -1);
@@ -1717,6 +1758,7 @@ Registry &registry() {
     add("layer_norm", shapeNorm, runNorm, true);
     add("rms_norm", shapeNorm, runNorm, true);
     add("gelu", shapeGelu, runGelu, true);
+    add("rotary", shapeRotary, runRotary, true);
     add("softmax", shapeSoftmax, runSoftmax, true);
     add("embedding", shapeEmbedding, runEmbedding);
     add("positions", shapePositions, runPositions);

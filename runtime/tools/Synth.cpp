@@ -336,19 +336,10 @@ void buildDecoder(Builder &b, const Shape &s, int64_t layers, int64_t vocab) {
 
   int32_t headsShape = b.i64s("const_heads_shape", {0, 0, -1, hd});
   int32_t mergeShape = b.i64s("const_merge_shape", {0, 0, -1});
-  int32_t zero = b.i64s("const_0", {0}), halfC = b.i64s("const_half", {half});
-  int32_t end = b.i64s("const_end", {std::numeric_limits<int64_t>::max()});
-  int32_t axis3 = b.i64s("const_axis3", {3}), step1 = b.i64s("const_step1", {1});
   const std::map<std::string, AttrValue> perm = {{"perm", std::vector<int64_t>{0, 2, 1, 3}}};
 
   auto rope = [&](int32_t t, int64_t heads, const std::string &src) {
-    int32_t lo = b.kernel("slice", src, {t, zero, halfC, axis3, step1}, DType::F32, bhsd(heads, half));
-    int32_t hi = b.kernel("slice", src, {t, halfC, end, axis3, step1}, DType::F32, bhsd(heads, half));
-    int32_t nh = b.kernel("neg", src, {hi}, DType::F32, bhsd(heads, half));
-    int32_t rot = b.kernel("concat", src, {nh, lo}, DType::F32, bhsd(heads, hd), {{"axis", int64_t(3)}});
-    int32_t a = b.kernel("mul", src, {t, cosT}, DType::F32, bhsd(heads, hd));
-    int32_t c = b.kernel("mul", src, {rot, sinT}, DType::F32, bhsd(heads, hd));
-    return b.kernel("add", src, {a, c}, DType::F32, bhsd(heads, hd));
+    return b.kernel("rotary", src, {t, cosT, sinT}, DType::F32, bhsd(heads, hd));
   };
   auto normWeight = [&](const std::string &name) { return b.randomConstant(name + ".weight", {h}, 1.0f, 0.02f); };
 

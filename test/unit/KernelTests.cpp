@@ -378,6 +378,72 @@ TEST_CASE("layer_norm, rms_norm, softmax, gelu, exp", "[kernels]") {
   }
 }
 
+TEST_CASE("rotary equals slice/neg/concat/mul/mul/add bit for bit, with cos/sin broadcast", "[kernels]") {
+  // x [B, H, S, D]; cos/sin as GGUF builds them ([S, D]) and as transformers exports them ([1, 1, S, D]).
+  const int64_t B = 2, H = 3, S = 5;
+  for (int64_t D : {64, 16, 6}) {
+    for (bool rank4 : {false, true}) {
+      DYNAMIC_SECTION("D=" << D << (rank4 ? " cos [1,1,S,D]" : " cos [S,D]")) {
+        auto x = randomFloats(size_t(B * H * S * D), 11), cs = randomFloats(size_t(S * D), 12), sn = randomFloats(size_t(S * D), 13);
+        std::vector<int64_t> tableShape = rank4 ? std::vector<int64_t>{1, 1, S, D} : std::vector<int64_t>{S, D};
+        Graph g;
+        int32_t tx = g.input("x", DType::F32, 4);
+        int32_t tc = g.weight("cos", DType::F32, tableShape, cs), ts = g.weight("sin", DType::F32, tableShape, sn);
+        auto i64 = [&](const std::string &n, std::vector<int64_t> v) { return g.weight(n, DType::I64, {int64_t(v.size())}, v); };
+        int32_t fused = g.tensor("fused", DType::F32, 4), lo = g.tensor("lo", DType::F32, 4), hi = g.tensor("hi", DType::F32, 4),
+                nh = g.tensor("nh", DType::F32, 4), rot = g.tensor("rot", DType::F32, 4), a = g.tensor("a", DType::F32, 4),
+                b = g.tensor("b", DType::F32, 4), ref = g.tensor("ref", DType::F32, 4);
+        g.kernel("rotary", {tx, tc, ts}, {fused});
+        g.kernel("slice", {tx, i64("z", {0}), i64("h", {D / 2}), i64("ax", {3}), i64("st", {1})}, {lo});
+        g.kernel("slice", {tx, i64("h2", {D / 2}), i64("e", {D}), i64("ax2", {3}), i64("st2", {1})}, {hi});
+        g.kernel("neg", {hi}, {nh});
+        g.kernel("concat", {nh, lo}, {rot}, {{"axis", int64_t(3)}});
+        g.kernel("mul", {tx, tc}, {a});
+        g.kernel("mul", {rot, ts}, {b});
+        g.kernel("add", {a, b}, {ref});
+        g.output(fused);
+        g.output(ref);
+        auto res = runOne(g, {{"x", tensorOf(x, {B, H, S, D})}}, isas().back());
+        REQUIRE(res[0].tensor.shape() == std::vector<int64_t>{B, H, S, D});
+        REQUIRE(std::memcmp(res[0].tensor.data<float>(), res[1].tensor.data<float>(), size_t(B * H * S * D) * 4) == 0);
+        // And against the formula in double (rounding of two products and a sum).
+        std::vector<float> expect(x.size());
+        for (int64_t r = 0; r < B * H * S; ++r)
+          for (int64_t j = 0; j < D; ++j) {
+            const int64_t t = (r % S) * D + j, half = D / 2;
+            const double rotated = j < half ? -double(x[size_t(r * D + j + half)]) : double(x[size_t(r * D + j - half)]);
+            expect[size_t(r * D + j)] = float(double(x[size_t(r * D + j)]) * cs[size_t(t)] + rotated * sn[size_t(t)]);
+          }
+        requireClose(res[0].tensor, expect, 1e-6f);
+      }
+    }
+  }
+  SECTION("cos/sin that would grow x, differ, or an odd D are errors naming the node") {
+    auto bad = [](std::vector<int64_t> xs, std::vector<int64_t> cshape, std::vector<int64_t> sshape) {
+      Graph g;
+      int32_t tx = g.input("x", DType::F32, int(xs.size()));
+      int64_t cn = 1, sn = 1;
+      for (int64_t d : cshape) cn *= d;
+      for (int64_t d : sshape) sn *= d;
+      int32_t tc = g.weight("cos", DType::F32, cshape, std::vector<float>(size_t(cn), 0.5f));
+      int32_t ts = g.weight("sin", DType::F32, sshape, std::vector<float>(size_t(sn), 0.5f));
+      int32_t y = g.tensor("y", DType::F32, int(xs.size()));
+      g.kernel("rotary", {tx, tc, ts}, {y});
+      g.output(y);
+      int64_t n = 1;
+      for (int64_t d : xs) n *= d;
+      auto session = g.open();
+      REQUIRE(session.ok());
+      auto r = (*session)->run({{"x", tensorOf(std::vector<float>(size_t(n), 1.0f), xs)}});
+      REQUIRE_FALSE(r.ok());
+      return r.error();
+    };
+    CHECK_THAT(bad({1, 2, 3, 8}, {4, 8}, {4, 8}), Catch::Contains("do not broadcast") && Catch::Contains("rotary"));
+    CHECK_THAT(bad({1, 2, 3, 8}, {3, 8}, {3, 4}), Catch::Contains("differ"));
+    CHECK_THAT(bad({1, 2, 3, 7}, {3, 7}, {3, 7}), Catch::Contains("must be even"));
+  }
+}
+
 TEST_CASE("elementwise, compare, where, cast, reduce", "[kernels]") {
   auto a = randomFloats(2 * 3 * 5, 21, -2, 2), b = randomFloats(5, 22, 0.5f, 2);
   Graph g;

@@ -370,15 +370,8 @@ Value Builder::splitHeads(Value x, int64_t headDim) {
   return make<ir::TransposeOp>({split}, {attr("perm", builder_.getDenseI64ArrayAttr({0, 2, 1, 3}))});
 }
 
-/// x·cos + rotate_half(x)·sin, rotate_half(x) = concat(-x[..., D/2:], x[..., :D/2]).
-Value Builder::rotate(Value x, Value cos, Value sin) {
-  int64_t half = config_.headDim / 2;
-  Value axis = constI64({3}), step = constI64({1});
-  Value first = make<ir::SliceOp>({x, constI64({0}), constI64({half}), axis, step});
-  Value second = make<ir::SliceOp>({x, constI64({half}), constI64({std::numeric_limits<int64_t>::max()}), axis, step});
-  Value rotated = make<ir::ConcatOp>({make<ir::NegOp>({second}), first}, {attr("axis", builder_.getI64IntegerAttr(3))});
-  return make<ir::AddOp>({make<ir::MulOp>({x, cos}), make<ir::MulOp>({rotated, sin})});
-}
+/// x·cos + rotate_half(x)·sin, rotate_half(x) = concat(-x[..., D/2:], x[..., :D/2]): one lathe.rotary.
+Value Builder::rotate(Value x, Value cos, Value sin) { return make<ir::RotaryOp>({x, cos, sin}); }
 
 OwningOpRef<ModuleOp> Builder::build() {
   const LlamaConfig &c = config_;

@@ -62,3 +62,19 @@ func.func @transpose_perm(%x: tensor<2x8xf32>) -> tensor<8x2xf32> {
   %0 = lathe.transpose %x {perm = array<i64: 0, 1, 2>} : (tensor<2x8xf32>) -> tensor<8x2xf32>
   return %0 : tensor<8x2xf32>
 }
+
+// -----
+
+func.func @rotary_odd(%x: tensor<2x3x7xf32>, %c: tensor<3x7xf32>) -> tensor<2x3x7xf32> {
+  // expected-error @+1 {{the rotated dimension must be even, got 7}}
+  %0 = lathe.rotary %x, %c, %c : (tensor<2x3x7xf32>, tensor<3x7xf32>, tensor<3x7xf32>) -> tensor<2x3x7xf32>
+  return %0 : tensor<2x3x7xf32>
+}
+
+// -----
+
+func.func @rotary_table(%x: tensor<2x3x8xf32>, %c: tensor<5x8xf32>) -> tensor<2x3x8xf32> {
+  // expected-error @+1 {{cos/sin [5, 8] do not broadcast to the input [2, 3, 8]}}
+  %0 = lathe.rotary %x, %c, %c : (tensor<2x3x8xf32>, tensor<5x8xf32>, tensor<5x8xf32>) -> tensor<2x3x8xf32>
+  return %0 : tensor<2x3x8xf32>
+}
