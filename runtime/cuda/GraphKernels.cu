@@ -1,5 +1,5 @@
 // CUDA kernels for every graph op except linear/matmul (LinearKernels.cu):
-// elementwise (broadcasting), cast, normalization, softmax, gelu, embedding,
+// elementwise (broadcasting), cast, normalization, softmax, gelu, rotary, embedding,
 // data movement, reductions and fused attention (online softmax over key
 // tiles in shared memory, with the plain-layout KV cache).
 //
@@ -155,6 +155,27 @@ template <class T> __global__ void unaryIntKernel(const T *x, T *y, int op, int6
 __global__ void notKernel(const uint8_t *x, uint8_t *y, int64_t n) { GRID_STRIDE(i, n) y[i] = !x[i]; }
 __global__ void geluKernel(const float *x, float *y, int64_t n, int tanhApprox) {
   GRID_STRIDE(i, n) y[i] = tanhApprox ? gm::geluTanh(x[i]) : gm::geluErf(x[i]);
+}
+
+/// rotary: thread i takes pair (i % half) of row (i / half), read then written
+/// (so y may be x); cos/sin rows from the broadcast strides of x's leading dims.
+struct RotaryArgs {
+  const float *x, *cos, *sin;
+  float *y;
+  int64_t rows, half;
+  int dims;
+  int64_t leading[gm::kMaxDims], strides[gm::kMaxDims];
+};
+__global__ void rotaryKernel(RotaryArgs a) {
+  GRID_STRIDE(i, a.rows * a.half) {
+    const int64_t row = i / a.half, j = i % a.half, base = row * 2 * a.half;
+    const int64_t off = gm::rotaryTableOffset(a.leading, a.strides, a.dims, row);
+    float lo, hi;
+    gm::rotaryPair(a.x[base + j], a.x[base + j + a.half], a.cos[off + j], a.cos[off + j + a.half], a.sin[off + j],
+                   a.sin[off + j + a.half], lo, hi);
+    a.y[base + j] = lo;
+    a.y[base + j + a.half] = hi;
+  }
 }
 
 template <class S> __global__ void binaryFloatKernel(const S *a, const S *b, void *y, gm::IndexMap m, int op, int64_t n) {
@@ -533,6 +554,32 @@ std::string runGelu(KernelContext &c, CudaEnv &env) {
   geluKernel<<<gridFor(n), kThreads, 0, env.stream>>>(static_cast<const float *>(c.inputs[0]->data), static_cast<float *>(c.outputs[0]->data), n,
                                                       stringAttr(*c.spec, "approximate", "none") == "tanh");
   LAUNCH_CHECK("gelu");
+  return "";
+}
+
+std::string runRotary(KernelContext &c, CudaEnv &env) {
+  const View &x = *c.inputs[0], &cs = *c.inputs[1];
+  const int rank = int(x.shape.size()), tableRank = int(cs.shape.size());
+  if (rank < 1 || rank > gm::kMaxDims || tableRank > rank) return fail(c, "rank outside the device kernel's range");
+  RotaryArgs a{};
+  a.x = static_cast<const float *>(x.data);
+  a.cos = static_cast<const float *>(cs.data);
+  a.sin = static_cast<const float *>(c.inputs[2]->data);
+  a.y = static_cast<float *>(c.outputs[0]->data);
+  a.half = x.shape.back() / 2;
+  a.rows = a.half ? numel(x) / (2 * a.half) : 0;
+  a.dims = rank - 1;
+  int64_t strides[gm::kMaxDims];
+  gm::broadcastStrides(cs.shape.data(), tableRank, x.shape.data(), rank, strides);
+  for (int d = 0; d < a.dims; ++d) a.leading[d] = x.shape[size_t(d)], a.strides[d] = strides[d];
+  if (a.rows * a.half == 0) return "";
+  rotaryKernel<<<gridFor(a.rows * a.half), kThreads, 0, env.stream>>>(a);
+  LAUNCH_CHECK("rotary");
+  return "";
+}
+std::string checkRotary(const ArtifactSpec &s, const KernelSpec &k) {
+  if (auto e = allFloat32(s, k); !e.empty()) return e;
+  if (inRank(s, k, 0) > size_t(gm::kMaxDims)) return "input of rank above 8: runs on the host";
   return "";
 }
 
@@ -1062,6 +1109,7 @@ void registerGraphKernels() {
   add("rms_norm", runNorm, checkFloat32);
   add("softmax", runSoftmax, checkFloat32);
   add("gelu", runGelu, checkFloat32);
+  add("rotary", runRotary, checkRotary);
   add("attention", runAttention, checkAttention);
   add("embedding", runEmbedding, checkEmbedding);
   add("embedding", runEmbeddingInt8, checkEmbedding, "int8");

@@ -119,19 +119,48 @@ LATHE_HD float fastExp(float x) {
   float y = p * r * r + r + 1.0f;
   return y * bitsFloat(uint32_t((int32_t(n) + 127) << 23));
 }
-LATHE_HD float fastErf(float x) {
-  float ax = x < 0.0f ? -x : x;
-  float t = 1.0f / (1.0f + 0.3275911f * ax);
-  float poly = ((((1.061405429f * t - 1.453152027f) * t + 1.421413741f) * t - 0.284496736f) * t + 0.254829592f) * t;
-  float y = 1.0f - poly * fastExp(-ax * ax);
-  return x < 0.0f ? -y : y;
-}
 LATHE_HD float fastTanh(float z) {
   z = z < -9.0f ? -9.0f : (z > 9.0f ? 9.0f : z);
   return 1.0f - 2.0f / (fastExp(2.0f * z) + 1.0f);
 }
-LATHE_HD float geluErf(float x) { return 0.5f * x * (1.0f + fastErf(x * 0.70710678118654752f)); }
+/// The CPU's GELU (IsaKernels.inc gelu): erf(z) = z·P(z²)/Q(z²) on |z| <= 4, the
+/// degree-5/5 rational fit of scripts/dev/fit_erf.py. The CPU divides by a refined
+/// reciprocal estimate of its ISA level; this is the correctly rounded division.
+LATHE_HD float geluErf(float v) {
+  float z = v * 0.70710678118654752f;
+  z = z > 4.0f ? 4.0f : (z < -4.0f ? -4.0f : z);
+  const float t = z * z;
+  const float p = ((((1.9776135e-6f * t + 2.8755757e-4f) * t + 3.984266e-3f) * t + 5.3407498e-2f) * t + 0.19580442f) * t + 1.128379f;
+  const float q = ((((3.7484406e-5f * t + 1.2115716e-3f) * t + 1.5405642e-2f) * t + 0.11629159f) * t + 0.5068584f) * t + 1.0f;
+  return 0.5f * v * (1.0f + z * p / q);
+}
 LATHE_HD float geluTanh(float v) { return 0.5f * v * (1.0f + fastTanh(0.7978845608028654f * (v + 0.044715f * v * v * v))); }
+
+// ------------------------------------------------------------------ rotary
+/// Products and sums rounded one by one, as the CPU's separate kernels round
+/// them (nvcc would otherwise contract a·b + c into one FMA).
+#if defined(__CUDA_ARCH__)
+__device__ inline float mulRn(float a, float b) { return __fmul_rn(a, b); }
+__device__ inline float addRn(float a, float b) { return __fadd_rn(a, b); }
+#else
+inline float mulRn(float a, float b) { return a * b; }
+inline float addRn(float a, float b) { return a + b; }
+#endif
+/// One pair (j, j + D/2) of a rotary row (the CPU's runRotary): a = x[j], b = x[j + D/2].
+LATHE_HD void rotaryPair(float a, float b, float cosLo, float cosHi, float sinLo, float sinHi, float &yLo, float &yHi) {
+  yLo = addRn(mulRn(a, cosLo), mulRn(-b, sinLo));
+  yHi = addRn(mulRn(b, cosHi), mulRn(a, sinHi));
+}
+/// Offset of row `row` of x [dims..., D] into cos/sin, from the per-dim strides of
+/// the table broadcast to x's leading dims (rank - 1 of them).
+LATHE_HD int64_t rotaryTableOffset(const int64_t *leading, const int64_t *strides, int dims, int64_t row) {
+  int64_t off = 0;
+  for (int d = dims - 1; d >= 0; --d) {
+    off += row % leading[d] * strides[d];
+    row /= leading[d];
+  }
+  return off;
+}
 
 // ------------------------------------------------------------------ elementwise ops
 /// The CPU's unaryOps(), in its enum order; kUnaryNames[op] is the op mnemonic.

@@ -196,6 +196,32 @@ TEST_CASE("cuda math: f16/bf16 and integer binary ops match viaFloat32 and the i
   }
 }
 
+TEST_CASE("cuda math: rotary pairs and table offsets match the CPU kernel bit for bit", "[cuda-math]") {
+  struct Case { std::vector<int64_t> x, table; };
+  for (const Case &k : {Case{{2, 3, 5, 64}, {5, 64}}, Case{{2, 3, 5, 16}, {1, 1, 5, 16}}, Case{{3, 7, 6}, {7, 6}},
+                        Case{{4, 2, 5, 8}, {4, 1, 5, 8}}}) {
+    DYNAMIC_SECTION("x " << k.x.size() << "-D, D=" << k.x.back() << ", table " << k.table.size() << "-D") {
+      auto xv = randomFloats(size_t(count(k.x)), 31, -4.0f, 4.0f), cv = randomFloats(size_t(count(k.table)), 32),
+           sv = randomFloats(size_t(count(k.table)), 33);
+      Buf x(DType::F32, k.x, xv), c(DType::F32, k.table, cv), s(DType::F32, k.table, sv), y(DType::F32, {});
+      runCpu("rotary", {&x, &c, &s}, {&y});
+      // The device kernel's steps: strides of the table against x, one thread per pair.
+      const int rank = x.rank();
+      int64_t strides[gm::kMaxDims];
+      gm::broadcastStrides(c.shape(), c.rank(), x.shape(), rank, strides);
+      const int64_t half = k.x.back() / 2, rows = count(k.x) / (2 * half);
+      std::vector<float> dev(xv.size());
+      for (int64_t i = 0; i < rows * half; ++i) {
+        const int64_t row = i / half, j = i % half, base = row * 2 * half;
+        const int64_t off = gm::rotaryTableOffset(x.shape(), strides, rank - 1, row);
+        gm::rotaryPair(xv[size_t(base + j)], xv[size_t(base + j + half)], cv[size_t(off + j)], cv[size_t(off + j + half)],
+                       sv[size_t(off + j)], sv[size_t(off + j + half)], dev[size_t(base + j)], dev[size_t(base + j + half)]);
+      }
+      requireEqual(dev.data(), y.as<float>(), dev.size());
+    }
+  }
+}
+
 TEST_CASE("cuda math: unary ops, gelu and cast match the CPU kernels", "[cuda-math]") {
   auto v = randomFloats(1000, 7, -6.0f, 6.0f);
   v[0] = 0.0f, v[1] = -0.0f, v[2] = 30.0f, v[3] = -30.0f;
