@@ -6,8 +6,13 @@
 //   lathe-device-check model.lathe [--device cuda] [--shapes 1x7,2x16,3x33]
 //                      [--decode N --prompt P] [--rtol R] [--json out.json]
 //   lathe-device-check --probe [ARTIFACT]   (0: a device is usable, 77: none, 1: the plugin is missing)
+//   lathe-device-check model.lathe --reference DIR
+//       DIR/<case>/inputs/*.npy and DIR/<case>/outputs/*.npy, the outputs written
+//       by another machine's CPU (scripts/gpu/carry.py): the device, and this
+//       machine's CPU, are each compared with them (instead of --shapes).
 #include "lathe/Session.h"
 #include "runtime/core/Device.h"
+#include "runtime/io/Npy.h"
 #include "runtime/tools/Commands.h"
 
 #include <algorithm>
@@ -15,6 +20,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -65,16 +71,45 @@ template <class F> double medianMs(int reps, F &&f) {
   return ms[ms.size() / 2];
 }
 
+/// The cases of a --reference folder, sorted: name, inputs by name, outputs by name.
+struct ReferenceCase {
+  std::string name;
+  std::map<std::string, Tensor> inputs, outputs;
+};
+Expected<std::vector<ReferenceCase>> readReference(const std::string &dir) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return Status::error("--reference: " + dir + " is not a folder");
+  std::vector<ReferenceCase> cases;
+  for (const auto &entry : fs::directory_iterator(dir, ec)) {
+    if (!entry.is_directory() || !fs::is_directory(entry.path() / "inputs") || !fs::is_directory(entry.path() / "outputs")) continue;
+    ReferenceCase c{entry.path().filename().string(), {}, {}};
+    for (const char *part : {"inputs", "outputs"})
+      for (const auto &f : fs::directory_iterator(entry.path() / part)) {
+        if (f.path().extension() != ".npy") continue;
+        auto t = io::readNpy(f.path().string());
+        if (!t) return Status::error(f.path().string() + ": " + t.error());
+        (std::string(part) == "inputs" ? c.inputs : c.outputs)[f.path().stem().string()] = std::move(*t);
+      }
+    if (c.inputs.empty() || c.outputs.empty()) return Status::error("--reference: case " + c.name + " has no inputs or no outputs");
+    cases.push_back(std::move(c));
+  }
+  if (ec) return Status::error("--reference: " + dir + ": " + ec.message());
+  if (cases.empty()) return Status::error("--reference: " + dir + " has no case folders (<case>/inputs, <case>/outputs)");
+  std::sort(cases.begin(), cases.end(), [](const ReferenceCase &a, const ReferenceCase &b) { return a.name < b.name; });
+  return cases;
+}
+
 int usage() {
   std::fprintf(stderr, "usage: lathe-device-check ARTIFACT [--device cuda] [--shapes BxS,...] [--decode N] [--prompt P] "
-                       "[--rtol R] [--threads N] [--reps N] [--json PATH]\n       lathe-device-check --probe [--device cuda]\n");
+                       "[--rtol R] [--threads N] [--reps N] [--json PATH] [--reference DIR]\n       lathe-device-check --probe [--device cuda]\n");
   return 2;
 }
 
 } // namespace
 
 int main(int argc, char **argv) {
-  std::string artifact, device = "cuda", shapesArg = "1x7,2x16,3x33", jsonPath;
+  std::string artifact, device = "cuda", shapesArg = "1x7,2x16,3x33", jsonPath, referenceDir;
   int64_t decode = 0, prompt = 8;
   double rtol = 1e-3;
   int threads = 0, reps = 5;
@@ -91,6 +126,7 @@ int main(int argc, char **argv) {
     else if (a == "--reps") reps = std::max(1, std::atoi(next().c_str()));
     else if (a == "--json") jsonPath = next();
     else if (a == "--probe") probe = true;
+    else if (a == "--reference") referenceDir = next();
     else if (!a.empty() && a[0] == '-') return usage();
     else artifact = a;
   }
@@ -137,20 +173,57 @@ int main(int argc, char **argv) {
   json << "{\n  \"artifact\": \"" << artifact << "\",\n  \"device\": \"" << (*dev)->device() << "\",\n  \"kernels_on_device\": " << onDevice
        << ",\n  \"kernels\": " << total << ",\n  \"runs\": [";
   bool ok = true;
+  // The cases: carried inputs with another machine's CPU outputs, or synthesized inputs.
+  std::vector<ReferenceCase> cases;
+  if (!referenceDir.empty()) {
+    auto read = readReference(referenceDir);
+    if (!read) { std::fprintf(stderr, "error: %s\n", read.error().c_str()); return 2; }
+    cases = std::move(*read);
+  }
   std::stringstream shapes(shapesArg);
   std::string item;
   bool firstRun = true;
-  std::printf("\n%-8s %-24s %12s %12s %10s %10s %10s %7s\n", "shape", "output", "max|diff|", "max|ref|", "cosine", "cpu ms", "dev ms", "ok");
-  while (std::getline(shapes, item, ',')) {
-    int64_t batch = 0, seq = 0;
-    if (std::sscanf(item.c_str(), "%lldx%lld", (long long *)&batch, (long long *)&seq) != 2 || batch < 1 || seq < 1) {
-      std::fprintf(stderr, "error: --shapes: '%s' is not BATCHxSEQ\n", item.c_str());
-      return 2;
-    }
+  std::printf("\n%-14s %-24s %12s %12s %10s %10s %10s %7s\n", "shape", "output", "max|diff|", "max|ref|", "cosine", "cpu ms", "dev ms", "ok");
+  if (!cases.empty())
+    std::printf("(case: the device against the carried CPU outputs; the cpu row: this machine's CPU against them)\n");
+  size_t nextCase = 0;
+  while (cases.empty() ? bool(std::getline(shapes, item, ',')) : nextCase < cases.size()) {
     std::map<std::string, Tensor> inputs;
-    for (const auto &info : (*cpu)->inputs()) inputs[info.name] = tools::synthesize(info, tools::concreteShape(info, batch, seq));
-    auto ref = (*cpu)->run(inputs);
-    if (!ref) { std::fprintf(stderr, "error: cpu, %s: %s\n", item.c_str(), ref.error().c_str()); return 1; }
+    std::vector<NamedTensor> carried;
+    if (!cases.empty()) {
+      ReferenceCase &rc = cases[nextCase++];
+      item = rc.name;
+      inputs = rc.inputs;
+      for (auto &[name, t] : rc.outputs) carried.push_back({name, t});
+    } else {
+      int64_t batch = 0, seq = 0;
+      if (std::sscanf(item.c_str(), "%lldx%lld", (long long *)&batch, (long long *)&seq) != 2 || batch < 1 || seq < 1) {
+        std::fprintf(stderr, "error: --shapes: '%s' is not BATCHxSEQ\n", item.c_str());
+        return 2;
+      }
+      for (const auto &info : (*cpu)->inputs()) inputs[info.name] = tools::synthesize(info, tools::concreteShape(info, batch, seq));
+    }
+    auto local = (*cpu)->run(inputs);
+    if (!local) { std::fprintf(stderr, "error: cpu, %s: %s\n", item.c_str(), local.error().c_str()); return 1; }
+    if (!carried.empty()) { // the carried outputs by the session's output names
+      std::vector<NamedTensor> ordered;
+      for (const auto &o : *local) {
+        auto it = std::find_if(carried.begin(), carried.end(), [&](const NamedTensor &t) { return t.name == o.name; });
+        if (it == carried.end()) { std::fprintf(stderr, "error: case %s has no outputs/%s.npy\n", item.c_str(), o.name.c_str()); return 2; }
+        ordered.push_back(*it);
+      }
+      carried = std::move(ordered);
+      for (size_t o = 0; o < local->size(); ++o) { // this machine's CPU against the carried outputs
+        const Tensor &r = carried[o].tensor, &g = (*local)[o].tensor;
+        const bool same = r.shape() == g.shape() && r.dtype() == g.dtype();
+        Difference d = same ? compare(r, g) : Difference{};
+        const bool pass = same && d.finite && d.maxAbs <= rtol * std::max(d.refMax, 1e-6);
+        ok &= pass;
+        std::printf("%-14s %-24s %12.3g %12.3g %10.7f %10s %10s %7s\n", "cpu", carried[o].name.substr(0, 24).c_str(), d.maxAbs, d.refMax, d.cosine,
+                    "", "", pass ? "yes" : same ? "NO" : "SHAPE");
+      }
+    }
+    auto ref = carried.empty() ? std::move(local) : Expected<std::vector<NamedTensor>>(std::move(carried));
     auto got = (*dev)->run(inputs);
     if (!got) { std::fprintf(stderr, "error: %s, %s: %s\n", device.c_str(), item.c_str(), got.error().c_str()); return 1; }
     double cpuMs = medianMs(reps, [&] { return bool((*cpu)->run(inputs)); });
@@ -161,7 +234,7 @@ int main(int argc, char **argv) {
       Difference d = same ? compare(r, g) : Difference{};
       bool pass = same && d.finite && d.maxAbs <= rtol * std::max(d.refMax, 1e-6);
       ok &= pass;
-      std::printf("%-8s %-24s %12.3g %12.3g %10.7f %10.3f %10.3f %7s\n", item.c_str(), (*ref)[o].name.substr(0, 24).c_str(), d.maxAbs,
+      std::printf("%-14s %-24s %12.3g %12.3g %10.7f %10.3f %10.3f %7s\n", item.c_str(), (*ref)[o].name.substr(0, 24).c_str(), d.maxAbs,
                   d.refMax, d.cosine, cpuMs, devMs, pass ? "yes" : same ? "NO" : "SHAPE");
       json << (firstRun ? "\n" : ",\n") << "    {\"shape\": \"" << item << "\", \"output\": \"" << (*ref)[o].name << "\", \"max_abs\": " << d.maxAbs
            << ", \"ref_max\": " << d.refMax << ", \"cosine\": " << d.cosine << ", \"cpu_ms\": " << cpuMs << ", \"device_ms\": " << devMs

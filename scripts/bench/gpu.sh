@@ -4,8 +4,11 @@
 #      flatbuffers from vendor/ (carry it);
 #   2. synthesize random-weight artifacts with lathe-synth (in build-gpu/synth,
 #      never under $OUT: they are large);
-#   3. lathe-device-check (CUDA vs CPU) on each, then lathe-rt inspect/bench/generate
-#      on cuda (and a few on cpu for comparison);
+#   3. lathe-device-check (CUDA vs CPU) on each; then, for the real-model artifacts
+#      carried in gpu-carry/ (scripts/gpu/carry.py), CUDA against the CPU outputs
+#      carried with them; then the GEMV bandwidth bench at 7B shapes
+#      (lathe-cuda-bench) and lathe-rt inspect/bench/generate on cuda (and a few on
+#      cpu for comparison);
 #   4. every log and summary.json under $OUT (default ./gpu-out), rewritten after
 #      each step so a cut-off run still reports what it did.
 # Every step has a time limit and is non-fatal; a missing binary is a skip with
@@ -20,6 +23,7 @@
 #   BENCH_SEQS         prefill sequence lengths for bench (default "1 128 512")
 #   DECODE_TOKENS      tokens generated per decode benchmark (default 128)
 #   CPU_BENCH          1: also bench on the CPU (default 1; only the small models)
+#   CARRY_DIR          the carried real models (default ./gpu-carry)
 #   SKIP_BUILD=1       reuse build-gpu as it is
 #   BUILD_DIR          build folder (default build-gpu)
 #   JOBS               build parallelism (default: nproc)
@@ -219,7 +223,37 @@ for a in "${READY[@]}"; do
   run_step "check-$name" 180 "$BIN/lathe-device-check" "${args[@]}"
 done
 
+# ---- 3b. Carried real models (scripts/gpu/carry.py) against this build machine's CPU outputs
+
+CARRY="${CARRY_DIR:-$ROOT/gpu-carry}"
+if [[ -f "$CARRY/manifest.json" ]]; then
+  cp -f "$CARRY/manifest.json" "$OUT/check/carry-manifest.json"
+  # name decoder rtol, one model per line (python3 is there: PyTorch is installed on the GPU machine)
+  CARRIED="$(python3 -c 'import json, sys
+for m in json.load(open(sys.argv[1]))["models"]:
+    print(m["name"], int(m["decoder"]), m["rtol"])' "$CARRY/manifest.json" 2>/dev/null)"
+  [[ -z "$CARRIED" ]] && skip "reference" "cannot read $CARRY/manifest.json with python3"
+  while read -r name decoder rtol; do
+    [[ -z "$name" ]] && continue
+    [[ $CUDA_DEAD == 1 ]] && { skip "reference-$name" "$DEAD_WHY"; continue; }
+    need "reference-$name" "$BIN/lathe-device-check" || continue
+    args=("$CARRY/$name.lathe" --reference "$CARRY/$name" --rtol "$rtol" --json "$OUT/check/$name.reference.json")
+    [[ $decoder == 1 ]] && args+=(--decode 16)
+    run_step "reference-$name" 120 "$BIN/lathe-device-check" "${args[@]}"
+  done <<< "$CARRIED"
+else
+  skip "reference" "no $CARRY/manifest.json: run scripts/gpu/carry.py here and carry [\"vendor\", \"gpu-carry\"]"
+fi
+
 # ---- 4. Benchmarks ----------------------------------------------------------
+
+# The dequantize-fused GEMV at 7B layer shapes against the memory bandwidth (target: >= 70 %).
+if [[ $CUDA_DEAD == 1 ]]; then
+  skip "gemv-bench" "$DEAD_WHY"
+elif need "gemv-bench" "$BIN/lathe-cuda-bench"; then
+  run_step "gemv-bench" 150 "$BIN/lathe-cuda-bench" --json "$OUT/check/gemv.json"
+  run_step "gemv-bench-rows4" 90 "$BIN/lathe-cuda-bench" --rows 4 --iterations 50 --formats int8,int4-g32 --json "$OUT/check/gemv-rows4.json"
+fi
 
 for a in "${READY[@]}"; do
   read -r name shape format extra <<< "$a"

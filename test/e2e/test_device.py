@@ -23,6 +23,7 @@ def main():
     ap.add_argument("--plugin", default="")
     ap.add_argument("--fake-plugin", required=True, help="liblathe-fake-cuda.so (test/unit/FakeDevicePlugin.cpp)")
     ap.add_argument("--check", required=True, help="lathe-device-check")
+    ap.add_argument("--cuda-bench", default="", help="lathe-cuda-bench (built with the plugin)")
     args = ap.parse_args()
     models_or_skip(args.models)
     lathe = args.lathe
@@ -103,10 +104,48 @@ def main():
         p = subprocess.run([args.check, sart, "--shapes", "1x5", "--decode", "2"], capture_output=True, text=True,
                            env=dict(fake, LATHE_FAKE_HOST_OPS="attention"))
         c.expect(p.returncode == 1 and "cannot decode on" in p.stderr, f"decoding with attention on the host: {p.stderr}")
+        # Carried references (scripts/gpu/carry.py): the device against another machine's CPU outputs.
+        carry = os.path.join(tmp, "carry")
+        repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        p = subprocess.run([sys.executable, os.path.join(repo, "scripts", "gpu", "carry.py"), "--out", carry, "--lathe", lathe,
+                            "--models", args.models, "--only", "bert-tiny-int8,llama-tiny-fp32"], capture_output=True, text=True)
+        c.expect(p.returncode == 0 and "2 models" in p.stdout, f"carry.py: {p.stdout[-800:]} {p.stderr[-800:]}")
+        manifest = {}
+        if p.returncode == 0:
+            import json
+            manifest = {m["name"]: m for m in json.load(open(os.path.join(carry, "manifest.json")))["models"]}
+            c.expect(manifest.get("llama-tiny-fp32", {}).get("decoder") is True and manifest["bert-tiny-int8"]["decoder"] is False,
+                     f"decoder flags in the manifest: {manifest}")
+            for name, m in manifest.items():
+                cmd = [args.check, os.path.join(carry, m["artifact"]), "--reference", os.path.join(carry, name), "--reps", "1",
+                       "--rtol", "1e-5"] + (["--decode", "4", "--prompt", "3"] if m["decoder"] else [])
+                p = subprocess.run(cmd, capture_output=True, text=True, env=fake)
+                rows = [l for l in p.stdout.splitlines() if l.split()[-1:] == ["yes"]]
+                c.expect(p.returncode == 0 and "PASS" in p.stdout and len(rows) >= 2 * len(m["cases"]),
+                         f"{name} against its carried outputs: {p.stdout[-1500:]} {p.stderr}")
+            # A carried output that is off, or missing, fails the check.
+            case = os.path.join(carry, "bert-tiny-int8", manifest["bert-tiny-int8"]["cases"][0], "outputs")
+            out = sorted(glob.glob(os.path.join(case, "*.npy")))[0]
+            np.save(out, np.load(out) * np.float32(1.01))
+            p = subprocess.run([args.check, os.path.join(carry, "bert-tiny-int8.lathe"), "--reference", os.path.join(carry, "bert-tiny-int8"),
+                                "--reps", "1", "--rtol", "1e-3"], capture_output=True, text=True, env=fake)
+            c.expect(p.returncode == 1 and "FAIL" in p.stdout and " NO" in p.stdout, f"an output 1 % off: rc={p.returncode} {p.stdout[-800:]}")
+            os.remove(out)
+            p = subprocess.run([args.check, os.path.join(carry, "bert-tiny-int8.lathe"), "--reference", os.path.join(carry, "bert-tiny-int8"),
+                                "--reps", "1"], capture_output=True, text=True, env=fake)
+            c.expect(p.returncode == 2 and os.path.basename(out) in p.stderr, f"a missing output: rc={p.returncode} {p.stderr}")
         p = subprocess.run([args.check, art], capture_output=True, text=True, env=dict(fake, LATHE_FAKE_NO_DEVICE="1"))
         c.expect(p.returncode == 77 and "SKIP(no-gpu)" in p.stdout, f"no device: rc={p.returncode} {p.stdout} {p.stderr}")
 
         if args.cuda_built == "ON":
+            # The GEMV bandwidth bench: a skip line without a GPU, its own correctness check with one.
+            c.expect(os.path.exists(args.cuda_bench), f"{args.cuda_bench} was not built")
+            if os.path.exists(args.cuda_bench):
+                p = subprocess.run([args.cuda_bench, "--formats", "int4-g32", "--iterations", "2"], capture_output=True, text=True)
+                c.expect((p.returncode == 77 and p.stdout.startswith("SKIP(no-gpu)") and len(p.stdout.strip().splitlines()) == 1)
+                         or (p.returncode == 0 and "PASS" in p.stdout), f"lathe-cuda-bench: rc={p.returncode} {p.stdout[-800:]} {p.stderr}")
+                p = subprocess.run([args.cuda_bench, "--formats", "int5"], capture_output=True, text=True)
+                c.expect(p.returncode == 2 and "unknown format 'int5'" in p.stderr, f"lathe-cuda-bench bad format: {p.stderr}")
             # inspect reads the plugin's kernel table: no device needed.
             rc, out, err = run([lathe, "inspect", art])
             c.expect(rc == 0 and "have a CUDA kernel" in out, f"inspect with the plugin: {out[-600:]} {err}")

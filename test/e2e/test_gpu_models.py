@@ -21,6 +21,7 @@ def main():
     ap.add_argument("--lathe", required=True)
     ap.add_argument("--models", required=True)
     ap.add_argument("--check", required=True, help="lathe-device-check")
+    ap.add_argument("--cuda-bench", required=True, help="lathe-cuda-bench")
     args = ap.parse_args()
     models_or_skip(args.models)
     c = Checker()
@@ -80,6 +81,11 @@ def main():
                 r = json.load(open(report))
                 slower = [x for x in r["runs"] if x["device_ms"] > x["cpu_ms"]]
                 c.expect(not slower, f"{name}: cuda slower than the CPU at {[(x['shape'], x['device_ms'], x['cpu_ms']) for x in slower]}")
+        # The dequantize-fused GEMV at 7B layer shapes: every format's output against the
+        # host reference of its decoding (the bench's own check); bandwidth is reported, not gated.
+        rc, out, err = run([args.cuda_bench, "--iterations", "20", "--json", os.path.join(tmp, "gemv.json")], timeout=600)
+        print(f"== lathe-cuda-bench\n{out.strip()}")
+        c.expect(rc == 0 and "PASS" in out, f"lathe-cuda-bench: rc={rc} {err[-1000:]}")
     c.finish()
 
 
