@@ -19,6 +19,11 @@ struct CudaEnv {
   cublasHandle_t blas = nullptr;
   cublasLtHandle_t blasLt = nullptr;
   cudaDeviceProp properties{};
+  /// LATHE_CUDA_GEMM=tensor: GEMMs of more than a few rows on tensor cores (f32
+  /// weights in TF32; bf16/fp16 weights with the activations rounded to the
+  /// weight's type), fp32 accumulation. Default (exact): fp32 throughout, for
+  /// parity with the CPU path.
+  bool tensorMath = false;
   /// Device scratch of at least `bytes`, valid until the next scratch() call
   /// of the same slot (kernels use slots 0..3 for distinct temporaries).
   /// Null and `error` set when the device is out of memory.
@@ -44,6 +49,9 @@ const DeviceKernel *findDeviceKernel(const std::string &op, const std::string &w
 // Each kernel family registers itself (called once when the plugin loads).
 void registerLinearKernels();  // LinearKernels.cu: linear in every weight format, matmul
 void registerGraphKernels();   // GraphKernels.cu: everything else
+
+/// LATHE_CUDA_GEMM's value (null or "" or "exact": false; "tensor": true), or an error naming it.
+std::string parseGemmMode(const char *value, bool &tensor);
 
 /// "node 'x' (op): <what> failed: <cuda error string>", or "" when status is cudaSuccess.
 std::string cudaError(const cpu::KernelContext &context, const char *what, cudaError_t status);

@@ -9,7 +9,10 @@
 //                     (float4 loads), fp32 accumulation, a xor-butterfly over
 //                     the warp, lane 0 stores (+ bias).
 //     m > 8 rows:     the weight is dequantized into fp32 scratch (slot 0),
-//                     then cuBLAS GEMM + bias (fp32 for parity with the CPU).
+//                     then cuBLAS GEMM + bias (fp32 for parity with the CPU);
+//                     with LATHE_CUDA_GEMM=tensor, bf16/fp16 weights go to a
+//                     16-bit cuBLAS GEMM as they are (activations rounded to the
+//                     weight's type, fp32 accumulation) and f32 GEMMs use TF32.
 //   matmul f32        cuBLAS strided-batched GEMM with the CPU's batch
 //                     broadcasting (one call when both operands' batch offsets
 //                     are linear, else one strided call per outer batch index).
@@ -98,6 +101,12 @@ template <int F, bool ALIGNED, int KIND> __global__ void denseKernel(LinearArgs 
   }
 }
 
+/// x [count] as the 16-bit operand of a tensor-core GEMM.
+__global__ void to16Kernel(const float *x, uint16_t *y, int64_t count, int bf16) {
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x)
+    y[i] = activationTo16(x[i], bf16 != 0);
+}
+
 __global__ void biasKernel(float *y, const float *bias, int64_t m, int64_t n) {
   const int64_t total = m * n;
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x)
@@ -105,6 +114,8 @@ __global__ void biasKernel(float *y, const float *bias, int64_t m, int64_t n) {
 }
 
 // ------------------------------------------------------------------ host helpers
+
+cublasComputeType_t computeType(const CudaEnv &env) { return env.tensorMath ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F; }
 
 std::string where(const KernelContext &c) { return "node '" + c.spec->source + "' (" + c.spec->op + ")"; }
 std::string fail(const KernelContext &c, const std::string &what) { return where(c) + ": " + what; }
@@ -140,7 +151,7 @@ std::string gemmXWt(const KernelContext &c, CudaEnv &env, const float *x, const 
   const float one = 1.0f, zero = 0.0f;
   // Column-major: yᵀ [n, m] = (w viewed as [k, n])ᵀ · (x viewed as [k, m]).
   cublasStatus_t s = cublasGemmEx(env.blas, CUBLAS_OP_T, CUBLAS_OP_N, int(n), int(m), int(k), &one, w, CUDA_R_32F, int(k), x,
-                                  CUDA_R_32F, int(k), &zero, y, CUDA_R_32F, int(n), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+                                  CUDA_R_32F, int(k), &zero, y, CUDA_R_32F, int(n), computeType(env), CUBLAS_GEMM_DEFAULT);
   if (auto e = blasError(c, "cublasGemmEx", s); !e.empty()) return e;
   return addBias(c, env, y, bias, m, n);
 }
@@ -176,9 +187,32 @@ template <int F, bool ALIGNED, int KIND> std::string launchDense(const KernelCon
   return gemmXWt(c, env, a.x, w, a.bias, a.y, a.m, a.n, a.k);
 }
 
+/// bf16/fp16 weights read as they are by a tensor-core GEMM (LATHE_CUDA_GEMM=tensor):
+/// the activations rounded to the weight's type (scratch slot 1), fp32 accumulation.
+template <int F> std::string launchHalfGemm(const KernelContext &c, CudaEnv &env, const LinearArgs &a) {
+  static_assert(kFloat16<F>);
+  if (a.m > INT32_MAX || a.n > INT32_MAX || a.k > INT32_MAX) return fail(c, "dimensions exceed cuBLAS's 32-bit sizes");
+  std::string error;
+  auto *xh = static_cast<uint16_t *>(env.scratch(1, uint64_t(a.m) * uint64_t(a.k) * 2, error));
+  if (!xh) return fail(c, "no device memory for the 16-bit activations: " + error);
+  const int64_t count = a.m * a.k;
+  const int blocks = int(std::min<int64_t>((count + 255) / 256, int64_t(env.properties.multiProcessorCount) * 8 + 1));
+  to16Kernel<<<blocks, 256, 0, env.stream>>>(a.x, xh, count, F == kBf16);
+  if (auto e = launchError(c, "linear activations to 16 bits"); !e.empty()) return e;
+  if (auto e = blasError(c, "cublasSetStream", cublasSetStream(env.blas, env.stream)); !e.empty()) return e;
+  const cudaDataType_t type = F == kBf16 ? CUDA_R_16BF : CUDA_R_16F;
+  const float one = 1.0f, zero = 0.0f;
+  cublasStatus_t s = cublasGemmEx(env.blas, CUBLAS_OP_T, CUBLAS_OP_N, int(a.n), int(a.m), int(a.k), &one, a.q, type, int(a.k), xh, type,
+                                  int(a.k), &zero, a.y, CUDA_R_32F, int(a.n), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+  if (auto e = blasError(c, "cublasGemmEx (16-bit)", s); !e.empty()) return e;
+  return addBias(c, env, a.y, a.bias, a.m, a.n);
+}
+
 template <int F, bool ALIGNED, int KIND> std::string runPath(const KernelContext &c, CudaEnv &env, const LinearArgs &a) {
   if (a.m == 0 || a.n == 0) return "";
   if (a.m <= kGemvRows) return launchGemv<F, ALIGNED, KIND>(c, env, a);
+  if constexpr (kFloat16<F>)
+    if (env.tensorMath && a.ldx == a.k && a.ldy == a.n) return launchHalfGemm<F>(c, env, a);
   return launchDense<F, ALIGNED, KIND>(c, env, a);
 }
 
@@ -304,7 +338,7 @@ std::string runMatmul(KernelContext &c, CudaEnv &env) {
   auto strided = [&](const float *A, const float *B, float *C, int64_t strideA, int64_t strideB, int64_t count) {
     return cublasGemmStridedBatchedEx(env.blas, CUBLAS_OP_N, CUBLAS_OP_N, int(n), int(m), int(k), &one, B, CUDA_R_32F, int(n),
                                       strideB * k * n, A, CUDA_R_32F, int(k), strideA * m * k, &zero, C, CUDA_R_32F, int(n), m * n,
-                                      int(count), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+                                      int(count), computeType(env), CUBLAS_GEMM_DEFAULT);
   };
   // Offsets of batch index `bi` (in matrices), as the CPU computes them.
   auto offsets = [&](int64_t bi, int64_t &offA, int64_t &offB) {

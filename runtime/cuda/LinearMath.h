@@ -109,6 +109,17 @@ struct LinearArgs {
   int xAligned = 0;     // x rows are 16-byte aligned (float4 loads)
 };
 
+// ------------------------------------------------------------------ tensor-core GEMM inputs
+
+/// An activation as the 16-bit operand of a tensor-core GEMM (LATHE_CUDA_GEMM=tensor):
+/// bf16 or IEEE half, rounded to nearest even; beyond half's range it saturates to
+/// ±65504 (rather than becoming ±inf), NaN stays NaN.
+LATHE_HD uint16_t activationTo16(float v, bool bf16) {
+  if (bf16) return numeric::floatToBf16(v);
+  v = v > 65504.0f ? 65504.0f : (v < -65504.0f ? -65504.0f : v);
+  return numeric::floatToHalf(v);
+}
+
 // ------------------------------------------------------------------ loads
 
 /// `words` 32-bit little-endian words at p. ALIGNED: p is 16-byte aligned for 4

@@ -5,6 +5,7 @@
 #include "runtime/core/Device.h"
 #include "runtime/cuda/CudaBackend.h"
 
+#include <cstdlib>
 #include <map>
 #include <mutex>
 #include <tuple>
@@ -64,6 +65,13 @@ std::string launchError(const cpu::KernelContext &c, const char *kernelName) {
   return where(c) + ": launching " + kernelName + " failed: " + cudaGetErrorString(status);
 }
 
+std::string parseGemmMode(const char *value, bool &tensor) {
+  const std::string v = value ? value : "";
+  tensor = v == "tensor";
+  if (v.empty() || v == "exact" || v == "tensor") return "";
+  return "LATHE_CUDA_GEMM is '" + v + "'; expected exact (fp32, the default) or tensor (TF32/bf16/fp16 tensor cores)";
+}
+
 void *CudaEnv::scratch(int slot, uint64_t bytes, std::string &error) {
   if (slot < 0 || slot > 3) {
     error = "scratch slot " + std::to_string(slot) + " out of range";
@@ -100,6 +108,8 @@ public:
   }
 
   std::string open(int ordinal) {
+    // A bad setting is an error before anything else (with or without a device).
+    if (std::string e = parseGemmMode(std::getenv("LATHE_CUDA_GEMM"), env_.tensorMath); !e.empty()) return e;
     int count = 0;
     if (cudaError_t s = cudaGetDeviceCount(&count); s != cudaSuccess)
       return std::string("no usable CUDA device: ") + cudaGetErrorString(s);
@@ -120,7 +130,8 @@ public:
       return std::string("cublasCreate: ") + cublasGetStatusString(s);
     cublasSetStream(env_.blas, env_.stream);
     // Outputs are compared with the CPU path: fp32 GEMMs stay in full fp32
-    // (the default math mode with CUBLAS_COMPUTE_32F never uses TF32).
+    // (the default math mode with CUBLAS_COMPUTE_32F never uses TF32) unless
+    // LATHE_CUDA_GEMM=tensor asks for CUBLAS_COMPUTE_32F_FAST_TF32 per call.
     cublasSetMathMode(env_.blas, CUBLAS_DEFAULT_MATH);
     if (cublasStatus_t s = cublasLtCreate(&env_.blasLt); s != CUBLAS_STATUS_SUCCESS)
       return std::string("cublasLtCreate: ") + cublasGetStatusString(s);

@@ -292,14 +292,16 @@ decode() {
     write_summary
   fi
 }
-# bench DEVICE NAME BATCH SEQ: prefill latency on synthesized inputs.
+# bench DEVICE NAME BATCH SEQ [tensor]: prefill latency on synthesized inputs
+# (tensor: LATHE_CUDA_GEMM=tensor, the GEMMs on tensor cores).
 bench() {
-  local device="$1" name="$2" batch="$3" seq="$4" step="bench-$1-$2-b$3s$4" iters=20
+  local device="$1" name="$2" batch="$3" seq="$4" step="bench-$1-$2-b$3s$4${5:+-$5}" iters=20
+  local mode=(env LATHE_CUDA_GEMM="${5:-exact}")
   [[ $device == cuda && $CUDA_DEAD == 1 ]] && { skip "$step" "$DEAD_WHY"; return; }
   need "$step" "$BIN/lathe-rt" || return
   ((seq >= 512 || batch > 1)) && iters=10
   [[ $device == cpu ]] && iters=5
-  run_step "$step" 90 "$BIN/lathe-rt" bench "$SYNTH/$name.lathe" --device "$device" --batch "$batch" --seq "$seq" \
+  run_step "$step" 90 "${mode[@]}" "$BIN/lathe-rt" bench "$SYNTH/$name.lathe" --device "$device" --batch "$batch" --seq "$seq" \
     --warmup 2 --iterations "$iters"
   [[ $device == cuda && $LAST_RC != 0 ]] && cuda_dead "$OUT/logs/$step.log" && CUDA_DEAD=1
 }
@@ -319,6 +321,11 @@ else
 fi
 first_seq="$(echo "$BENCH_SEQS" | awk '{print ($2 != "" ? $2 : $1)}')"
 for a in "${READY[@]}"; do bench cuda "${a%% *}" 1 "$first_seq"; done
+# The same prefill on tensor cores where it changes the GEMM (f32: TF32; bf16: 16-bit operands).
+for a in "${READY[@]}"; do
+  read -r name shape format extra <<< "$a"
+  [[ $format == f32 || $format == bf16 ]] && bench cuda "$name" 1 "$first_seq" tensor
+done
 for seq in $BENCH_SEQS; do
   for batch in 1 8; do
     [[ $batch == 1 && $seq == "$first_seq" ]] && continue

@@ -146,6 +146,11 @@ def main():
                          or (p.returncode == 0 and "PASS" in p.stdout), f"lathe-cuda-bench: rc={p.returncode} {p.stdout[-800:]} {p.stderr}")
                 p = subprocess.run([args.cuda_bench, "--formats", "int5"], capture_output=True, text=True)
                 c.expect(p.returncode == 2 and "unknown format 'int5'" in p.stderr, f"lathe-cuda-bench bad format: {p.stderr}")
+            # A bad LATHE_CUDA_GEMM is one line naming it, with a GPU or without.
+            p = subprocess.run([lathe, "run", art, *inputs, "--output-dir", os.path.join(tmp, "badgemm"), "--device", "cuda"],
+                               capture_output=True, text=True, env=dict(os.environ, LATHE_CUDA_GEMM="fast"))
+            c.expect(p.returncode == 1 and "LATHE_CUDA_GEMM is 'fast'" in p.stderr and len(p.stderr.strip().splitlines()) == 1,
+                     f"LATHE_CUDA_GEMM=fast: rc={p.returncode} {p.stderr!r}")
             # inspect reads the plugin's kernel table: no device needed.
             rc, out, err = run([lathe, "inspect", art])
             c.expect(rc == 0 and "have a CUDA kernel" in out, f"inspect with the plugin: {out[-600:]} {err}")

@@ -63,8 +63,14 @@ def main():
             ("smollm2-fp32", smol, None, ["--shapes", "1x5,2x17", "--decode", "16", "--prompt", "8"], 1e-3),
             ("smollm2-int4", smol, "int4-rtn-g128.yaml", ["--shapes", "1x5", "--decode", "16", "--prompt", "8"], 1e-3),
             ("smollm2-bf16", smol, "bf16.yaml", ["--shapes", "1x5", "--decode", "8", "--prompt", "8"], 1e-3),
+            # Tensor cores (LATHE_CUDA_GEMM=tensor): prefill rows > 8 with activations rounded to
+            # bf16/half or TF32 (10-bit mantissas), so a looser bound; decoding keeps the GEMV.
+            ("smollm2-bf16-tensor", smol, "bf16.yaml", ["--shapes", "1x5,2x17,1x64"], 3e-2),
+            ("minilm-fp16-tensor", minilm, "fp16.yaml", ["--shapes", "2x16,8x128"], 3e-2),
+            ("minilm-fp32-tf32", minilm, None, ["--shapes", "2x16,8x128"], 3e-2),
         ]
         for name, model, recipe, extra, rtol in cases:
+            os.environ["LATHE_CUDA_GEMM"] = "tensor" if name.endswith(("-tensor", "-tf32")) else "exact"
             art = os.path.join(tmp, name + ".lathe")
             cmd = [args.lathe, "compile", model, "-o", art]
             if recipe:

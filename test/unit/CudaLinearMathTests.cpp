@@ -408,3 +408,29 @@ TEST_CASE("CUDA N:M GEMV emulation matches the CPU linear (nm-f32, nm-int4)", "[
             checkProblem(makeProblem(format, rows, n, k, group, false, bias, seed++, pattern), Path::Nm);
           }
 }
+
+TEST_CASE("CUDA tensor-core GEMM inputs: activations rounded to bf16/half, half saturating", "[cuda-math]") {
+  using lathe::cuda::math::activationTo16;
+  using lathe::numeric::bf16ToFloat;
+  using lathe::numeric::halfToFloat;
+  // Round to nearest even, as the weights were stored.
+  CHECK(activationTo16(1.0f, true) == 0x3F80);
+  CHECK(bf16ToFloat(activationTo16(1.00390625f, true)) == 1.0f);     // halfway to the next bf16: to even
+  CHECK(bf16ToFloat(activationTo16(1.01171875f, true)) == 1.015625f); // halfway, rounds up to even
+  CHECK(halfToFloat(activationTo16(0.1f, false)) == halfToFloat(lathe::numeric::floatToHalf(0.1f)));
+  // Beyond half's range: saturated, not infinite; bf16 keeps the magnitude; NaN stays NaN.
+  CHECK(halfToFloat(activationTo16(1e6f, false)) == 65504.0f);
+  CHECK(halfToFloat(activationTo16(-1e6f, false)) == -65504.0f);
+  CHECK(halfToFloat(activationTo16(INFINITY, false)) == 65504.0f);
+  CHECK(bf16ToFloat(activationTo16(1e6f, true)) == 999424.0f);
+  CHECK(std::isnan(halfToFloat(activationTo16(NAN, false))));
+  CHECK(std::isnan(bf16ToFloat(activationTo16(NAN, true))));
+  // Relative rounding error within half an ulp of each type.
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> u(-100.0f, 100.0f);
+  for (int i = 0; i < 10000; ++i) {
+    const float v = u(rng);
+    CHECK(std::fabs(bf16ToFloat(activationTo16(v, true)) - v) <= std::fabs(v) * 0x1p-8f);
+    CHECK(std::fabs(halfToFloat(activationTo16(v, false)) - v) <= std::fabs(v) * 0x1p-11f + 0x1p-25f);
+  }
+}
