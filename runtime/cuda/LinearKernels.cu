@@ -16,6 +16,8 @@
 //   matmul f32        cuBLAS strided-batched GEMM with the CPU's batch
 //                     broadcasting (one call when both operands' batch offsets
 //                     are linear, else one strided call per outer batch index).
+//   act_block 32      (int8/int4 with int8 activations) the rows quantized per block of
+//                     32 and widened back first (scratch slot 2), then as above.
 //   w8a8, bitmap-f32  no kernel: check() gives the reason (the runtime runs them on the host).
 //
 // cuBLAS runs with CUBLAS_COMPUTE_32F (the handle keeps the default math mode,
@@ -98,6 +100,15 @@ template <int F, bool ALIGNED, int KIND> __global__ void denseKernel(LinearArgs 
     float4 *dst = reinterpret_cast<float4 *>(w + row * a.k + c * CH); // k % CH == 0, scratch 256-aligned
 #pragma unroll
     for (int t = 0; t < CH; t += 4) dst[t / 4] = make_float4(out[t], out[t + 1], out[t + 2], out[t + 3]);
+  }
+}
+
+/// act_block 32: each block of 32 values of each row quantized and widened back (widenActBlock).
+__global__ void widenActKernel(const float *x, float *out, int64_t m, int64_t k) {
+  const int64_t perRow = (k + 31) / 32;
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < m * perRow; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t row = i / perRow, start = (i % perRow) * 32;
+    widenActBlock(x + row * k + start, k - start < 32 ? k - start : 32, out + row * k + start);
   }
 }
 
@@ -257,6 +268,18 @@ std::string runQuantLinear(KernelContext &c, CudaEnv &env) {
   a.groups = (a.k + a.group - 1) / a.group;
   bindActivations(c, a);
   if (a.k == 0) return gemmXWt(c, env, a.x, nullptr, a.bias, a.y, c.outputs[0]->numel() / (a.n ? a.n : 1), a.n, 0);
+  if (intAttr(*c.spec, "act_block", 0) != 0 && a.m > 0) { // int8 activations: the rows quantized and widened first
+    std::string error;
+    auto *widened = static_cast<float *>(env.scratch(2, uint64_t(a.m) * uint64_t(a.k) * 4, error));
+    if (!widened) return fail(c, "no device memory for the int8 activations: " + error);
+    const int64_t units = a.m * ((a.k + 31) / 32);
+    const int blocks = int(std::min<int64_t>((units + 127) / 128, int64_t(env.properties.multiProcessorCount) * 16 + 1));
+    widenActKernel<<<blocks, 128, 0, env.stream>>>(a.x, widened, a.m, a.k);
+    if (auto e = launchError(c, "linear int8 activations"); !e.empty()) return e;
+    a.x = widened;
+    a.ldx = a.k;
+    a.xAligned = a.k % 4 == 0; // scratch is 256-byte aligned
+  }
   if (f == "int8") {
     if (chunked<kInt8>(a) && aligned(a.q, 16)) return runPath<kInt8, true, kChunked>(c, env, a);
     return runPath<kInt8, false, kScalar>(c, env, a);
@@ -386,11 +409,11 @@ std::string needF32(const artifact::ArtifactSpec &spec, const artifact::KernelSp
 std::string checkActivations(const artifact::ArtifactSpec &spec, const artifact::KernelSpec &k) {
   return needF32(spec, k, 0, "activations");
 }
-/// int8/int4 with int8 activations (act_block): the CPU's integer dot products
-/// have no CUDA kernel yet, and the f32-input GEMV would compute another model.
+/// int8/int4 with int8 activations (act_block 32) run too: the input rows are
+/// quantized per block by the CPU's rule and widened first (widenActKernel).
 std::string checkQuantLinear(const artifact::ArtifactSpec &spec, const artifact::KernelSpec &k) {
-  if (artifact::intAttr(k, "act_block", 0) != 0)
-    return "int8 activations (act_block) have no CUDA kernel yet (the input's block quantization must match the CPU's): runs on the host";
+  const int64_t block = artifact::intAttr(k, "act_block", 0);
+  if (block != 0 && block != 32) return "act_block " + std::to_string(block) + " (only 32 is defined): runs on the host";
   return checkActivations(spec, k);
 }
 std::string checkLinearF32(const artifact::ArtifactSpec &spec, const artifact::KernelSpec &k) {

@@ -120,6 +120,36 @@ LATHE_HD uint16_t activationTo16(float v, bool bf16) {
   return numeric::floatToHalf(v);
 }
 
+// ------------------------------------------------------------------ int8 activations
+
+/// act_block 32 (int8 activations, the llama.cpp way): one block x[0, size), size <= 32,
+/// quantized by the CPU's rule (quantizeActRow: d = max|x|/127, q = rint(x·(1/d)) clamped
+/// to ±127; a block with an infinity or NaN gets d = NaN) and widened back, out[i] = d·q[i],
+/// as the CPU's widenActRows writes it. The device then multiplies these with the weights
+/// in fp32: the model the CPU computes, to float rounding (the CPU's decode sums
+/// d_w·d_x·Σq_w·q_x in integers).
+LATHE_HD void widenActBlock(const float *x, int64_t size, float *out) {
+  float amax = 0.0f;
+  bool nan = false;
+  for (int64_t i = 0; i < size; ++i) {
+    const float a = x[i] < 0.0f ? -x[i] : x[i];
+    amax = a > amax ? a : amax; // NaN compares false: found by `nan`
+    nan |= x[i] != x[i];
+  }
+  const bool finite = !nan && amax <= 3.40282347e38f;
+  const float db = amax / 127.0f, id = db != 0.0f ? 1.0f / db : 0.0f;
+  const float d = finite ? db : __builtin_nanf("");
+  for (int64_t i = 0; i < size; ++i) {
+#if defined(__CUDA_ARCH__)
+    float v = finite ? rintf(__fmul_rn(x[i], id)) : 0.0f;
+#else
+    float v = finite ? __builtin_rintf(x[i] * id) : 0.0f;
+#endif
+    v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;
+    out[i] = d * float(int32_t(v)); // through an integer, as the CPU's int8 codes (no -0)
+  }
+}
+
 // ------------------------------------------------------------------ loads
 
 /// `words` 32-bit little-endian words at p. ALIGNED: p is 16-byte aligned for 4

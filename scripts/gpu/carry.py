@@ -15,7 +15,7 @@ scripts/bench/gpu.sh then runs `lathe-device-check <name>.lathe --reference
 gpu-carry/<name>` for each: the device's outputs (and that machine's CPU's)
 against these. Carry it: run tool carry ["vendor", "gpu-carry"].
 
-    .venv/bin/python scripts/gpu/carry.py [--out gpu-carry] [--limit-mib 44] [--only NAME,...]
+    .venv/bin/python scripts/gpu/carry.py [--out gpu-carry] [--limit-mib 48] [--only NAME,...]
 
 Everything stays under --limit-mib (the device tool moves 64 MiB per call, the
 working tree and vendor/ included); a model that does not fit is left out with
@@ -52,6 +52,8 @@ ENTRIES = [
     ("bert-tiny-lowrank", generated("bert-tiny"), "lowrank-svd-20", False, [], 1e-3),
     ("llama-tiny-fp32", generated("llama-tiny"), None, False, [(8, 128)], 1e-3),
     ("llama-tiny-int4", generated("llama-tiny"), "int4-rtn-g32", False, [], 1e-3),
+    ("llama-tiny-int8-a8", generated("llama-tiny"), "int8-g32-a8", False, [], 1e-3),
+    ("bert-tiny-int4-a8", generated("bert-tiny"), "int4-rtn-g32-a8", False, [], 1e-3),
     ("gpt2-lm-tiny-fp32", generated("gpt2-lm-tiny"), None, False, [(4, 64)], 1e-3),
 ]
 
@@ -91,7 +93,7 @@ def folder_size(path):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default=os.path.join(REPO, "gpu-carry"))
-    ap.add_argument("--limit-mib", type=float, default=44.0)
+    ap.add_argument("--limit-mib", type=float, default=48.0)
     ap.add_argument("--lathe", default=os.path.join(REPO, "build", "bin", "lathe"))
     ap.add_argument("--models", default=os.path.join(REPO, "build", "models"), help="scripts/models' folder")
     ap.add_argument("--only", default="", help="comma-separated names (default: all)")

@@ -63,6 +63,9 @@ def main():
             ("smollm2-fp32", smol, None, ["--shapes", "1x5,2x17", "--decode", "16", "--prompt", "8"], 1e-3),
             ("smollm2-int4", smol, "int4-rtn-g128.yaml", ["--shapes", "1x5", "--decode", "16", "--prompt", "8"], 1e-3),
             ("smollm2-bf16", smol, "bf16.yaml", ["--shapes", "1x5", "--decode", "8", "--prompt", "8"], 1e-3),
+            # int8 activations (act_block 32): the rows quantized by the CPU's rule on the device.
+            ("smollm2-int4-a8", smol, "int4-rtn-g32-a8.yaml", ["--shapes", "1x5,2x17", "--decode", "16", "--prompt", "8"], 1e-3),
+            ("minilm-int8-a8", minilm, "int8-g32-a8.yaml", ["--shapes", "1x7,2x16,3x33"], 1e-3),
             # Tensor cores (LATHE_CUDA_GEMM=tensor): prefill rows > 8 with activations rounded to
             # bf16/half or TF32 (10-bit mantissas), so a looser bound; decoding keeps the GEMV.
             ("smollm2-bf16-tensor", smol, "bf16.yaml", ["--shapes", "1x5,2x17,1x64"], 3e-2),

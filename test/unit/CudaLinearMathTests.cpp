@@ -434,3 +434,34 @@ TEST_CASE("CUDA tensor-core GEMM inputs: activations rounded to bf16/half, half 
     CHECK(std::fabs(halfToFloat(activationTo16(v, false)) - v) <= std::fabs(v) * 0x1p-11f + 0x1p-25f);
   }
 }
+
+TEST_CASE("CUDA int8 activations: blocks quantized and widened as the CPU's widenActRows, bit for bit", "[cuda-math]") {
+  std::mt19937 rng(9);
+  std::uniform_real_distribution<float> u(-3.0f, 3.0f);
+  for (int64_t k : {32, 96, 70, 5}) {
+    const int64_t rows = 3;
+    std::vector<float> x(size_t(rows * k));
+    for (auto &v : x) v = u(rng);
+    if (k >= 64) {
+      for (int64_t i = 32; i < 64; ++i) x[size_t(i)] = 0.0f; // an all-zero block (d = 0)
+      x[size_t(k + 40)] = INFINITY;                          // a block with an infinity: NaN outputs
+      x[size_t(2 * k + 3)] = NAN;
+      x[size_t(2 * k + 33)] = 1e30f; // one huge value: the rest of its block rounds to 0
+    }
+    std::vector<float> dev(x.size());
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t s = 0; s < k; s += 32) m::widenActBlock(&x[size_t(r * k + s)], std::min<int64_t>(32, k - s), &dev[size_t(r * k + s)]);
+    for (const std::string &name : cpu::supportedIsas()) {
+      DYNAMIC_SECTION(name << " k=" << k) {
+        const cpu::IsaTable *isa = cpu::isaByName(name);
+        REQUIRE(isa);
+        std::vector<float> ref(x.size());
+        isa->widenActRows(x.data(), k, rows, k, ref.data());
+        for (size_t i = 0; i < x.size(); ++i) {
+          INFO("element " << i << " x=" << x[i] << " cpu " << ref[i] << " cuda " << dev[i]);
+          REQUIRE((std::isnan(ref[i]) ? std::isnan(dev[i]) : std::memcmp(&ref[i], &dev[i], 4) == 0));
+        }
+      }
+    }
+  }
+}
