@@ -16,6 +16,7 @@
 // Exit 0 when every output matched, 1 when one did not, 77 with no usable device.
 #include "runtime/cuda/CudaBackend.h"
 #include "runtime/cuda/LinearMath.h"
+#include "runtime/tools/Commands.h"
 
 #include <algorithm>
 #include <cmath>
@@ -310,15 +311,11 @@ int main(int argc, char **argv) {
     }
   }
   json << "\n  ],\n  \"pass\": " << (ok ? "true" : "false") << "\n}\n";
-  if (!jsonPath.empty()) {
-    std::ofstream out(jsonPath + ".tmp");
-    out << json.str();
-    out.close();
-    if (!out || std::rename((jsonPath + ".tmp").c_str(), jsonPath.c_str()) != 0) {
-      std::fprintf(stderr, "error: cannot write %s\n", jsonPath.c_str());
+  if (!jsonPath.empty())
+    if (Status st = tools::writeTextFile(jsonPath, json.str()); !st.ok()) {
+      std::fprintf(stderr, "error: %s\n", st.message().c_str());
       return 1;
     }
-  }
   std::printf("\n%s\n", ok ? "PASS" : "FAIL: an output differs from the host reference beyond 1e-4");
   return ok ? 0 : 1;
 }

@@ -16,6 +16,18 @@
 #include <sys/resource.h>
 
 namespace lathe::tools {
+
+Status writeTextFile(const std::string &path, const std::string &text) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream f(tmp, std::ios::binary);
+    f << text;
+    f.close();
+    if (f && std::rename(tmp.c_str(), path.c_str()) == 0) return Status();
+  }
+  std::remove(tmp.c_str());
+  return Status::error("cannot write " + path);
+}
 namespace {
 
 std::string safeFileName(const std::string &name) {

@@ -34,6 +34,10 @@ struct BenchOptions {
   bool profile = false;
 };
 
+/// Writes `text` to `path` through a temporary file renamed into place, so a
+/// failed write never leaves a partial file (reports, JSON summaries).
+Status writeTextFile(const std::string &path, const std::string &text);
+
 /// A concrete shape for a declared input: dims whose symbol names a batch
 /// get `batch`, other dynamic dims `seq`.
 std::vector<int64_t> concreteShape(const TensorInfo &info, int64_t batch, int64_t seq);

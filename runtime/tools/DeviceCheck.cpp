@@ -289,15 +289,11 @@ int main(int argc, char **argv) {
          << ", \"pass\": " << (decodeOk ? "true" : "false") << "}";
   }
   json << ",\n  \"rtol\": " << rtol << ",\n  \"pass\": " << (ok ? "true" : "false") << "\n}\n";
-  if (!jsonPath.empty()) {
-    std::ofstream f(jsonPath + ".tmp");
-    f << json.str();
-    f.close();
-    if (!f || std::rename((jsonPath + ".tmp").c_str(), jsonPath.c_str()) != 0) {
-      std::fprintf(stderr, "error: cannot write %s\n", jsonPath.c_str());
+  if (!jsonPath.empty())
+    if (Status st = tools::writeTextFile(jsonPath, json.str()); !st.ok()) {
+      std::fprintf(stderr, "error: %s\n", st.message().c_str());
       return 1;
     }
-  }
   std::printf("%s\n", ok ? "PASS" : "FAIL: device outputs differ from the CPU beyond the tolerance");
   return ok ? 0 : 1;
 }
