@@ -18,7 +18,10 @@
 //                     are linear, else one strided call per outer batch index).
 //   act_block 32      (int8/int4 with int8 activations) the rows quantized per block of
 //                     32 and widened back first (scratch slot 2), then as above.
-//   w8a8, bitmap-f32  no kernel: check() gives the reason (the runtime runs them on the host).
+//   w8a8              activations quantized per row on the device by the CPU's rule,
+//                     int8 products (dp4a GEMV per 8 rows; cuBLAS int8 GEMM above 64
+//                     rows when it takes the shapes), the CPU's epilogue: bit-identical.
+//   bitmap-f32        no kernel: check() gives the reason (the runtime runs it on the host).
 //
 // cuBLAS runs with CUBLAS_COMPUTE_32F (the handle keeps the default math mode,
 // so no TF32): outputs are compared with the CPU's at 1e-4 relative.
@@ -100,6 +103,108 @@ template <int F, bool ALIGNED, int KIND> __global__ void denseKernel(LinearArgs 
     float4 *dst = reinterpret_cast<float4 *>(w + row * a.k + c * CH); // k % CH == 0, scratch 256-aligned
 #pragma unroll
     for (int t = 0; t < CH; t += 4) dst[t / 4] = make_float4(out[t], out[t + 1], out[t + 2], out[t + 3]);
+  }
+}
+
+// ------------------------------------------------------------------ W8A8 (device code)
+
+constexpr int kW8Rows = 8;        // activation rows per warp pass of the W8A8 GEMV
+constexpr int64_t kW8CublasRows = 64; // above this, cuBLAS's int8 GEMM (when it takes the shapes)
+
+struct W8a8Args {
+  const int8_t *q = nullptr;       // [n, k]
+  const uint16_t *scales = nullptr; // f16 [n]
+  const float *bias = nullptr;
+  const int8_t *xq = nullptr;      // [m, kp], kp = k rounded up to 16, zero tail
+  const float *rowScale = nullptr; // [m]
+  float *y = nullptr;              // [m, n]
+  int64_t m = 0, n = 0, k = 0, kp = 0;
+};
+
+/// Row blockIdx.x of x quantized as the CPU's tables do (Int8Gemm.h): its max |x| by a
+/// block reduction (max is exact in any order; NaN compares false, as on the CPU).
+__global__ void w8a8QuantizeKernel(const float *x, int64_t k, int64_t kp, const float *invScale, float tensorScale, int8_t *xq,
+                                   float *rowScale) {
+  __shared__ float partial[32];
+  const int64_t r = blockIdx.x;
+  const float *src = x + r * k;
+  float amax = 0.0f;
+  if (tensorScale <= 0.0f) {
+    for (int64_t i = threadIdx.x; i < k; i += blockDim.x) {
+      const float a = fabsf(src[i]);
+      amax = a > amax ? a : amax;
+    }
+    for (int o = 16; o >= 1; o /= 2) {
+      const float other = __shfl_xor_sync(0xFFFFFFFFu, amax, o);
+      amax = other > amax ? other : amax;
+    }
+    if ((threadIdx.x & 31) == 0) partial[threadIdx.x / 32] = amax;
+    __syncthreads();
+    if (threadIdx.x < 32) {
+      float v = threadIdx.x < blockDim.x / 32 ? partial[threadIdx.x] : 0.0f;
+      for (int o = 16; o >= 1; o /= 2) {
+        const float other = __shfl_xor_sync(0xFFFFFFFFu, v, o);
+        v = other > v ? other : v;
+      }
+      if (threadIdx.x == 0) partial[0] = v;
+    }
+    __syncthreads();
+    amax = partial[0];
+  }
+  float scale = 0.0f;
+  const float inv = w8a8RowInverse(amax, tensorScale, scale);
+  if (threadIdx.x == 0) rowScale[r] = scale;
+  for (int64_t i = threadIdx.x; i < kp; i += blockDim.x)
+    xq[r * kp + i] = i < k ? w8a8Code(src[i], invScale ? invScale[i] : inv) : int8_t(0);
+}
+
+/// One warp per output row j and up to kW8Rows activation rows (blockIdx.y): integer dot
+/// products (dp4a), exact in int32 whatever the order, then the CPU's epilogue.
+template <bool ALIGNED> __global__ void __launch_bounds__(kWarps * 32) w8a8GemvKernel(W8a8Args a) {
+  const int lane = int(threadIdx.x & 31);
+  const int64_t j = int64_t(blockIdx.x) * kWarps + threadIdx.x / 32;
+  if (j >= a.n) return;
+  const int64_t r0 = int64_t(blockIdx.y) * kW8Rows;
+  const int rows = int(a.m - r0 < kW8Rows ? a.m - r0 : kW8Rows);
+  int32_t acc[kW8Rows];
+#pragma unroll
+  for (int r = 0; r < kW8Rows; ++r) acc[r] = 0;
+  const int8_t *w = a.q + j * a.k;
+  if constexpr (ALIGNED) { // k % 16 == 0, rows 16-byte aligned: lane l takes 16-byte chunks l, l + 32, ...
+    for (int64_t c = lane; c < a.k / 16; c += 32) {
+      const uint4 wv = __ldg(reinterpret_cast<const uint4 *>(w) + c);
+#pragma unroll
+      for (int r = 0; r < kW8Rows; ++r) {
+        if (r >= rows) break;
+        const uint4 xv = *(reinterpret_cast<const uint4 *>(a.xq + (r0 + r) * a.kp) + c);
+        acc[r] = dot4(wv.w, xv.w, dot4(wv.z, xv.z, dot4(wv.y, xv.y, dot4(wv.x, xv.x, acc[r]))));
+      }
+    }
+  } else {
+    for (int64_t i = lane; i < a.k; i += 32) {
+      const int32_t wi = w[i];
+#pragma unroll
+      for (int r = 0; r < kW8Rows; ++r) {
+        if (r >= rows) break;
+        acc[r] += wi * int32_t(a.xq[(r0 + r) * a.kp + i]);
+      }
+    }
+  }
+  const float wScale = halfToFloat(a.scales[j]);
+#pragma unroll
+  for (int r = 0; r < kW8Rows; ++r) {
+    if (r >= rows) break;
+    int32_t s = acc[r];
+    for (int o = 16; o >= 1; o /= 2) s += __shfl_xor_sync(0xFFFFFFFFu, s, o);
+    if (lane == 0) a.y[(r0 + r) * a.n + j] = w8a8Output(s, a.rowScale[r0 + r], wScale, a.bias, j);
+  }
+}
+
+/// The epilogue after cuBLAS's int8 GEMM: acc [m, n] int32 → y.
+__global__ void w8a8EpilogueKernel(W8a8Args a, const int32_t *acc) {
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < a.m * a.n; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t r = i / a.n, j = i % a.n;
+    a.y[i] = w8a8Output(acc[i], a.rowScale[r], halfToFloat(a.scales[j]), a.bias, j);
   }
 }
 
@@ -424,12 +529,69 @@ std::string checkMatmul(const artifact::ArtifactSpec &spec, const artifact::Kern
   if (auto e = needF32(spec, k, 0, "operands"); !e.empty()) return e;
   return needF32(spec, k, 1, "operands");
 }
+/// w8a8: (x, q i8 [n, k], scales f16 [n, 1], act_scales f32 [k]?, bias?), attribute
+/// act_scale (0: dynamic per row). The activations quantized on the device by the CPU's
+/// rule (scratch slot 2: codes, then row scales), integer products, the CPU's epilogue:
+/// the same bits as the CPU's int8 tables.
+std::string runW8a8(KernelContext &c, CudaEnv &env) {
+  W8a8Args a;
+  const View &x = *c.inputs[0], *q = at(c, 1), *actScales = at(c, 3), *bias = at(c, 4);
+  a.q = static_cast<const int8_t *>(q->data);
+  a.scales = static_cast<const uint16_t *>(at(c, 2)->data);
+  a.bias = bias ? static_cast<const float *>(bias->data) : nullptr;
+  a.n = q->shape[0], a.k = q->shape[1], a.kp = (a.k + 15) / 16 * 16;
+  a.m = a.k ? x.numel() / a.k : 0;
+  a.y = static_cast<float *>(c.outputs[0]->data);
+  if (a.m == 0 || a.n == 0) return "";
+  if (a.k == 0) return gemmXWt(c, env, nullptr, nullptr, a.bias, a.y, c.outputs[0]->numel() / a.n, a.n, 0);
+  const float tensorScale = float(artifact::floatAttr(*c.spec, "act_scale", 0.0));
+  std::string error;
+  const uint64_t codeBytes = (uint64_t(a.m) * uint64_t(a.kp) + 255) / 256 * 256;
+  auto *scratch = static_cast<uint8_t *>(env.scratch(2, codeBytes + uint64_t(a.m) * 4, error));
+  if (!scratch) return fail(c, "no device memory for the int8 activations: " + error);
+  auto *xq = reinterpret_cast<int8_t *>(scratch);
+  auto *rowScale = reinterpret_cast<float *>(scratch + codeBytes);
+  if (a.m > INT32_MAX) return fail(c, "too many activation rows for one launch");
+  w8a8QuantizeKernel<<<unsigned(a.m), 256, 0, env.stream>>>(static_cast<const float *>(x.data), a.k, a.kp,
+                                                             actScales ? static_cast<const float *>(actScales->data) : nullptr,
+                                                             tensorScale, xq, rowScale);
+  if (auto e = launchError(c, "w8a8 activation quantization"); !e.empty()) return e;
+  a.xq = xq, a.rowScale = rowScale;
+  if (a.m > kW8CublasRows && a.n <= INT32_MAX && a.k <= INT32_MAX) {
+    // Many rows: cuBLAS's int8 GEMM into int32 (exact), when it takes these shapes, then the epilogue.
+    auto *acc = static_cast<int32_t *>(env.scratch(3, uint64_t(a.m) * uint64_t(a.n) * 4, error));
+    if (!acc) return fail(c, "no device memory for the int32 products: " + error);
+    if (auto e = blasError(c, "cublasSetStream", cublasSetStream(env.blas, env.stream)); !e.empty()) return e;
+    const int32_t one = 1, zero = 0;
+    const cublasStatus_t s = cublasGemmEx(env.blas, CUBLAS_OP_T, CUBLAS_OP_N, int(a.n), int(a.m), int(a.k), &one, a.q, CUDA_R_8I, int(a.k),
+                                          a.xq, CUDA_R_8I, int(a.kp), &zero, acc, CUDA_R_32I, int(a.n), CUBLAS_COMPUTE_32I,
+                                          CUBLAS_GEMM_DEFAULT);
+    if (s == CUBLAS_STATUS_SUCCESS) {
+      const int64_t total = a.m * a.n;
+      const int blocks = int(std::min<int64_t>((total + 255) / 256, int64_t(env.properties.multiProcessorCount) * 8 + 1));
+      w8a8EpilogueKernel<<<blocks, 256, 0, env.stream>>>(a, acc);
+      return launchError(c, "w8a8 epilogue");
+    }
+    if (s != CUBLAS_STATUS_NOT_SUPPORTED && s != CUBLAS_STATUS_INVALID_VALUE) return blasError(c, "cublasGemmEx (int8)", s);
+    // Shapes cuBLAS's int8 kernels do not take (k not a multiple of 4, ...): the GEMV per 8 rows.
+  }
+  const int64_t blocksX = (a.n + kWarps - 1) / kWarps, blocksY = (a.m + kW8Rows - 1) / kW8Rows;
+  if (blocksX > INT32_MAX || blocksY > 65535) return fail(c, "too many rows for one launch");
+  const dim3 grid{unsigned(blocksX), unsigned(blocksY)}, block{unsigned(kWarps * 32)};
+  if (a.k % 16 == 0 && aligned(a.q, 16)) w8a8GemvKernel<true><<<grid, block, 0, env.stream>>>(a);
+  else w8a8GemvKernel<false><<<grid, block, 0, env.stream>>>(a);
+  return launchError(c, "w8a8 GEMV");
+}
+
 /// Formats without a kernel: check() keeps them on the host; run() only says so.
 std::string runUnsupported(KernelContext &c, CudaEnv &) {
   return fail(c, "weight format " + c.spec->weightFormat + " has no CUDA kernel");
 }
-std::string checkW8a8(const artifact::ArtifactSpec &, const artifact::KernelSpec &) {
-  return "w8a8 has no CUDA kernel yet (its activation quantization must match the CPU's bit for bit): runs on the host";
+std::string checkW8a8(const artifact::ArtifactSpec &spec, const artifact::KernelSpec &k) {
+  if (auto e = needF32(spec, k, 0, "activations"); !e.empty()) return e;
+  bool present = false;
+  if (dtypeOf(spec, k, 1, present) != DType::I8 || !present) return "w8a8 weights that are not i8: runs on the host";
+  return "";
 }
 std::string checkBitmap(const artifact::ArtifactSpec &, const artifact::KernelSpec &) {
   return "bitmap-f32 has no CUDA kernel yet (each row's start needs a prefix popcount of the masks): runs on the host";
@@ -441,7 +603,7 @@ void registerLinearKernels() {
   addDeviceKernel("linear", "f32", {runLinearF32, checkLinearF32});
   for (const char *format : {"int8", "int4", "int3", "bf16", "fp16"}) addDeviceKernel("linear", format, {runQuantLinear, checkQuantLinear});
   for (const char *format : {"nm-f32", "nm-int4"}) addDeviceKernel("linear", format, {runNmLinear, checkActivations});
-  addDeviceKernel("linear", "w8a8", {runUnsupported, checkW8a8});
+  addDeviceKernel("linear", "w8a8", {runW8a8, checkW8a8});
   addDeviceKernel("linear", "bitmap-f32", {runUnsupported, checkBitmap});
   addDeviceKernel("matmul", "f32", {runMatmul, checkMatmul});
 }

@@ -150,6 +150,50 @@ LATHE_HD void widenActBlock(const float *x, int64_t size, float *out) {
   }
 }
 
+// ------------------------------------------------------------------ W8A8
+
+/// W8A8 activation quantization (runtime/cpu/Int8Gemm.h, the same in every CPU table):
+/// the multiplier of row r's values and its rowScale. Static per tensor (tensorScale > 0):
+/// 1/s and s; static per channel: the per-channel inverse scales multiply instead (the
+/// caller's), rowScale s; dynamic: 127/max|x| and max|x|/127 (a zero row: 0 and 0).
+LATHE_HD float w8a8RowInverse(float amax, float tensorScale, float &rowScale) {
+  if (tensorScale > 0.0f) {
+    rowScale = tensorScale;
+    return 1.0f / tensorScale;
+  }
+  rowScale = amax / 127.0f;
+  return amax > 0.0f ? 127.0f / amax : 0.0f;
+}
+/// One activation code: clamp(nearbyint(x·inv), ±127), x·inv one rounded product.
+LATHE_HD int8_t w8a8Code(float x, float inv) {
+#if defined(__CUDA_ARCH__)
+  float v = rintf(__fmul_rn(x, inv));
+#else
+  float v = __builtin_nearbyintf(x * inv);
+#endif
+  v = v < -127.0f ? -127.0f : v > 127.0f ? 127.0f : v;
+  return int8_t(v);
+}
+/// Four int8 products added to acc (CUDA's __dp4a, exact in int32).
+LATHE_HD int32_t dot4(uint32_t a, uint32_t b, int32_t acc) {
+#if defined(__CUDA_ARCH__)
+  return __dp4a(int(a), int(b), acc);
+#else
+  for (int i = 0; i < 4; ++i) acc += int32_t(int8_t(a >> (8 * i))) * int32_t(int8_t(b >> (8 * i)));
+  return acc;
+#endif
+}
+/// The CPU tables' epilogue, rounded step by step in their order: float(acc)·rowScale·wScale (+ bias).
+LATHE_HD float w8a8Output(int32_t acc, float rowScale, float wScale, const float *bias, int64_t j) {
+#if defined(__CUDA_ARCH__)
+  const float y = __fmul_rn(__fmul_rn(float(acc), rowScale), wScale);
+  return bias ? __fadd_rn(y, bias[j]) : y;
+#else
+  const float y = float(acc) * rowScale * wScale;
+  return bias ? y + bias[j] : y;
+#endif
+}
+
 // ------------------------------------------------------------------ loads
 
 /// `words` 32-bit little-endian words at p. ALIGNED: p is 16-byte aligned for 4

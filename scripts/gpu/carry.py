@@ -54,6 +54,7 @@ ENTRIES = [
     ("llama-tiny-int4", generated("llama-tiny"), "int4-rtn-g32", False, [], 1e-3),
     ("llama-tiny-int8-a8", generated("llama-tiny"), "int8-g32-a8", False, [], 1e-3),
     ("bert-tiny-int4-a8", generated("bert-tiny"), "int4-rtn-g32-a8", False, [], 1e-3),
+    ("bert-tiny-w8a8", generated("bert-tiny"), "w8a8-dynamic", False, [(8, 128)], 2e-2),
     ("gpt2-lm-tiny-fp32", generated("gpt2-lm-tiny"), None, False, [(4, 64)], 1e-3),
 ]
 

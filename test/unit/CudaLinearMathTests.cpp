@@ -465,3 +465,64 @@ TEST_CASE("CUDA int8 activations: blocks quantized and widened as the CPU's wide
     }
   }
 }
+
+TEST_CASE("CUDA W8A8: device quantization, dp4a products and epilogue give the CPU tables' bits", "[cuda-math]") {
+  // (m, n, k): k a multiple of 16 (the 16-byte path) and not; decode rows and more.
+  for (auto [m, n, k] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{{1, 33, 64}, {3, 17, 70}, {9, 8, 48}, {2, 5, 7}}) {
+    for (int mode = 0; mode < 3; ++mode) { // dynamic, static per tensor, static per channel
+      DYNAMIC_SECTION("m=" << m << " n=" << n << " k=" << k << " mode " << mode) {
+        std::mt19937 rng(uint32_t(m * 1000 + n * 10 + k + mode));
+        std::uniform_real_distribution<float> uni(-2.0f, 2.0f);
+        std::vector<float> x(static_cast<size_t>(m * k)), bias(static_cast<size_t>(n)), inv(static_cast<size_t>(k));
+        for (auto &v : x) v = uni(rng);
+        for (auto &v : bias) v = uni(rng);
+        for (auto &v : inv) v = 40.0f + 20.0f * uni(rng);
+        if (m > 1) for (int64_t i = 0; i < k; ++i) x[size_t(k + i)] = 0.0f; // a zero row
+        std::vector<int8_t> q(static_cast<size_t>(n * k));
+        for (auto &b : q) b = int8_t(int(rng() % 255) - 127);
+        std::vector<uint16_t> scales(static_cast<size_t>(n));
+        for (auto &s : scales) s = lathe::numeric::floatToHalf(0.001f + 0.01f * std::fabs(uni(rng)));
+        const float tensorScale = mode == 0 ? 0.0f : 0.02f;
+        std::map<std::string, artifact::AttrValue> attrs;
+        if (mode) attrs["act_scale"] = double(tensorScale);
+        std::vector<cpu::View> in = {{DType::F32, {m, k}, x.data()}, {DType::I8, {n, k}, q.data()}, {DType::F16, {n, 1}, scales.data()},
+                                     {DType::F32, {k}, inv.data()}, {DType::F32, {n}, bias.data()}};
+        cpu::View out{DType::F32, {}, nullptr};
+        std::vector<float> ref;
+        REQUIRE(runCpu("linear", "w8a8", attrs, in, {true, true, true, mode == 2, true}, out, ref) == "");
+        // The device kernels' steps (w8a8QuantizeKernel, w8a8GemvKernel) on the host.
+        const int64_t kp = (k + 15) / 16 * 16;
+        std::vector<int8_t> xq(size_t(m * kp), 0);
+        std::vector<float> rowScale(static_cast<size_t>(m));
+        for (int64_t r = 0; r < m; ++r) {
+          float amax = 0.0f;
+          if (tensorScale <= 0.0f)
+            for (int64_t i = 0; i < k; ++i) amax = std::fabs(x[size_t(r * k + i)]) > amax ? std::fabs(x[size_t(r * k + i)]) : amax;
+          const float rinv = m::w8a8RowInverse(amax, tensorScale, rowScale[size_t(r)]);
+          for (int64_t i = 0; i < k; ++i) xq[size_t(r * kp + i)] = m::w8a8Code(x[size_t(r * k + i)], mode == 2 ? inv[size_t(i)] : rinv);
+        }
+        std::vector<float> dev(size_t(m * n));
+        for (int64_t r = 0; r < m; ++r)
+          for (int64_t j = 0; j < n; ++j) {
+            int32_t acc = 0;
+            if (k % 16 == 0) {
+              for (int64_t w = 0; w < k / 4; ++w) {
+                uint32_t a, b;
+                std::memcpy(&a, &q[size_t(j * k + 4 * w)], 4);
+                std::memcpy(&b, &xq[size_t(r * kp + 4 * w)], 4);
+                acc = m::dot4(a, b, acc);
+              }
+            } else {
+              for (int64_t i = 0; i < k; ++i) acc += int32_t(q[size_t(j * k + i)]) * int32_t(xq[size_t(r * kp + i)]);
+            }
+            dev[size_t(r * n + j)] = m::w8a8Output(acc, rowScale[size_t(r)], lathe::numeric::halfToFloat(scales[size_t(j)]), bias.data(), j);
+          }
+        REQUIRE(ref.size() == dev.size());
+        for (size_t i = 0; i < dev.size(); ++i) {
+          INFO("output " << i << ": cpu " << ref[i] << ", cuda " << dev[i]);
+          REQUIRE(std::memcmp(&ref[i], &dev[i], 4) == 0);
+        }
+      }
+    }
+  }
+}
