@@ -10,7 +10,9 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
+#include <map>
 #include <string>
+#include <tuple>
 
 namespace lathe::cuda {
 
@@ -30,6 +32,9 @@ struct CudaEnv {
   void *scratch(int slot, uint64_t bytes, std::string &error);
   void *scratchBuffers[4] = {nullptr, nullptr, nullptr, nullptr};
   uint64_t scratchBytes[4] = {0, 0, 0, 0};
+  /// bitmap-f32 weights: each row's first value (int64 [n], device), by (masks, n, k),
+  /// computed on first use (the weights are constant for the session).
+  std::map<std::tuple<const void *, int64_t, int64_t>, int64_t *> bitmapRowStarts;
 };
 
 /// Launches the work of one kernel on env.stream. Returns "" or an error

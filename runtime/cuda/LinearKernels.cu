@@ -21,7 +21,9 @@
 //   w8a8              activations quantized per row on the device by the CPU's rule,
 //                     int8 products (dp4a GEMV per 8 rows; cuBLAS int8 GEMM above 64
 //                     rows when it takes the shapes), the CPU's epilogue: bit-identical.
-//   bitmap-f32        no kernel: check() gives the reason (the runtime runs it on the host).
+//   bitmap-f32        each row's first value by a popcount scan, once per weight; a warp
+//                     a row, lane l on mask words l, l + 32, ... (their values located by
+//                     a warp scan of popcounts); above 8 rows decompressed, then cuBLAS.
 //
 // cuBLAS runs with CUBLAS_COMPUTE_32F (the handle keeps the default math mode,
 // so no TF32): outputs are compared with the CPU's at 1e-4 relative.
@@ -103,6 +105,110 @@ template <int F, bool ALIGNED, int KIND> __global__ void denseKernel(LinearArgs 
     float4 *dst = reinterpret_cast<float4 *>(w + row * a.k + c * CH); // k % CH == 0, scratch 256-aligned
 #pragma unroll
     for (int t = 0; t < CH; t += 4) dst[t / 4] = make_float4(out[t], out[t + 1], out[t + 2], out[t + 3]);
+  }
+}
+
+// ------------------------------------------------------------------ bitmap-f32 (device code)
+
+struct BitmapDev {
+  const uint8_t *masks = nullptr; // u8 [n, k/8]
+  const float *values = nullptr;  // the kept values, row after row
+  const int64_t *starts = nullptr; // [n]: each row's first value
+  const float *x = nullptr, *bias = nullptr;
+  float *y = nullptr;
+  int64_t m = 0, n = 0, k = 0, ldx = 0, ldy = 0;
+};
+
+__device__ __forceinline__ int64_t warpSum64(int64_t v) {
+#pragma unroll
+  for (int o = 16; o >= 1; o /= 2) v += __shfl_xor_sync(0xFFFFFFFFu, v, o);
+  return v;
+}
+
+/// counts[row] = the row's kept weights (one warp a row).
+__global__ void bitmapRowCountKernel(const uint8_t *masks, int64_t n, int64_t k, int64_t *counts) {
+  const int lane = int(threadIdx.x & 31);
+  const int64_t row = int64_t(blockIdx.x) * kWarps + threadIdx.x / 32;
+  if (row >= n) return;
+  int64_t count = 0;
+  for (int64_t w = lane; w < k / 32; w += 32) count += popcount32(bitmapMaskWord(masks, row, w, k));
+  count = warpSum64(count);
+  if (lane == 0) counts[row] = count;
+}
+
+/// v := its exclusive prefix sum, in place (one block of 1024 threads, chunk after chunk).
+__global__ void exclusiveScanKernel(int64_t *v, int64_t n) {
+  __shared__ int64_t buffer[1024];
+  int64_t carry = 0;
+  for (int64_t base = 0; base < n; base += 1024) {
+    const int64_t i = base + threadIdx.x, own = i < n ? v[i] : 0;
+    buffer[threadIdx.x] = own;
+    __syncthreads();
+    for (int o = 1; o < 1024; o *= 2) {
+      const int64_t t = int(threadIdx.x) >= o ? buffer[threadIdx.x - o] : 0;
+      __syncthreads();
+      buffer[threadIdx.x] += t;
+      __syncthreads();
+    }
+    if (i < n) v[i] = carry + buffer[threadIdx.x] - own;
+    carry += buffer[1023];
+    __syncthreads();
+  }
+}
+
+/// Where lane's mask word starts among the values of this pass: the exclusive scan of the
+/// lanes' popcounts (returned), and the pass's total.
+__device__ __forceinline__ int laneOffset(int count, int lane, int &total) {
+  int inclusive = count;
+#pragma unroll
+  for (int o = 1; o < 32; o *= 2) {
+    const int t = __shfl_up_sync(0xFFFFFFFFu, inclusive, o);
+    if (lane >= o) inclusive += t;
+  }
+  total = __shfl_sync(0xFFFFFFFFu, inclusive, 31);
+  return inclusive - count;
+}
+
+/// One warp per output row, up to MAXM activation rows.
+template <int MAXM> __global__ void __launch_bounds__(kWarps * 32) bitmapGemvKernel(BitmapDev a) {
+  const int lane = int(threadIdx.x & 31);
+  const int64_t j = int64_t(blockIdx.x) * kWarps + threadIdx.x / 32;
+  if (j >= a.n) return;
+  float acc[MAXM];
+#pragma unroll
+  for (int r = 0; r < MAXM; ++r) acc[r] = 0.0f;
+  const float *vals = a.values + a.starts[j];
+  const int64_t words = a.k / 32;
+  for (int64_t base = 0; base < words; base += 32) {
+    const int64_t w = base + lane;
+    const uint32_t mask = w < words ? bitmapMaskWord(a.masks, j, w, a.k) : 0u;
+    int total = 0;
+    const int offset = laneOffset(popcount32(mask), lane, total);
+    if (mask) bitmapWord<MAXM>(mask, vals + offset, a.x, a.ldx, a.m, 32 * w, acc);
+    vals += total;
+  }
+#pragma unroll
+  for (int r = 0; r < MAXM; ++r) {
+    if (r >= a.m) break;
+    const float sum = warpSum(acc[r]);
+    if (lane == 0) a.y[r * a.ldy + j] = a.bias ? sum + a.bias[j] : sum;
+  }
+}
+
+/// The weight decompressed into dense fp32 [n, k] (one warp a row), for cuBLAS above 8 rows.
+__global__ void bitmapDenseKernel(BitmapDev a, float *w) {
+  const int lane = int(threadIdx.x & 31);
+  const int64_t j = int64_t(blockIdx.x) * kWarps + threadIdx.x / 32;
+  if (j >= a.n) return;
+  const float *vals = a.values + a.starts[j];
+  const int64_t words = a.k / 32;
+  for (int64_t base = 0; base < words; base += 32) {
+    const int64_t wi = base + lane;
+    const uint32_t mask = wi < words ? bitmapMaskWord(a.masks, j, wi, a.k) : 0u;
+    int total = 0;
+    const int offset = laneOffset(popcount32(mask), lane, total);
+    if (wi < words) bitmapDenseWord(mask, vals + offset, w + j * a.k + 32 * wi);
+    vals += total;
   }
 }
 
@@ -583,18 +689,63 @@ std::string runW8a8(KernelContext &c, CudaEnv &env) {
   return launchError(c, "w8a8 GEMV");
 }
 
-/// Formats without a kernel: check() keeps them on the host; run() only says so.
-std::string runUnsupported(KernelContext &c, CudaEnv &) {
-  return fail(c, "weight format " + c.spec->weightFormat + " has no CUDA kernel");
+/// bitmap-f32: (x, values f32 [nnz], masks u8 [n, k/8], bias?), attribute in_features.
+/// Each row's start is computed once per weight (bitmapRowStarts); up to 8 rows the
+/// GEMV reads the compressed weight, more rows multiply it decompressed with cuBLAS.
+std::string runBitmapLinear(KernelContext &c, CudaEnv &env) {
+  BitmapDev a;
+  const View &x = *c.inputs[0], *values = at(c, 1), *masks = at(c, 2), *bias = at(c, 3);
+  a.k = intAttr(*c.spec, "in_features", 0);
+  a.n = masks->shape[0];
+  a.masks = static_cast<const uint8_t *>(masks->data);
+  a.values = static_cast<const float *>(values->data);
+  a.bias = bias ? static_cast<const float *>(bias->data) : nullptr;
+  a.x = static_cast<const float *>(x.data);
+  a.y = static_cast<float *>(c.outputs[0]->data);
+  a.m = a.k ? x.numel() / a.k : 0;
+  a.ldx = a.k, a.ldy = a.n;
+  if (a.m == 0 || a.n == 0) return "";
+  const int64_t blocks = (a.n + kWarps - 1) / kWarps;
+  if (blocks > INT32_MAX) return fail(c, "too many output rows for one launch");
+  int64_t *&starts = env.bitmapRowStarts[{masks->data, a.n, a.k}];
+  if (!starts) {
+    if (auto e = cudaError(c, "allocating the bitmap's row starts", cudaMalloc(reinterpret_cast<void **>(&starts), size_t(a.n) * 8)); !e.empty()) {
+      env.bitmapRowStarts.erase({masks->data, a.n, a.k});
+      return e;
+    }
+    bitmapRowCountKernel<<<unsigned(blocks), kWarps * 32, 0, env.stream>>>(a.masks, a.n, a.k, starts);
+    if (auto e = launchError(c, "bitmap row counts"); !e.empty()) return e;
+    exclusiveScanKernel<<<1, 1024, 0, env.stream>>>(starts, a.n);
+    if (auto e = launchError(c, "bitmap row starts"); !e.empty()) return e;
+  }
+  a.starts = starts;
+  const dim3 grid{unsigned(blocks)}, block{unsigned(kWarps * 32)};
+  if (a.m <= kGemvRows) {
+    switch (a.m <= 1 ? 1 : a.m <= 2 ? 2 : a.m <= 4 ? 4 : 8) {
+    case 1: bitmapGemvKernel<1><<<grid, block, 0, env.stream>>>(a); break;
+    case 2: bitmapGemvKernel<2><<<grid, block, 0, env.stream>>>(a); break;
+    case 4: bitmapGemvKernel<4><<<grid, block, 0, env.stream>>>(a); break;
+    default: bitmapGemvKernel<8><<<grid, block, 0, env.stream>>>(a); break;
+    }
+    return launchError(c, "bitmap GEMV");
+  }
+  std::string error;
+  float *w = static_cast<float *>(env.scratch(0, uint64_t(a.n) * uint64_t(a.k) * 4, error));
+  if (!w) return fail(c, "no device memory for the decompressed weight: " + error);
+  bitmapDenseKernel<<<grid, block, 0, env.stream>>>(a, w);
+  if (auto e = launchError(c, "bitmap decompress"); !e.empty()) return e;
+  return gemmXWt(c, env, a.x, w, a.bias, a.y, a.m, a.n, a.k);
 }
+
 std::string checkW8a8(const artifact::ArtifactSpec &spec, const artifact::KernelSpec &k) {
   if (auto e = needF32(spec, k, 0, "activations"); !e.empty()) return e;
   bool present = false;
   if (dtypeOf(spec, k, 1, present) != DType::I8 || !present) return "w8a8 weights that are not i8: runs on the host";
   return "";
 }
-std::string checkBitmap(const artifact::ArtifactSpec &, const artifact::KernelSpec &) {
-  return "bitmap-f32 has no CUDA kernel yet (each row's start needs a prefix popcount of the masks): runs on the host";
+std::string checkBitmap(const artifact::ArtifactSpec &spec, const artifact::KernelSpec &k) {
+  if (auto e = needF32(spec, k, 0, "activations"); !e.empty()) return e;
+  return needF32(spec, k, 1, "values");
 }
 
 } // namespace
@@ -604,7 +755,7 @@ void registerLinearKernels() {
   for (const char *format : {"int8", "int4", "int3", "bf16", "fp16"}) addDeviceKernel("linear", format, {runQuantLinear, checkQuantLinear});
   for (const char *format : {"nm-f32", "nm-int4"}) addDeviceKernel("linear", format, {runNmLinear, checkActivations});
   addDeviceKernel("linear", "w8a8", {runW8a8, checkW8a8});
-  addDeviceKernel("linear", "bitmap-f32", {runUnsupported, checkBitmap});
+  addDeviceKernel("linear", "bitmap-f32", {runBitmapLinear, checkBitmap});
   addDeviceKernel("matmul", "f32", {runMatmul, checkMatmul});
 }
 

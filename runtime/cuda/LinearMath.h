@@ -534,6 +534,51 @@ LATHE_UNROLL
   }
 }
 
+// ------------------------------------------------------------------ unstructured (bitmap) sparse
+// bitmap-f32 (runtime/cpu/SparseNm.h): masks u8 [n, k/8] (word w of a row, little-endian,
+// has bit c % 32 for column 32w + c), the kept values of all rows in order. A warp takes
+// one output row; lane l takes mask words l, l + 32, ...; the values of a word start
+// where the lanes before it (an exclusive scan of their popcounts) and the passes
+// before end, from the row's start (the popcount of the rows before it, computed once
+// per weight).
+
+LATHE_HD int popcount32(uint32_t v) {
+#if defined(__CUDA_ARCH__)
+  return __popc(v);
+#else
+  return __builtin_popcount(v);
+#endif
+}
+LATHE_HD int lowestBit(uint32_t v) { // v != 0
+#if defined(__CUDA_ARCH__)
+  return __ffs(int(v)) - 1;
+#else
+  return __builtin_ctz(v);
+#endif
+}
+/// Mask word w (32 columns) of row `row` of a bitmap with k columns (bytes: any alignment).
+LATHE_HD uint32_t bitmapMaskWord(const uint8_t *masks, int64_t row, int64_t w, int64_t k) {
+  const uint8_t *p = masks + row * (k / 8) + 4 * w;
+  return uint32_t(loadU8(p)) | uint32_t(loadU8(p + 1)) << 8 | uint32_t(loadU8(p + 2)) << 16 | uint32_t(loadU8(p + 3)) << 24;
+}
+/// One mask word's products: its kept values (vals, column order) times columns colBase + bit
+/// of each of `rows` activation rows, fp32 fma in column order.
+template <int MAXM>
+LATHE_HD void bitmapWord(uint32_t mask, const float *vals, const float *x, int64_t ldx, int64_t rows, int64_t colBase, float *acc) {
+  for (int idx = 0; mask; ++idx, mask &= mask - 1) {
+    const int64_t col = colBase + lowestBit(mask);
+    const float v = loadF(vals + idx);
+LATHE_UNROLL
+    for (int r = 0; r < MAXM; ++r)
+      if (r < rows) acc[r] = fma32(loadF(x + r * ldx + col), v, acc[r]);
+  }
+}
+/// The dense 32 columns of one mask word: kept values in place, zeros elsewhere.
+LATHE_HD void bitmapDenseWord(uint32_t mask, const float *vals, float *out) {
+  int idx = 0;
+  for (int b = 0; b < 32; ++b) out[b] = (mask >> b & 1u) ? loadF(vals + idx++) : 0.0f;
+}
+
 // ------------------------------------------------------------------ warp reduction, output
 
 /// The device's butterfly `v += __shfl_xor_sync(~0u, v, o)` for o = 16, 8, 4, 2, 1,

@@ -102,6 +102,7 @@ public:
   ~CudaBackend() override {
     if (env_.stream) cudaStreamSynchronize(env_.stream);
     for (void *p : env_.scratchBuffers) if (p) cudaFree(p);
+    for (auto &entry : env_.bitmapRowStarts) cudaFree(entry.second);
     if (env_.blasLt) cublasLtDestroy(env_.blasLt);
     if (env_.blas) cublasDestroy(env_.blas);
     if (env_.stream) cudaStreamDestroy(env_.stream);

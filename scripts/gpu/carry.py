@@ -55,6 +55,7 @@ ENTRIES = [
     ("llama-tiny-int8-a8", generated("llama-tiny"), "int8-g32-a8", False, [], 1e-3),
     ("bert-tiny-int4-a8", generated("bert-tiny"), "int4-rtn-g32-a8", False, [], 1e-3),
     ("bert-tiny-w8a8", generated("bert-tiny"), "w8a8-dynamic", False, [(8, 128)], 2e-2),
+    ("bert-tiny-bitmap", generated("bert-tiny"), "prune-50-magnitude", False, [(8, 128)], 1e-3),
     ("gpt2-lm-tiny-fp32", generated("gpt2-lm-tiny"), None, False, [(4, 64)], 1e-3),
 ]
 

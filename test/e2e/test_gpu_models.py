@@ -59,6 +59,7 @@ def main():
             ("minilm-fp16", minilm, "fp16.yaml", ["--shapes", "1x7,2x16,3x33"], 1e-3),
             ("minilm-w8a8", minilm, "w8a8-dynamic.yaml", ["--shapes", "1x7,2x16"], 2e-2),
             ("minilm-2:4", minilm, "prune-2-4-magnitude.yaml", ["--shapes", "1x7,2x16"], 1e-3),
+            ("minilm-bitmap", minilm, "prune-50-magnitude.yaml", ["--shapes", "1x7,2x16,8x128"], 1e-3),
             ("minilm-lowrank", minilm, "lowrank-svd-20.yaml", ["--shapes", "1x7,2x16"], 1e-3),
             ("smollm2-fp32", smol, None, ["--shapes", "1x5,2x17", "--decode", "16", "--prompt", "8"], 1e-3),
             ("smollm2-int4", smol, "int4-rtn-g128.yaml", ["--shapes", "1x5", "--decode", "16", "--prompt", "8"], 1e-3),

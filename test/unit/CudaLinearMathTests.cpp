@@ -526,3 +526,75 @@ TEST_CASE("CUDA W8A8: device quantization, dp4a products and epilogue give the C
     }
   }
 }
+
+TEST_CASE("CUDA bitmap-f32: row starts, lane offsets and words give the CPU kernel's product", "[cuda-math]") {
+  // k up to 1056 (33 words: a second pass of the lanes), densities from empty rows to full ones.
+  for (auto [m, n, k, density] : std::vector<std::tuple<int64_t, int64_t, int64_t, double>>{
+           {1, 9, 64, 0.5}, {3, 7, 1056, 0.3}, {8, 5, 96, 0.9}, {2, 4, 32, 0.0}, {4, 6, 1024 + 32, 1.0}}) {
+    DYNAMIC_SECTION("m=" << m << " n=" << n << " k=" << k << " density " << density) {
+      std::mt19937 rng(uint32_t(n * 100 + k));
+      std::uniform_real_distribution<float> uni(-1.0f, 1.0f);
+      std::vector<float> w(static_cast<size_t>(n * k)), x(static_cast<size_t>(m * k)), bias(static_cast<size_t>(n));
+      std::vector<uint8_t> keep(w.size());
+      for (size_t i = 0; i < w.size(); ++i) {
+        w[i] = uni(rng);
+        keep[i] = std::fabs(uni(rng)) < density || (density >= 1.0);
+      }
+      for (int64_t c = 0; c < k; ++c) keep[size_t(2 * k + c)] = n > 2 && density > 0 ? 0 : keep[size_t(2 * k + c)]; // an empty row
+      for (auto &v : x) v = uni(rng);
+      for (auto &v : bias) v = uni(rng);
+      int64_t nnz = 0;
+      std::vector<uint8_t> masks(static_cast<size_t>(n * k / 8));
+      REQUIRE(cpu::bitmapPack(w.data(), keep.data(), n, k, nullptr, masks.data(), &nnz) == "");
+      std::vector<float> values(static_cast<size_t>(std::max<int64_t>(nnz, 1)));
+      REQUIRE(cpu::bitmapPack(w.data(), keep.data(), n, k, values.data(), masks.data(), &nnz) == "");
+      std::map<std::string, artifact::AttrValue> attrs = {{"in_features", k}};
+      std::vector<cpu::View> in = {{DType::F32, {m, k}, x.data()}, {DType::F32, {nnz}, values.data()}, {DType::U8, {n, k / 8}, masks.data()},
+                                   {DType::F32, {n}, bias.data()}};
+      cpu::View out{DType::F32, {}, nullptr};
+      std::vector<float> ref;
+      REQUIRE(runCpu("linear", "bitmap-f32", attrs, in, {true, true, true, true}, out, ref) == "");
+      // Row starts (bitmapRowCountKernel + exclusiveScanKernel).
+      std::vector<int64_t> starts(static_cast<size_t>(n));
+      int64_t run = 0;
+      for (int64_t j = 0; j < n; ++j) {
+        starts[size_t(j)] = run;
+        for (int64_t wd = 0; wd < k / 32; ++wd) run += m::popcount32(m::bitmapMaskWord(masks.data(), j, wd, k));
+      }
+      REQUIRE(run == nnz);
+      // bitmapGemvKernel<8> and bitmapDenseKernel, lane by lane.
+      const int64_t words = k / 32;
+      std::vector<float> dense(w.size(), -1.0f);
+      for (int64_t j = 0; j < n; ++j) {
+        float acc[32][8] = {};
+        const float *vals = values.data() + starts[size_t(j)];
+        for (int64_t base = 0; base < words; base += 32) {
+          int counts[32], offset = 0;
+          uint32_t mask[32];
+          for (int l = 0; l < 32; ++l) {
+            mask[l] = base + l < words ? m::bitmapMaskWord(masks.data(), j, base + l, k) : 0u;
+            counts[l] = m::popcount32(mask[l]);
+          }
+          for (int l = 0; l < 32; ++l) {
+            if (mask[l]) m::bitmapWord<8>(mask[l], vals + offset, x.data(), k, m, 32 * (base + l), acc[l]);
+            if (base + l < words) m::bitmapDenseWord(mask[l], vals + offset, &dense[size_t(j * k + 32 * (base + l))]);
+            offset += counts[l];
+          }
+          vals += offset;
+        }
+        for (int64_t r = 0; r < m; ++r) {
+          float partial[32];
+          for (int l = 0; l < 32; ++l) partial[l] = acc[l][r];
+          const float got = m::reduceLanes(partial) + bias[size_t(j)];
+          const float want = ref[size_t(r * n + j)];
+          INFO("row " << r << " output " << j << ": cpu " << want << ", cuda " << got);
+          REQUIRE(std::fabs(got - want) <= 1e-5f * (1.0f + std::fabs(want)));
+        }
+      }
+      for (size_t i = 0; i < w.size(); ++i) {
+        INFO("dense weight " << i);
+        REQUIRE(dense[i] == (keep[i] ? w[i] : 0.0f));
+      }
+    }
+  }
+}
