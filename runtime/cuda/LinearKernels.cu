@@ -169,6 +169,21 @@ __device__ __forceinline__ int laneOffset(int count, int lane, int &total) {
   return inclusive - count;
 }
 
+/// Row j's walk, one warp: lane takes mask words lane, lane + 32, ... and calls
+/// visit(word index, mask, its first value) for each word of the row.
+template <class Visit> __device__ __forceinline__ void forEachMaskWord(const BitmapDev &a, int64_t j, int lane, Visit &&visit) {
+  const float *vals = a.values + a.starts[j];
+  const int64_t words = a.k / 32;
+  for (int64_t base = 0; base < words; base += 32) {
+    const int64_t w = base + lane;
+    const uint32_t mask = w < words ? bitmapMaskWord(a.masks, j, w, a.k) : 0u;
+    int total = 0;
+    const int offset = laneOffset(popcount32(mask), lane, total);
+    if (w < words) visit(w, mask, vals + offset);
+    vals += total;
+  }
+}
+
 /// One warp per output row, up to MAXM activation rows.
 template <int MAXM> __global__ void __launch_bounds__(kWarps * 32) bitmapGemvKernel(BitmapDev a) {
   const int lane = int(threadIdx.x & 31);
@@ -177,16 +192,9 @@ template <int MAXM> __global__ void __launch_bounds__(kWarps * 32) bitmapGemvKer
   float acc[MAXM];
 #pragma unroll
   for (int r = 0; r < MAXM; ++r) acc[r] = 0.0f;
-  const float *vals = a.values + a.starts[j];
-  const int64_t words = a.k / 32;
-  for (int64_t base = 0; base < words; base += 32) {
-    const int64_t w = base + lane;
-    const uint32_t mask = w < words ? bitmapMaskWord(a.masks, j, w, a.k) : 0u;
-    int total = 0;
-    const int offset = laneOffset(popcount32(mask), lane, total);
-    if (mask) bitmapWord<MAXM>(mask, vals + offset, a.x, a.ldx, a.m, 32 * w, acc);
-    vals += total;
-  }
+  forEachMaskWord(a, j, lane, [&](int64_t w, uint32_t mask, const float *vals) {
+    if (mask) bitmapWord<MAXM>(mask, vals, a.x, a.ldx, a.m, 32 * w, acc);
+  });
 #pragma unroll
   for (int r = 0; r < MAXM; ++r) {
     if (r >= a.m) break;
@@ -200,16 +208,7 @@ __global__ void bitmapDenseKernel(BitmapDev a, float *w) {
   const int lane = int(threadIdx.x & 31);
   const int64_t j = int64_t(blockIdx.x) * kWarps + threadIdx.x / 32;
   if (j >= a.n) return;
-  const float *vals = a.values + a.starts[j];
-  const int64_t words = a.k / 32;
-  for (int64_t base = 0; base < words; base += 32) {
-    const int64_t wi = base + lane;
-    const uint32_t mask = wi < words ? bitmapMaskWord(a.masks, j, wi, a.k) : 0u;
-    int total = 0;
-    const int offset = laneOffset(popcount32(mask), lane, total);
-    if (wi < words) bitmapDenseWord(mask, vals + offset, w + j * a.k + 32 * wi);
-    vals += total;
-  }
+  forEachMaskWord(a, j, lane, [&](int64_t wi, uint32_t mask, const float *vals) { bitmapDenseWord(mask, vals, w + j * a.k + 32 * wi); });
 }
 
 // ------------------------------------------------------------------ W8A8 (device code)
@@ -352,11 +351,15 @@ bool aligned(const void *p, uintptr_t bytes) { return reinterpret_cast<uintptr_t
 /// Rows of activations (x [..., k]) and the output's row stride.
 int64_t rowsOf(const View &x, int64_t k) { return k ? x.numel() / k : 0; }
 
+/// Blocks of `threads` for a grid-stride loop over `count` items: enough to cover
+/// them, at most `perSm` blocks a multiprocessor.
+int strideBlocks(const CudaEnv &env, int64_t count, int threads, int perSm = 8) {
+  return int(std::min<int64_t>((count + threads - 1) / threads, int64_t(env.properties.multiProcessorCount) * perSm + 1));
+}
+
 std::string addBias(const KernelContext &c, CudaEnv &env, float *y, const float *bias, int64_t m, int64_t n) {
   if (!bias || m * n == 0) return "";
-  const int64_t total = m * n;
-  const int blocks = int(std::min<int64_t>((total + 255) / 256, int64_t(env.properties.multiProcessorCount) * 8 + 1));
-  biasKernel<<<blocks, 256, 0, env.stream>>>(y, bias, m, n);
+  biasKernel<<<strideBlocks(env, m * n, 256), 256, 0, env.stream>>>(y, bias, m, n);
   return launchError(c, "linear bias");
 }
 
@@ -418,8 +421,7 @@ template <int F> std::string launchHalfGemm(const KernelContext &c, CudaEnv &env
   auto *xh = static_cast<uint16_t *>(env.scratch(1, uint64_t(a.m) * uint64_t(a.k) * 2, error));
   if (!xh) return fail(c, "no device memory for the 16-bit activations: " + error);
   const int64_t count = a.m * a.k;
-  const int blocks = int(std::min<int64_t>((count + 255) / 256, int64_t(env.properties.multiProcessorCount) * 8 + 1));
-  to16Kernel<<<blocks, 256, 0, env.stream>>>(a.x, xh, count, F == kBf16);
+  to16Kernel<<<strideBlocks(env, count, 256), 256, 0, env.stream>>>(a.x, xh, count, F == kBf16);
   if (auto e = launchError(c, "linear activations to 16 bits"); !e.empty()) return e;
   if (auto e = blasError(c, "cublasSetStream", cublasSetStream(env.blas, env.stream)); !e.empty()) return e;
   const cudaDataType_t type = F == kBf16 ? CUDA_R_16BF : CUDA_R_16F;
@@ -483,9 +485,7 @@ std::string runQuantLinear(KernelContext &c, CudaEnv &env) {
     std::string error;
     auto *widened = static_cast<float *>(env.scratch(2, uint64_t(a.m) * uint64_t(a.k) * 4, error));
     if (!widened) return fail(c, "no device memory for the int8 activations: " + error);
-    const int64_t units = a.m * ((a.k + 31) / 32);
-    const int blocks = int(std::min<int64_t>((units + 127) / 128, int64_t(env.properties.multiProcessorCount) * 16 + 1));
-    widenActKernel<<<blocks, 128, 0, env.stream>>>(a.x, widened, a.m, a.k);
+    widenActKernel<<<strideBlocks(env, a.m * ((a.k + 31) / 32), 128, 16), 128, 0, env.stream>>>(a.x, widened, a.m, a.k);
     if (auto e = launchError(c, "linear int8 activations"); !e.empty()) return e;
     a.x = widened;
     a.ldx = a.k;
@@ -673,9 +673,7 @@ std::string runW8a8(KernelContext &c, CudaEnv &env) {
                                           a.xq, CUDA_R_8I, int(a.kp), &zero, acc, CUDA_R_32I, int(a.n), CUBLAS_COMPUTE_32I,
                                           CUBLAS_GEMM_DEFAULT);
     if (s == CUBLAS_STATUS_SUCCESS) {
-      const int64_t total = a.m * a.n;
-      const int blocks = int(std::min<int64_t>((total + 255) / 256, int64_t(env.properties.multiProcessorCount) * 8 + 1));
-      w8a8EpilogueKernel<<<blocks, 256, 0, env.stream>>>(a, acc);
+      w8a8EpilogueKernel<<<strideBlocks(env, a.m * a.n, 256), 256, 0, env.stream>>>(a, acc);
       return launchError(c, "w8a8 epilogue");
     }
     if (s != CUBLAS_STATUS_NOT_SUPPORTED && s != CUBLAS_STATUS_INVALID_VALUE) return blasError(c, "cublasGemmEx (int8)", s);

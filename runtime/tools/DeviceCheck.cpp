@@ -60,6 +60,20 @@ Difference compare(const Tensor &ref, const Tensor &got) {
   return d;
 }
 
+/// One output against its reference: the differences, and whether they pass rtol.
+struct Verdict {
+  Difference d;
+  bool same = false, pass = false;
+  const char *word() const { return pass ? "yes" : same ? "NO" : "SHAPE"; }
+};
+Verdict judge(const Tensor &ref, const Tensor &got, double rtol) {
+  Verdict v;
+  v.same = ref.shape() == got.shape() && ref.dtype() == got.dtype();
+  if (v.same) v.d = compare(ref, got);
+  v.pass = v.same && v.d.finite && v.d.maxAbs <= rtol * std::max(v.d.refMax, 1e-6);
+  return v;
+}
+
 template <class F> double medianMs(int reps, F &&f) {
   std::vector<double> ms;
   for (int i = 0; i < reps; ++i) {
@@ -214,13 +228,10 @@ int main(int argc, char **argv) {
       }
       carried = std::move(ordered);
       for (size_t o = 0; o < local->size(); ++o) { // this machine's CPU against the carried outputs
-        const Tensor &r = carried[o].tensor, &g = (*local)[o].tensor;
-        const bool same = r.shape() == g.shape() && r.dtype() == g.dtype();
-        Difference d = same ? compare(r, g) : Difference{};
-        const bool pass = same && d.finite && d.maxAbs <= rtol * std::max(d.refMax, 1e-6);
-        ok &= pass;
-        std::printf("%-14s %-24s %12.3g %12.3g %10.7f %10s %10s %7s\n", "cpu", carried[o].name.substr(0, 24).c_str(), d.maxAbs, d.refMax, d.cosine,
-                    "", "", pass ? "yes" : same ? "NO" : "SHAPE");
+        const Verdict v = judge(carried[o].tensor, (*local)[o].tensor, rtol);
+        ok &= v.pass;
+        std::printf("%-14s %-24s %12.3g %12.3g %10.7f %10s %10s %7s\n", "cpu", carried[o].name.substr(0, 24).c_str(), v.d.maxAbs, v.d.refMax,
+                    v.d.cosine, "", "", v.word());
       }
     }
     auto ref = carried.empty() ? std::move(local) : Expected<std::vector<NamedTensor>>(std::move(carried));
@@ -229,16 +240,14 @@ int main(int argc, char **argv) {
     double cpuMs = medianMs(reps, [&] { return bool((*cpu)->run(inputs)); });
     double devMs = medianMs(reps, [&] { return bool((*dev)->run(inputs)); });
     for (size_t o = 0; o < ref->size(); ++o) {
-      const Tensor &r = (*ref)[o].tensor, &g = (*got)[o].tensor;
-      bool same = r.shape() == g.shape() && r.dtype() == g.dtype();
-      Difference d = same ? compare(r, g) : Difference{};
-      bool pass = same && d.finite && d.maxAbs <= rtol * std::max(d.refMax, 1e-6);
-      ok &= pass;
+      const Verdict v = judge((*ref)[o].tensor, (*got)[o].tensor, rtol);
+      const Difference &d = v.d;
+      ok &= v.pass;
       std::printf("%-14s %-24s %12.3g %12.3g %10.7f %10.3f %10.3f %7s\n", item.c_str(), (*ref)[o].name.substr(0, 24).c_str(), d.maxAbs,
-                  d.refMax, d.cosine, cpuMs, devMs, pass ? "yes" : same ? "NO" : "SHAPE");
+                  d.refMax, d.cosine, cpuMs, devMs, v.word());
       json << (firstRun ? "\n" : ",\n") << "    {\"shape\": \"" << item << "\", \"output\": \"" << (*ref)[o].name << "\", \"max_abs\": " << d.maxAbs
            << ", \"ref_max\": " << d.refMax << ", \"cosine\": " << d.cosine << ", \"cpu_ms\": " << cpuMs << ", \"device_ms\": " << devMs
-           << ", \"pass\": " << (pass ? "true" : "false") << "}";
+           << ", \"pass\": " << (v.pass ? "true" : "false") << "}";
       firstRun = false;
     }
   }
