@@ -216,6 +216,9 @@ LATHE_UNROLL
              uint32_t(__ldg(p + 4 * i + 3)) << 24;
   }
 #else
+#if defined(LATHE_CUDA_EMU) // the CUDA emulator (runtime/cuda/emu) checks what the device's loads require
+  if constexpr (ALIGNED) ::emu::checkAligned(p, WORDS == 4 ? 16 : WORDS == 2 ? 8 : 4, "a vector load of weights (loadWords)");
+#endif
   for (int i = 0; i < WORDS; ++i)
     w[i] = uint32_t(p[4 * i]) | uint32_t(p[4 * i + 1]) << 8 | uint32_t(p[4 * i + 2]) << 16 | uint32_t(p[4 * i + 3]) << 24;
 #endif
@@ -235,6 +238,9 @@ LATHE_UNROLL
 LATHE_UNROLL
   for (int i = 0; i < COUNT; ++i) out[i] = __ldg(p + i);
 #else
+#if defined(LATHE_CUDA_EMU)
+  if (aligned) ::emu::checkAligned(p, 16, "a float4 load of activations (loadX)");
+#endif
   (void)aligned;
   for (int i = 0; i < COUNT; ++i) out[i] = p[i];
 #endif

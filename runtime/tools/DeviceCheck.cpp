@@ -10,6 +10,13 @@
 //       DIR/<case>/inputs/*.npy and DIR/<case>/outputs/*.npy, the outputs written
 //       by another machine's CPU (scripts/gpu/carry.py): the device, and this
 //       machine's CPU, are each compared with them (instead of --shapes).
+//   lathe-device-check model-w8a8.lathe --baseline model-fp32.lathe [--slack 0.1]
+//       For formats that round activations (w8a8, int8 activations): a 1-ulp
+//       difference before a rounding flips a code, so the device and the CPU
+//       (and the CPU's own ISA levels) differ by more than rtol. An output then
+//       also passes when the device's relative error against the baseline
+//       model's CPU output is at most (1 + slack) times the CPU's: the device
+//       loses no more accuracy than the CPU does.
 #include "lathe/Session.h"
 #include "runtime/core/Device.h"
 #include "runtime/io/Npy.h"
@@ -74,6 +81,21 @@ Verdict judge(const Tensor &ref, const Tensor &got, double rtol) {
   return v;
 }
 
+/// ‖got − ref‖ / ‖ref‖ (f32 outputs; 0 for others).
+double relativeError(const Tensor &ref, const Tensor &got) {
+  if (ref.dtype() != DType::F32 || got.dtype() != DType::F32 || ref.shape() != got.shape()) return 0;
+  double num = 0, den = 0;
+  for (int64_t i = 0; i < ref.numel(); ++i) {
+    const double r = ref.data<float>()[i], d = double(got.data<float>()[i]) - r;
+    num += d * d, den += r * r;
+  }
+  return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
+}
+/// The device loses no more accuracy against the baseline than the CPU does.
+bool asAccurate(double cpuError, double deviceError, double slack) {
+  return std::isfinite(deviceError) && deviceError <= cpuError * (1.0 + slack) + 1e-6;
+}
+
 template <class F> double medianMs(int reps, F &&f) {
   std::vector<double> ms;
   for (int i = 0; i < reps; ++i) {
@@ -116,14 +138,15 @@ Expected<std::vector<ReferenceCase>> readReference(const std::string &dir) {
 
 int usage() {
   std::fprintf(stderr, "usage: lathe-device-check ARTIFACT [--device cuda] [--shapes BxS,...] [--decode N] [--prompt P] "
-                       "[--rtol R] [--threads N] [--reps N] [--json PATH] [--reference DIR]\n       lathe-device-check --probe [--device cuda]\n");
+                       "[--rtol R] [--threads N] [--reps N] [--json PATH] [--reference DIR] [--baseline ARTIFACT [--slack S]]\n       lathe-device-check --probe [--device cuda]\n");
   return 2;
 }
 
 } // namespace
 
 int main(int argc, char **argv) {
-  std::string artifact, device = "cuda", shapesArg = "1x7,2x16,3x33", jsonPath, referenceDir;
+  std::string artifact, device = "cuda", shapesArg = "1x7,2x16,3x33", jsonPath, referenceDir, baselinePath;
+  double slack = 0.1;
   int64_t decode = 0, prompt = 8;
   double rtol = 1e-3;
   int threads = 0, reps = 5;
@@ -141,6 +164,8 @@ int main(int argc, char **argv) {
     else if (a == "--json") jsonPath = next();
     else if (a == "--probe") probe = true;
     else if (a == "--reference") referenceDir = next();
+    else if (a == "--baseline") baselinePath = next();
+    else if (a == "--slack") slack = std::atof(next().c_str());
     else if (!a.empty() && a[0] == '-') return usage();
     else artifact = a;
   }
@@ -169,6 +194,13 @@ int main(int argc, char **argv) {
     }
     std::fprintf(stderr, "error: %s\n", dev.error().c_str());
     return 1;
+  }
+  std::unique_ptr<Session> baseline;
+  if (!baselinePath.empty()) {
+    if (!referenceDir.empty()) { std::fprintf(stderr, "error: --baseline and --reference do not go together\n"); return 2; }
+    auto b = Session::open(baselinePath, {threads, "", "cpu"});
+    if (!b) { std::fprintf(stderr, "error: --baseline: %s\n", b.error().c_str()); return 1; }
+    baseline = std::move(*b);
   }
   std::printf("device   %s\n", (*dev)->device().c_str());
   size_t total = 0, onDevice = 0;
@@ -237,17 +269,32 @@ int main(int argc, char **argv) {
     auto ref = carried.empty() ? std::move(local) : Expected<std::vector<NamedTensor>>(std::move(carried));
     auto got = (*dev)->run(inputs);
     if (!got) { std::fprintf(stderr, "error: %s, %s: %s\n", device.c_str(), item.c_str(), got.error().c_str()); return 1; }
+    Expected<std::vector<NamedTensor>> base = std::vector<NamedTensor>{};
+    if (baseline) {
+      base = baseline->run(inputs);
+      if (!base) { std::fprintf(stderr, "error: --baseline, %s: %s\n", item.c_str(), base.error().c_str()); return 1; }
+      if (base->size() != ref->size()) { std::fprintf(stderr, "error: --baseline has %zu outputs, the artifact %zu\n", base->size(), ref->size()); return 2; }
+    }
     double cpuMs = medianMs(reps, [&] { return bool((*cpu)->run(inputs)); });
     double devMs = medianMs(reps, [&] { return bool((*dev)->run(inputs)); });
     for (size_t o = 0; o < ref->size(); ++o) {
-      const Verdict v = judge((*ref)[o].tensor, (*got)[o].tensor, rtol);
+      Verdict v = judge((*ref)[o].tensor, (*got)[o].tensor, rtol);
       const Difference &d = v.d;
+      double cpuErr = 0, devErr = 0;
+      if (baseline) {
+        cpuErr = relativeError((*base)[o].tensor, (*ref)[o].tensor), devErr = relativeError((*base)[o].tensor, (*got)[o].tensor);
+        v.pass = v.pass || (v.same && d.finite && asAccurate(cpuErr, devErr, slack));
+      }
       ok &= v.pass;
       std::printf("%-14s %-24s %12.3g %12.3g %10.7f %10.3f %10.3f %7s\n", item.c_str(), (*ref)[o].name.substr(0, 24).c_str(), d.maxAbs,
                   d.refMax, d.cosine, cpuMs, devMs, v.word());
+      if (baseline)
+        std::printf("%-14s %-24s error against the baseline: cpu %.4g, %s %.4g\n", "", "", cpuErr, device.c_str(), devErr);
       json << (firstRun ? "\n" : ",\n") << "    {\"shape\": \"" << item << "\", \"output\": \"" << (*ref)[o].name << "\", \"max_abs\": " << d.maxAbs
            << ", \"ref_max\": " << d.refMax << ", \"cosine\": " << d.cosine << ", \"cpu_ms\": " << cpuMs << ", \"device_ms\": " << devMs
-           << ", \"pass\": " << (v.pass ? "true" : "false") << "}";
+           << ", \"pass\": " << (v.pass ? "true" : "false");
+      if (baseline) json << ", \"baseline_error_cpu\": " << cpuErr << ", \"baseline_error_device\": " << devErr;
+      json << "}";
       firstRun = false;
     }
   }
@@ -259,8 +306,10 @@ int main(int argc, char **argv) {
       return 1;
     }
     const int64_t context = prompt + decode;
-    for (auto *s : {&*cpu, &*dev})
-      if (Status st = (*s)->startDecoding(context); !st.ok()) { std::fprintf(stderr, "error: startDecoding: %s\n", st.message().c_str()); return 1; }
+    for (Session *s : {cpu->get(), dev->get(), baseline.get()})
+      if (s)
+        if (Status st = s->startDecoding(context); !st.ok()) { std::fprintf(stderr, "error: startDecoding: %s\n", st.message().c_str()); return 1; }
+    double cpuErrSum = 0, devErrSum = 0;
     std::vector<int32_t> ids;
     for (int64_t i = 0; i < prompt; ++i) ids.push_back(int32_t(1 + (i * 37) % 100));
     double worst = 0, cpuSeconds = 0, devSeconds = 0;
@@ -283,11 +332,23 @@ int main(int argc, char **argv) {
       double rel = d.maxAbs / std::max(d.refMax, 1e-6);
       worst = std::max(worst, rel);
       if (!d.finite || rel > rtol) decodeOk = false;
+      if (baseline) {
+        auto b = baseline->append(ids);
+        if (!b) { std::fprintf(stderr, "error: --baseline decode step %lld: %s\n", (long long)step, b.error().c_str()); return 1; }
+        cpuErrSum += relativeError(*b, ref), devErrSum += relativeError(*b, *g);
+      }
       const int64_t vocab = ref.shape().back();
       const float *rp = ref.data<float>(), *gp = g->data<float>();
       int32_t rArg = int32_t(std::max_element(rp, rp + vocab) - rp), gArg = int32_t(std::max_element(gp, gp + vocab) - gp);
       agree += rArg == gArg;
       ids = {rArg}; // both follow the CPU's greedy choice
+    }
+    if (baseline) {
+      const double cpuErr = cpuErrSum / double(decode + 1), devErr = devErrSum / double(decode + 1);
+      const bool accurate = asAccurate(cpuErr, devErr, slack);
+      std::printf("decode   mean error against the baseline: cpu %.4g, %s %.4g (%s)\n", cpuErr, device.c_str(), devErr,
+                  accurate ? "as accurate" : "LESS ACCURATE");
+      decodeOk = decodeOk || accurate;
     }
     ok &= decodeOk;
     std::printf("\ndecode   prompt %lld + %lld steps: worst max|diff|/max|ref| %.3g, greedy agreement %lld/%lld, cpu %.1f tok/s, %s %.1f tok/s  %s\n",
