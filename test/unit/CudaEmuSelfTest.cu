@@ -100,6 +100,23 @@ __global__ void missingBarrierKernel(int *out) {
   out[threadIdx.x] = s[(threadIdx.x + 1) % 64];
 }
 
+/// Two block sums reusing one shared array, without the barrier between the
+/// last read of the first result and the second sum's writes.
+__global__ void reuseWithoutBarrierKernel(const float *x, float *y) {
+  __shared__ float partial[32];
+  float results[2];
+  for (int pass = 0; pass < 2; ++pass) {
+    float v = x[pass * blockDim.x + threadIdx.x];
+    for (int o = 16; o > 0; o /= 2) v += __shfl_xor_sync(0xFFFFFFFFu, v, o);
+    if ((threadIdx.x & 31) == 0) partial[threadIdx.x / 32] = v;
+    __syncthreads();
+    float total = 0.0f;
+    for (int w = 0; w < int(blockDim.x / 32); ++w) total += partial[w];
+    results[pass] = total; // (a __syncthreads belongs here)
+  }
+  y[threadIdx.x] = results[0] + 10.0f * results[1];
+}
+
 __global__ void barrierAfterReturnKernel(int *out, int n) {
   if (int(threadIdx.x) >= n) return;
   __syncthreads();
@@ -283,6 +300,18 @@ void wrongKernels() {
     std::_Exit(std::count(out.begin(), out.end(), -1) > 0 ? 0 : 4);
   }, err);
   expect(status == 0, "a missing __syncthreads reads unwritten (0xFF) shared memory");
+
+  // A fast warp writes the second sum's partial over the first before slower warps read it.
+  status = inChild([] {
+    std::vector<float> x(2 * 128);
+    for (int i = 0; i < 256; ++i) x[size_t(i)] = i < 128 ? 1.0f : 2.0f;
+    float *dx = deviceArray(x), *dy = nullptr;
+    cudaMalloc(&dy, 128 * sizeof(float));
+    reuseWithoutBarrierKernel<<<1, 128>>>(dx, dy);
+    const std::vector<float> y = hostArray(dy, 128);
+    std::_Exit(std::count(y.begin(), y.end(), 128.0f + 10.0f * 256.0f) < 128 ? 0 : 4);
+  }, err);
+  expect(status == 0, "shared memory reused without a barrier: a warp racing ahead overwrites what others have not read");
 
   expectKernelError("__syncthreads after some threads returned", [] {
     int *d = nullptr;

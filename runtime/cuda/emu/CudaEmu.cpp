@@ -1,7 +1,7 @@
 // The CUDA emulator (see CudaEmu.h): kernels run one block at a time on the
 // calling host thread, each CUDA thread a fiber with its own stack; a fiber
 // runs until it reaches __syncthreads, a warp operation or its end, and the
-// scheduler then runs the next. Device memory is host memory between guard
+// scheduler then runs the next lane of the same warp (warp-greedy, runBlock). Device memory is host memory between guard
 // pages; cuBLAS is a plain reference GEMM with cuBLAS's argument checks.
 #include "runtime/cuda/emu/CudaEmu.h"
 
@@ -276,17 +276,28 @@ bool runBlock() {
   for (int t = 0; t < n; ++t) prepareFiber(t);
   for (Warp &w : e.warps) w.generation = 0, w.arrived = 0, w.mask = 0, w.done = 0, w.kind = 0;
   e.live = n, e.atBarrier = 0, e.exited = 0;
+  // Warp-greedy: the first warp with a ready lane runs until none of its lanes can go on
+  // (all at __syncthreads or returned), then the scheduler starts again from the first
+  // warp. A warp thus races ahead of the others as far as the barriers allow, which
+  // exposes shared memory overwritten before slower warps read it.
+  const int warps = int(e.warps.size());
   while (e.live > 0) {
     bool ran = false;
-    for (int i = 0; i < n; ++i) {
-      const int t = e.reverse ? n - 1 - i : i;
-      Fiber &f = e.fibers[size_t(t)];
-      if (f.state != kReady) continue;
-      ran = true;
-      e.current = t;
-      threadIdx = f.index;
-      emu_switch(&e.schedulerSp, f.sp);
-      if (e.failed) return false;
+    for (int wi = 0; wi < warps && !ran; ++wi) {
+      const int w = e.reverse ? warps - 1 - wi : wi, lanes = std::min(32, n - w * 32);
+      for (bool any = true; any;) {
+        any = false;
+        for (int li = 0; li < lanes; ++li) {
+          const int t = w * 32 + (e.reverse ? lanes - 1 - li : li);
+          Fiber &f = e.fibers[size_t(t)];
+          if (f.state != kReady) continue;
+          any = ran = true;
+          e.current = t;
+          threadIdx = f.index;
+          emu_switch(&e.schedulerSp, f.sp);
+          if (e.failed) return false;
+        }
+      }
     }
     if (!ran && e.live > 0) {
       int barrier = 0, warp = 0;

@@ -22,8 +22,11 @@
 //   - cuBLAS calls with leading dimensions or type combinations cuBLAS rejects,
 //     or operands outside device memory.
 //
-// LATHE_CUDA_EMU_ORDER=reverse runs threads and blocks in reverse order, which
-// exposes a different set of missing barriers.
+// Scheduling is warp-greedy: the first warp that can run goes on until all its
+// lanes wait at __syncthreads or returned, so a fast warp overwrites shared
+// memory that slower warps have not read yet when a barrier is missing (and
+// unwritten shared memory reads as NaN / -1). LATHE_CUDA_EMU_ORDER=reverse runs
+// warps, lanes and blocks from the last, which exposes the mirror-image races.
 //
 // Only this emulator's headers are on the include path of the emulated build
 // (runtime/cuda/emu/include/{cuda_runtime,cublas_v2,cublasLt}.h include this file).
