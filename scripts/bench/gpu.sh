@@ -162,7 +162,8 @@ write_summary
 # ---- 1. Build ---------------------------------------------------------------
 
 if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
-  CMAKE_ARGS=(-S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DLATHE_BUILD_COMPILER=OFF -DLATHE_BUILD_TESTS=OFF)
+  # No CUDA emulator there: the real device is the point.
+  CMAKE_ARGS=(-S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DLATHE_BUILD_COMPILER=OFF -DLATHE_BUILD_TESTS=OFF -DLATHE_BUILD_CUDA_EMU=OFF)
   [[ -n "$ARCHS" ]] && CMAKE_ARGS+=("-DCMAKE_CUDA_ARCHITECTURES=$ARCHS")
   if [[ ! -f "$BUILD/CMakeCache.txt" ]] && command -v ninja >/dev/null; then CMAKE_ARGS+=(-G Ninja); fi
   if ! command -v flatc >/dev/null && [[ ! -f "$ROOT/vendor/lathe_artifact_generated.h" ]]; then
