@@ -93,7 +93,8 @@ HostWeight makeWeight(const FormatCase &f, int64_t n, int64_t k, std::mt19937 &r
   return w;
 }
 
-/// y = x·Ŵᵀ on the host, Ŵ through the device kernels' own per-weight decoding.
+/// y = x·Ŵᵀ on the host, in double: Ŵ through the device kernels' per-weight decoding
+/// (dequantOne: int8, bf16, fp16) or, for int4, decoded here from the format itself.
 std::vector<double> hostReference(const FormatCase &f, const HostWeight &w, const std::vector<float> &x, int64_t m, int64_t n, int64_t k) {
   using namespace lathe::cuda::math;
   LinearArgs a;
@@ -110,7 +111,13 @@ std::vector<double> hostReference(const FormatCase &f, const HostWeight &w, cons
       else if (f.format == "bf16") row[size_t(c)] = dequantOne<kBf16>(a, j, c);
       else if (f.format == "fp16") row[size_t(c)] = dequantOne<kF16>(a, j, c);
       else if (f.format == "int8") row[size_t(c)] = dequantOne<kInt8>(a, j, c);
-      else row[size_t(c)] = dequantOne<kInt4>(a, j, c);
+      else { // int4, written out from the format (ggml blocks of 32: byte t holds weights t and t + 16)
+        const int64_t g = c / w.group, t = c % 32;
+        const uint8_t byte = w.q[size_t(j * (k / 2) + c / 32 * 16 + t % 16)];
+        const float d = halfToFloat(w.scales[size_t(j * w.groups + g)]);
+        const float mn = w.mins.empty() ? -8.0f * d : halfToFloat(w.mins[size_t(j * w.groups + g)]);
+        row[size_t(c)] = d * float(t < 16 ? byte & 0x0F : byte >> 4) + mn;
+      }
     }
     for (int64_t i = 0; i < m; ++i) {
       double s = 0;
