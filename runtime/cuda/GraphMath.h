@@ -139,7 +139,7 @@ LATHE_HD float geluTanh(float v) { return 0.5f * v * (1.0f + fastTanh(0.79788456
 // ------------------------------------------------------------------ rotary
 /// Products and sums rounded one by one, as the CPU's separate kernels round
 /// them (nvcc would otherwise contract a·b + c into one FMA).
-#if defined(__CUDA_ARCH__)
+#if defined(LATHE_DEVICE_BRANCH)
 __device__ inline float mulRn(float a, float b) { return __fmul_rn(a, b); }
 __device__ inline float addRn(float a, float b) { return __fadd_rn(a, b); }
 #else

@@ -40,7 +40,7 @@ LATHE_HD float bitsToFloat(uint32_t b) { return numeric::bitsFloat(b); }
 
 /// Fused multiply-add, one rounding, on both sides (glibc's fmaf is exact too).
 LATHE_HD float fma32(float a, float b, float c) {
-#if defined(__CUDA_ARCH__)
+#if defined(LATHE_DEVICE_BRANCH)
   return __fmaf_rn(a, b, c);
 #else
   return __builtin_fmaf(a, b, c);
@@ -51,7 +51,7 @@ LATHE_HD float fma32(float a, float b, float c) {
 /// CUDA's __byte_perm(x, y, s) for selectors whose nibbles are below 8:
 /// result byte i = byte (s >> 4i & 7) of the 8 bytes y:x (x bytes 0–3, y bytes 4–7).
 LATHE_HD uint32_t bytePerm(uint32_t x, uint32_t y, uint32_t s) {
-#if defined(__CUDA_ARCH__)
+#if defined(LATHE_DEVICE_BRANCH)
   return __byte_perm(x, y, s);
 #else
   const uint64_t both = uint64_t(y) << 32 | x;
@@ -140,7 +140,7 @@ LATHE_HD void widenActBlock(const float *x, int64_t size, float *out) {
   const float db = amax / 127.0f, id = db != 0.0f ? 1.0f / db : 0.0f;
   const float d = finite ? db : __builtin_nanf("");
   for (int64_t i = 0; i < size; ++i) {
-#if defined(__CUDA_ARCH__)
+#if defined(LATHE_DEVICE_BRANCH)
     float v = finite ? rintf(__fmul_rn(x[i], id)) : 0.0f;
 #else
     float v = finite ? __builtin_rintf(x[i] * id) : 0.0f;
@@ -166,7 +166,7 @@ LATHE_HD float w8a8RowInverse(float amax, float tensorScale, float &rowScale) {
 }
 /// One activation code: clamp(nearbyint(x·inv), ±127), x·inv one rounded product.
 LATHE_HD int8_t w8a8Code(float x, float inv) {
-#if defined(__CUDA_ARCH__)
+#if defined(LATHE_DEVICE_BRANCH)
   float v = rintf(__fmul_rn(x, inv));
 #else
   float v = __builtin_nearbyintf(x * inv);
@@ -176,7 +176,7 @@ LATHE_HD int8_t w8a8Code(float x, float inv) {
 }
 /// Four int8 products added to acc (CUDA's __dp4a, exact in int32).
 LATHE_HD int32_t dot4(uint32_t a, uint32_t b, int32_t acc) {
-#if defined(__CUDA_ARCH__)
+#if defined(LATHE_DEVICE_BRANCH)
   return __dp4a(int(a), int(b), acc);
 #else
   for (int i = 0; i < 4; ++i) acc += int32_t(int8_t(a >> (8 * i))) * int32_t(int8_t(b >> (8 * i)));
@@ -185,7 +185,7 @@ LATHE_HD int32_t dot4(uint32_t a, uint32_t b, int32_t acc) {
 }
 /// The CPU tables' epilogue, rounded step by step in their order: float(acc)·rowScale·wScale (+ bias).
 LATHE_HD float w8a8Output(int32_t acc, float rowScale, float wScale, const float *bias, int64_t j) {
-#if defined(__CUDA_ARCH__)
+#if defined(LATHE_DEVICE_BRANCH)
   const float y = __fmul_rn(__fmul_rn(float(acc), rowScale), wScale);
   return bias ? __fadd_rn(y, bias[j]) : y;
 #else
@@ -199,7 +199,7 @@ LATHE_HD float w8a8Output(int32_t acc, float rowScale, float wScale, const float
 /// `words` 32-bit little-endian words at p. ALIGNED: p is 16-byte aligned for 4
 /// words (one 128-bit load), 4-byte aligned otherwise; else byte loads.
 template <int WORDS, bool ALIGNED> LATHE_HD void loadWords(const uint8_t *p, uint32_t *w) {
-#if defined(__CUDA_ARCH__)
+#if defined(LATHE_DEVICE_BRANCH)
   if constexpr (ALIGNED && WORDS == 4) {
     const uint4 v = __ldg(reinterpret_cast<const uint4 *>(p));
     w[0] = v.x, w[1] = v.y, w[2] = v.z, w[3] = v.w;
@@ -216,9 +216,6 @@ LATHE_UNROLL
              uint32_t(__ldg(p + 4 * i + 3)) << 24;
   }
 #else
-#if defined(LATHE_CUDA_EMU) // the CUDA emulator (runtime/cuda/emu) checks what the device's loads require
-  if constexpr (ALIGNED) ::emu::checkAligned(p, WORDS == 4 ? 16 : WORDS == 2 ? 8 : 4, "a vector load of weights (loadWords)");
-#endif
   for (int i = 0; i < WORDS; ++i)
     w[i] = uint32_t(p[4 * i]) | uint32_t(p[4 * i + 1]) << 8 | uint32_t(p[4 * i + 2]) << 16 | uint32_t(p[4 * i + 3]) << 24;
 #endif
@@ -226,7 +223,7 @@ LATHE_UNROLL
 
 /// COUNT (a multiple of 4) consecutive activations at p: float4 loads when aligned.
 template <int COUNT> LATHE_HD void loadX(const float *p, bool aligned, float *out) {
-#if defined(__CUDA_ARCH__)
+#if defined(LATHE_DEVICE_BRANCH)
   if (aligned) {
 LATHE_UNROLL
     for (int i = 0; i < COUNT; i += 4) {
@@ -238,9 +235,6 @@ LATHE_UNROLL
 LATHE_UNROLL
   for (int i = 0; i < COUNT; ++i) out[i] = __ldg(p + i);
 #else
-#if defined(LATHE_CUDA_EMU)
-  if (aligned) ::emu::checkAligned(p, 16, "a float4 load of activations (loadX)");
-#endif
   (void)aligned;
   for (int i = 0; i < COUNT; ++i) out[i] = p[i];
 #endif
@@ -248,7 +242,7 @@ LATHE_UNROLL
 
 /// One value through the read-only data cache on the device (a plain load on the host).
 template <class T> LATHE_HD T loadReadOnly(const T *p) {
-#if defined(__CUDA_ARCH__)
+#if defined(LATHE_DEVICE_BRANCH)
   return __ldg(p);
 #else
   return *p;
@@ -549,14 +543,14 @@ LATHE_UNROLL
 // per weight).
 
 LATHE_HD int popcount32(uint32_t v) {
-#if defined(__CUDA_ARCH__)
+#if defined(LATHE_DEVICE_BRANCH)
   return __popc(v);
 #else
   return __builtin_popcount(v);
 #endif
 }
 LATHE_HD int lowestBit(uint32_t v) { // v != 0
-#if defined(__CUDA_ARCH__)
+#if defined(LATHE_DEVICE_BRANCH)
   return __ffs(int(v)) - 1;
 #else
   return __builtin_ctz(v);

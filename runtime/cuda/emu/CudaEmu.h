@@ -28,6 +28,10 @@
 // unwritten shared memory reads as NaN / -1). LATHE_CUDA_EMU_ORDER=reverse runs
 // warps, lanes and blocks from the last, which exposes the mirror-image races.
 //
+// The per-thread math headers (LinearMath.h, GraphMath.h) take their device
+// branches here (LATHE_DEVICE_BRANCH): vector loads through __ldg, __dp4a,
+// __byte_perm, __fmul_rn, as nvcc compiles them; the unit tests run the host branches.
+//
 // Only this emulator's headers are on the include path of the emulated build
 // (runtime/cuda/emu/include/{cuda_runtime,cublas_v2,cublasLt}.h include this file).
 #pragma once
@@ -232,6 +236,16 @@ template <class T> T __shfl_sync(unsigned mask, T v, int srcLane, int width = 32
 template <class T> T __ldg(const T *p) {
   if constexpr (alignof(T) > 1) emu::checkAligned(p, alignof(T), "__ldg");
   return *p;
+}
+inline unsigned __float_as_uint(float f) {
+  unsigned u;
+  std::memcpy(&u, &f, 4);
+  return u;
+}
+inline float __uint_as_float(unsigned u) {
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
 }
 inline int __popc(unsigned v) { return __builtin_popcount(v); }
 inline int __ffs(int v) { return __builtin_ffs(v); }
