@@ -151,22 +151,22 @@ std::string coords(const uint3 &v) { return "(" + std::to_string(v.x) + "," + st
 // ------------------------------------------------------------------ device memory
 
 /// The allocation holding [p, p + bytes), or null.
-const Allocation *findAllocation(const void *p, size_t bytes) {
+/// The allocation starting at or below p (start address and allocation), or null.
+const std::pair<const uintptr_t, Allocation> *allocationBelow(uintptr_t a) {
   Emulator &e = E();
-  const uintptr_t a = reinterpret_cast<uintptr_t>(p);
   auto it = e.allocations.upper_bound(a);
-  if (it == e.allocations.begin()) return nullptr;
-  --it;
-  if (a < it->first || a + bytes > it->first + it->second.bytes || a + bytes < a) return nullptr;
-  return &it->second;
+  return it == e.allocations.begin() ? nullptr : &*std::prev(it);
+}
+const Allocation *findAllocation(const void *p, size_t bytes) {
+  const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  const auto *below = allocationBelow(a);
+  if (!below || a + bytes > below->first + below->second.bytes || a + bytes < a) return nullptr;
+  return &below->second;
 }
 bool isDevice(const void *p) {
-  Emulator &e = E();
   const uintptr_t a = reinterpret_cast<uintptr_t>(p);
-  auto it = e.allocations.upper_bound(a);
-  if (it == e.allocations.begin()) return false;
-  --it;
-  return a >= it->first && a < it->first + std::max<size_t>(it->second.bytes, 1);
+  const auto *below = allocationBelow(a);
+  return below && a < below->first + std::max<size_t>(below->second.bytes, 1);
 }
 std::string describe(const void *p) {
   char buffer[64];
@@ -459,9 +459,9 @@ void runKernel(const char *name, const void *address, const LaunchConfig &config
   e.invoke = invoke;
   e.context = context;
   e.threads = int(threads);
-  e.fibers.assign(size_t(threads), Fiber{});
-  e.warps.assign(size_t((threads + 31) / 32), Warp{});
-  e.dynamicShared.assign(config.sharedBytes, 0);
+  e.fibers.resize(size_t(threads)); // every field is set by prepareFiber, every warp reset by runBlock
+  e.warps.resize(size_t((threads + 31) / 32));
+  e.dynamicShared.resize(config.sharedBytes); // filled with 0xFF per block
   e.failed = false;
   gridDim = g, blockDim = b;
   e.inKernel = true;
@@ -796,10 +796,16 @@ cublasStatus_t gemm(cublasHandle_t handle, cublasOperation_t ta, cublasOperation
   std::string why;
   const int aRows = ta == CUBLAS_OP_N ? m : k, aCols = ta == CUBLAS_OP_N ? k : m;
   const int bRows = tb == CUBLAS_OP_N ? k : n, bCols = tb == CUBLAS_OP_N ? n : k;
-  for (int b = 0; b < std::max(batches, 0); ++b) {
-    const char *pa = static_cast<const char *>(A) + b * strideA * static_cast<long long>(elementBytes(at));
-    const char *pb = static_cast<const char *>(B) + b * strideB * static_cast<long long>(elementBytes(bt));
-    char *pc = static_cast<char *>(C) + b * strideC * static_cast<long long>(elementBytes(ct));
+  // Batch b's operands.
+  auto batchOf = [&](int b, const char *&pa, const char *&pb, char *&pc) {
+    pa = static_cast<const char *>(A) + b * strideA * static_cast<long long>(elementBytes(at));
+    pb = static_cast<const char *>(B) + b * strideB * static_cast<long long>(elementBytes(bt));
+    pc = static_cast<char *>(C) + b * strideC * static_cast<long long>(elementBytes(ct));
+  };
+  for (int b = 0; b < batches; ++b) {
+    const char *pa, *pb;
+    char *pc;
+    batchOf(b, pa, pb, pc);
     if (auto s = checkOperand("A", pa, at, aRows, k ? aCols : 0, lda, why); s != CUBLAS_STATUS_SUCCESS) return reject(s, why);
     if (auto s = checkOperand("B", pb, bt, bRows, k ? bCols : 0, ldb, why); s != CUBLAS_STATUS_SUCCESS) return reject(s, why);
     if (auto s = checkOperand("C", pc, ct, m, n, ldc, why); s != CUBLAS_STATUS_SUCCESS) return reject(s, why);
@@ -810,9 +816,9 @@ cublasStatus_t gemm(cublasHandle_t handle, cublasOperation_t ta, cublasOperation
   const double be = integer ? double(*static_cast<const int32_t *>(beta)) : double(*static_cast<const float *>(beta));
   std::vector<double> a(size_t(m) * size_t(k)), bT(size_t(n) * size_t(k)); // op(A) rows, op(B) columns, each contiguous in k
   for (int batch = 0; batch < batches; ++batch) {
-    const char *pa = static_cast<const char *>(A) + batch * strideA * static_cast<long long>(elementBytes(at));
-    const char *pb = static_cast<const char *>(B) + batch * strideB * static_cast<long long>(elementBytes(bt));
-    char *pc = static_cast<char *>(C) + batch * strideC * static_cast<long long>(elementBytes(ct));
+    const char *pa, *pb;
+    char *pc;
+    batchOf(batch, pa, pb, pc);
     for (int i = 0; i < m; ++i)
       for (int p = 0; p < k; ++p)
         a[size_t(i) * k + p] = loadElement(pa, at, ta == CUBLAS_OP_N ? int64_t(i) + int64_t(p) * lda : int64_t(p) + int64_t(i) * lda, tf32);

@@ -21,9 +21,6 @@ import os
 import re
 import sys
 
-IDENT = r"[A-Za-z_][A-Za-z0-9_:]*"
-
-
 def kernel_start(text, end):
     """Start index of the kernel expression that ends at `end` (just before <<<):
     an identifier, optionally followed by balanced template arguments."""
